@@ -1,0 +1,69 @@
+"""``python -m sagemaker_emulator --port 8081``: serve the emulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from types import FrameType
+
+from .faults import FAULT_KINDS, Fault
+from .server import EmulatorConfig, EmulatorServer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sagemaker_emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081, help="0 picks a free port (printed at start)")
+    parser.add_argument("--ttft-ms", type=float, default=EmulatorConfig.ttft_ms, help="time to first token")
+    parser.add_argument("--token-ms", type=float, default=EmulatorConfig.token_ms, help="delay between tokens")
+    parser.add_argument("--max-total-tokens", type=int, default=EmulatorConfig.max_total_tokens)
+    parser.add_argument(
+        "--endpoint", action="append", dest="endpoints", metavar="NAME",
+        help="serve only these endpoint names (repeatable); default: any name",
+    )
+    parser.add_argument("--no-split", action="store_true", help="one PayloadPart per event")
+    parser.add_argument(
+        "--fault", action="append", default=[], metavar="JSON",
+        help=f'inject a fault, e.g. \'{{"kind": "stall", "after_tokens": 3}}\'; kinds: {", ".join(FAULT_KINDS)}',
+    )
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="emulator %(levelname)s %(message)s")
+    try:
+        faults = [Fault.from_dict(json.loads(text)) for text in args.fault]
+    except (ValueError, TypeError) as exc:
+        print(f"invalid --fault: {exc}", file=sys.stderr)
+        return 2
+    config = EmulatorConfig(
+        ttft_ms=args.ttft_ms,
+        token_ms=args.token_ms,
+        endpoints=frozenset(args.endpoints) if args.endpoints else None,
+        max_total_tokens=args.max_total_tokens,
+        split_parts=not args.no_split,
+    )
+    server = EmulatorServer(config, host=args.host, port=args.port)
+    server.inject(*faults)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"SageMaker runtime emulator listening on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stopping.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

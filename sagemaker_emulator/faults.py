@@ -1,0 +1,49 @@
+"""Fault knobs: what can go wrong between SageMaker, the container and the caller."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
+
+FaultKind = Literal[
+    "throttle",  # HTTP 429 ThrottlingException before any byte
+    "model_error",  # HTTP 424 ModelError: the container answered 5xx
+    "unknown_endpoint",  # HTTP 400 ValidationError: endpoint not found
+    "in_band_error",  # TGI error event after `after_tokens` tokens, HTTP 200
+    "model_stream_error",  # ModelStreamError exception frame after `after_tokens` tokens
+    "internal_stream_failure",  # InternalStreamFailure exception frame after `after_tokens` tokens
+    "drop_connection",  # socket closed mid-frame after `after_tokens` tokens
+    "stall",  # nothing sent for `stall_seconds` after `after_tokens` tokens
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+PRE_STREAM_FAULTS = frozenset({"throttle", "model_error", "unknown_endpoint"})
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    after_tokens: int = 0
+    stall_seconds: float = 30.0
+    #: How many requests it applies to; ``None`` means every request until cleared.
+    times: int | None = 1
+    error_type: str = "generation"  # for in_band_error
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
+        if self.after_tokens < 0:
+            raise ValueError(f"after_tokens must be >= 0, got {self.after_tokens}")
+        if self.times is not None and self.times < 1:
+            raise ValueError(f"times must be >= 1 or null, got {self.times}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        allowed = set(cls.__dataclass_fields__)
+        unknown = set(data) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault fields {sorted(unknown)}; allowed: {sorted(allowed)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

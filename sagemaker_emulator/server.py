@@ -1,0 +1,430 @@
+"""HTTP server that answers ``InvokeEndpointWithResponseStream`` like SageMaker in front of TGI.
+
+Real HTTP/1.1 with chunked transfer encoding, real event-stream frames, the
+service's error shapes (so botocore raises the same exceptions it raises
+against AWS), fault knobs, and a record of every request received.
+
+Admin routes (not part of the SageMaker API):
+
+* ``GET /_emulator/health``: readiness.
+* ``GET /_emulator/requests``: what was received, with each outcome.
+* ``POST /_emulator/faults`` ``{"faults": [{"kind": ..., ...}]}`` / ``DELETE /_emulator/faults``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from . import eventstream, tgi
+from .faults import PRE_STREAM_FAULTS, Fault
+
+log = logging.getLogger("sagemaker_emulator")
+
+_INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations-response-stream$")
+_DISCONNECTED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    ttft_ms: float = 300.0
+    token_ms: float = 30.0
+    #: Endpoint names served; ``None`` serves any name.
+    endpoints: frozenset[str] | None = None
+    max_total_tokens: int = 2048
+    #: Cut events into several ``PayloadPart`` frames at unaligned offsets, as the service does.
+    split_parts: bool = True
+    account: str = "123456789012"
+    region: str = "us-east-1"
+
+
+@dataclass
+class ReceivedRequest:
+    request_id: str
+    endpoint: str
+    body: bytes
+    headers: dict[str, str]
+    received_at: float
+    outcome: str | None = None
+    tokens_sent: int = 0
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def finish(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.finished.set()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "body": self.body.decode("utf-8", "replace"),
+            "received_at": self.received_at,
+            "outcome": self.outcome,
+            "tokens_sent": self.tokens_sent,
+        }
+
+
+class EmulatorServer:
+    """The emulator, started in a background thread; also a context manager."""
+
+    def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or EmulatorConfig()
+        self._lock = threading.Lock()
+        self._requests: list[ReceivedRequest] = []
+        self._faults: deque[list[Any]] = deque()  # [fault, remaining uses or None]
+        self.stopping = threading.Event()
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.emulator = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> EmulatorServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sagemaker-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- what tests look at ------------------------------------------------
+
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+
+    def inject(self, *faults: Fault) -> None:
+        """Apply these faults to the next requests, in order (each for ``fault.times`` requests)."""
+        with self._lock:
+            self._faults.extend([fault, fault.times] for fault in faults)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[ReceivedRequest]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
+            time.sleep(0.005)
+        return self.requests
+
+    # -- used by the handler -----------------------------------------------
+
+    def _record(self, request: ReceivedRequest) -> Fault | None:
+        with self._lock:
+            self._requests.append(request)
+            if not self._faults:
+                return None
+            entry = self._faults[0]
+            fault, remaining = entry
+            if remaining is not None:
+                entry[1] = remaining - 1
+                if entry[1] == 0:
+                    self._faults.popleft()
+            return fault
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 512
+    emulator: EmulatorServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+    server_version = "SageMakerRuntimeEmulator"
+
+    # -- routing -----------------------------------------------------------
+
+    def do_GET(self) -> None:
+        if self.path == "/_emulator/health":
+            self._send_json(200, {"status": "ok"})
+        elif self.path == "/_emulator/requests":
+            self._send_json(200, {"requests": [r.to_dict() for r in self.server.emulator.requests]})
+        else:
+            self._send_unknown_operation()
+
+    def do_DELETE(self) -> None:
+        if self.path == "/_emulator/faults":
+            self.server.emulator.clear_faults()
+            self._send_json(200, {"faults": []})
+        else:
+            self._send_unknown_operation()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/_emulator/faults":
+            self._set_faults(body)
+            return
+        match = _INVOKE_PATH.match(self.path.split("?", 1)[0])
+        if not match:
+            self._send_unknown_operation()
+            return
+        self._invoke(match["name"], body)
+
+    def _set_faults(self, body: bytes) -> None:
+        try:
+            faults = [Fault.from_dict(item) for item in json.loads(body)["faults"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            self._send_json(400, {"message": f"invalid faults: {exc}"})
+            return
+        self.server.emulator.inject(*faults)
+        self._send_json(200, {"faults": [f.to_dict() for f in faults]})
+
+    # -- InvokeEndpointWithResponseStream ----------------------------------
+
+    def _invoke(self, endpoint: str, body: bytes) -> None:
+        emulator = self.server.emulator
+        config = emulator.config
+        record = ReceivedRequest(
+            request_id=str(uuid.uuid4()),
+            endpoint=endpoint,
+            body=body,
+            headers=dict(self.headers.items()),
+            received_at=time.time(),
+        )
+        fault = emulator._record(record)
+        log.info("invoke endpoint=%s bytes=%d fault=%s", endpoint, len(body), fault.kind if fault else None)
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
+            self._send_service_error(record, 403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+            return
+        if (fault and fault.kind == "unknown_endpoint") or (
+            config.endpoints is not None and endpoint not in config.endpoints
+        ):
+            message = f"Endpoint {endpoint} of account {config.account} not found."
+            self._send_service_error(record, 400, "ValidationError", message)
+            return
+        if fault and fault.kind == "throttle":
+            self._send_service_error(record, 429, "ThrottlingException", fault.message or "Rate exceeded")
+            return
+        if fault and fault.kind == "model_error":
+            self._send_model_error(record, 500, fault.message or "CUDA error: an illegal memory access was encountered")
+            return
+        try:
+            request = tgi.parse_request(body, config.max_total_tokens)
+        except tgi.BodyRejected as rejected:
+            self._send_model_error(record, rejected.status, rejected.message, error_type="validation")
+            return
+        except tgi.ValidationFailure as failure:
+            message = f"Input validation error: {failure}"
+            if not failure.stream:
+                self._send_model_error(record, 422, message, error_type="validation")
+                return
+            self._start_stream(record)
+            self._write_chunk(eventstream.payload_part(tgi.error_event(failure.mode, message, "validation")))
+            self._end_stream(record, "validation_error")
+            return
+        renderer = tgi.EventRenderer(request)
+        self._start_stream(record, content_type="text/event-stream" if request.stream else "application/json")
+        if not request.stream:
+            self._write_chunk(eventstream.payload_part(renderer.non_streaming_body()))
+            self._end_stream(record, "completed")
+            return
+        mid_stream_fault = fault if fault and fault.kind not in PRE_STREAM_FAULTS else None
+        try:
+            outcome = self._stream_tokens(record, request, renderer, mid_stream_fault)
+        except _DISCONNECTED:
+            record.finish("client_disconnected")
+            self.close_connection = True
+            return
+        if outcome == "dropped":
+            record.finish("fault:drop_connection")
+            return
+        self._end_stream(record, outcome)
+
+    def _stream_tokens(
+        self, record: ReceivedRequest, request: tgi.GenerationRequest, renderer: tgi.EventRenderer, fault: Fault | None
+    ) -> str:
+        config = self.server.emulator.config
+        parts = _PartSplitter(random.Random(record.request_id), enabled=config.split_parts)
+        if not self._pause(config.ttft_ms / 1000):
+            return "server_stopped"
+        for index, (token, finish_reason) in enumerate(tgi.generate(request), start=1):
+            if fault and record.tokens_sent == fault.after_tokens:
+                outcome = self._apply_fault(fault, renderer, parts)
+                if outcome is not None:
+                    return outcome
+            if index > 1 and not self._pause(config.token_ms / 1000):
+                return "server_stopped"
+            self._write_frames(parts.split(renderer.token(index, token, finish_reason)))
+            record.tokens_sent += 1
+        self._write_frames(parts.split(renderer.end()) + parts.flush())
+        return "completed"
+
+    def _apply_fault(self, fault: Fault, renderer: tgi.EventRenderer, parts: _PartSplitter) -> str | None:
+        """Act out a mid-stream fault; ``None`` when generation goes on afterwards (a stall)."""
+        pending = parts.flush()
+        if fault.kind == "in_band_error":
+            message = fault.message or "Request failed during generation: Server error: CUDA out of memory"
+            self._write_frames(pending + [eventstream.payload_part(renderer.error(message, fault.error_type))])
+        elif fault.kind in ("model_stream_error", "internal_stream_failure"):
+            self._write_frames(pending)
+            if fault.kind == "model_stream_error":
+                frame = eventstream.exception_event(
+                    "ModelStreamError", fault.message or "Model stream broken", error_code="StreamBroken"
+                )
+            else:
+                frame = eventstream.exception_event(
+                    "InternalStreamFailure", fault.message or "Internal stream failure"
+                )
+            self._write_chunk(frame)
+        elif fault.kind == "drop_connection":
+            self._write_frames(pending)
+            self._drop_connection(eventstream.payload_part(renderer.token(1, tgi.EOS, None)))
+            return "dropped"
+        elif fault.kind == "stall":
+            self._write_frames(pending)
+            self._pause(fault.stall_seconds)
+            return None
+        return f"fault:{fault.kind}"
+
+    # -- low-level writing -------------------------------------------------
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep unless the server is stopping; False when it is."""
+        return not self.server.emulator.stopping.wait(seconds) if seconds > 0 else True
+
+    def _start_stream(self, record: ReceivedRequest, content_type: str = "text/event-stream") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        self.send_header("X-Amzn-SageMaker-Content-Type", content_type)
+        self.send_header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
+        self.send_header("x-amzn-RequestId", record.request_id)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _end_stream(self, record: ReceivedRequest, outcome: str) -> None:
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+        except _DISCONNECTED:
+            outcome = "client_disconnected"
+            self.close_connection = True
+        record.finish(outcome)
+
+    def _write_frames(self, frames: list[bytes]) -> None:
+        if frames:
+            self._write_chunk(b"".join(frames))
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+
+    def _drop_connection(self, frame: bytes) -> None:
+        """Announce a whole frame, send half of it, and close the socket."""
+        self.wfile.write(b"%X\r\n%s" % (len(frame), frame[: len(frame) // 2]))
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_service_error(self, record: ReceivedRequest, status: int, code: str, message: str) -> None:
+        headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": record.request_id}
+        self._send_json(status, {"message": message}, headers)
+        record.finish(f"error:{code}")
+
+    def _send_model_error(
+        self, record: ReceivedRequest, original_status: int, message: str, error_type: str = "generation"
+    ) -> None:
+        config = self.server.emulator.config
+        log_stream = (
+            f"arn:aws:logs:{config.region}:{config.account}:log-group:/aws/sagemaker/Endpoints/{record.endpoint}"
+        )
+        original = json.dumps({"error": message, "error_type": error_type})
+        body = {
+            "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if original_status < 500 else "SERVER_ERROR_FROM_MODEL",
+            "LogStreamArn": log_stream,
+            "Message": f"Received {'client' if original_status < 500 else 'server'} error ({original_status}) "
+            f"from primary with message \"{original}\". See {log_stream} for more information.",
+            "OriginalMessage": original,
+            "OriginalStatusCode": original_status,
+        }
+        self._send_json(424, body, {"x-amzn-ErrorType": "ModelError", "x-amzn-RequestId": record.request_id})
+        record.finish("error:ModelError")
+
+    def _send_unknown_operation(self) -> None:
+        self._send_json(404, {"message": f"Unknown operation {self.command} {self.path}"},
+                        {"x-amzn-ErrorType": "UnknownOperationException"})
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (BaseHTTPRequestHandler's signature)
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _PartSplitter:
+    """Cuts each event into ``PayloadPart`` frames whose boundaries do not align with events.
+
+    Some events are cut inside a multi-byte UTF-8 character, and the blank line
+    that ends an SSE event is sometimes held back and sent at the start of the
+    next part (the token itself is never delayed: its line is already complete).
+    """
+
+    def __init__(self, rng: random.Random, enabled: bool) -> None:
+        self._rng = rng
+        self._enabled = enabled
+        self._held = b""
+
+    def split(self, event: bytes) -> list[bytes]:
+        data, self._held = self._held + event, b""
+        if not data:
+            return []
+        if not self._enabled:
+            return [eventstream.payload_part(data)]
+        if data.endswith(b"\n\n") and self._rng.random() < 0.3:
+            data, self._held = data[:-1], b"\n"
+        cuts = {self._rng.randrange(1, len(data)) for _ in range(self._rng.choice((0, 1, 1, 2)))} if len(data) > 1 else set()
+        continuation = [i for i, byte in enumerate(data) if 0x80 <= byte < 0xC0]
+        if continuation and self._rng.random() < 0.5:
+            cuts.add(self._rng.choice(continuation))
+        bounds = [0, *sorted(cuts), len(data)]
+        return [eventstream.payload_part(data[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+    def flush(self) -> list[bytes]:
+        held, self._held = self._held, b""
+        return [eventstream.payload_part(held)] if held else []

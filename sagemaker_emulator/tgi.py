@@ -1,0 +1,246 @@
+"""What a Text Generation Inference (TGI 2.4) container does with a request.
+
+Parsing and validation follow TGI's rules; events are rendered the way TGI
+writes them on ``/invocations`` with ``"stream": true``: ``data:`` + compact
+JSON (non-ASCII unescaped) + a blank line, no ``event:`` lines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .textgen import EOS, Token, answer_tokens, count_tokens
+
+MAX_STOP_SEQUENCES = 4
+TGI_VERSION = "2.4.0"
+_CHAT_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
+
+
+class BodyRejected(Exception):
+    """The container answers a non-200 status before streaming (SageMaker turns it into ModelError)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ValidationFailure(Exception):
+    """TGI's input validation error; with streaming it arrives in-band with HTTP 200.
+
+    ``mode`` and ``stream`` are filled in by :func:`parse_request` so the
+    caller can answer in the request's own format.
+    """
+
+    mode: Literal["generate", "chat"] = "generate"
+    stream: bool = True
+
+
+@dataclass
+class GenerationRequest:
+    mode: Literal["generate", "chat"]
+    prompt: str
+    stream: bool
+    max_new_tokens: int
+    input_tokens: int
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    details: bool = False
+    return_full_text: bool = True
+
+
+def parse_request(body: bytes, max_total_tokens: int) -> GenerationRequest:
+    """Parse and validate a request body; raises :class:`BodyRejected` or :class:`ValidationFailure`."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise BodyRejected(422, f"Failed to deserialize the JSON body into the target type: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: expected a JSON object")
+    chat = "messages" in payload
+    try:
+        return _parse_chat(payload, max_total_tokens) if chat else _parse_generate(payload, max_total_tokens)
+    except ValidationFailure as failure:
+        failure.mode = "chat" if chat else "generate"
+        failure.stream = bool(payload.get("stream"))
+        raise
+
+
+def _parse_generate(payload: dict[str, Any], max_total_tokens: int) -> GenerationRequest:
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, str):
+        raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: missing field `inputs`")
+    params = payload.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: `parameters` must be an object")
+    stream = bool(payload.get("stream"))
+    _validate_sampling(params)
+    if stream and params.get("best_of") not in (None, 1):
+        raise ValidationFailure("`best_of` != 1 is not supported when streaming tokens")
+    if stream and params.get("decoder_input_details"):
+        raise ValidationFailure("`decoder_input_details` == true is not supported when streaming tokens")
+    return GenerationRequest(
+        mode="generate",
+        prompt=inputs,
+        stream=stream,
+        stop=_stop_sequences(params.get("stop")),
+        seed=params.get("seed"),
+        details=bool(params.get("details")),
+        return_full_text=bool(params.get("return_full_text", True)),
+        **_token_budget(inputs, params.get("max_new_tokens"), max_total_tokens),
+    )
+
+
+def _parse_chat(payload: dict[str, Any], max_total_tokens: int) -> GenerationRequest:
+    messages = payload["messages"]
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    ):
+        raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: invalid `messages`")
+    _validate_sampling({k: payload.get(k) for k in ("top_p",)})
+    temperature = payload.get("temperature")
+    if temperature is not None and temperature < 0:
+        raise ValidationFailure("`temperature` must be strictly positive")
+    prompt = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
+    return GenerationRequest(
+        mode="chat",
+        prompt=prompt,
+        stream=bool(payload.get("stream")),
+        stop=_stop_sequences(payload.get("stop")),
+        seed=payload.get("seed"),
+        **_token_budget(prompt, payload.get("max_tokens"), max_total_tokens),
+    )
+
+
+def _validate_sampling(params: dict[str, Any]) -> None:
+    checks = (
+        ("temperature", lambda v: v > 0, "`temperature` must be strictly positive"),
+        ("top_p", lambda v: 0 < v < 1, "`top_p` must be > 0.0 and < 1.0"),
+        ("top_k", lambda v: v > 0, "`top_k` must be strictly positive"),
+        ("repetition_penalty", lambda v: v > 0, "`repetition_penalty` must be strictly positive"),
+        ("typical_p", lambda v: 0 < v < 1, "`typical_p` must be > 0.0 and < 1.0"),
+    )
+    for name, valid, message in checks:
+        value = params.get(name)
+        if value is not None and not valid(value):
+            raise ValidationFailure(message)
+
+
+def _stop_sequences(stop: object) -> list[str]:
+    sequences = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise ValidationFailure(f"`stop` supports up to {MAX_STOP_SEQUENCES} stop sequences. Given: {len(sequences)}")
+    return [s for s in sequences if isinstance(s, str) and s]
+
+
+def _token_budget(prompt: str, max_new_tokens: object, max_total_tokens: int) -> dict[str, int]:
+    input_tokens = count_tokens(prompt)
+    if input_tokens == 0:
+        raise ValidationFailure("`inputs` cannot be empty")
+    if max_new_tokens is None:
+        max_new_tokens = max(max_total_tokens - input_tokens, 1)
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValidationFailure("`max_new_tokens` must be strictly positive")
+    if input_tokens + max_new_tokens > max_total_tokens:
+        raise ValidationFailure(
+            f"`inputs` tokens + `max_new_tokens` must be <= {max_total_tokens}. "
+            f"Given: {input_tokens} `inputs` tokens and {max_new_tokens} `max_new_tokens`"
+        )
+    return {"input_tokens": input_tokens, "max_new_tokens": max_new_tokens}
+
+
+def generate(request: GenerationRequest) -> Iterator[tuple[Token, str | None]]:
+    """Each generated token with the finish reason it ends on (``None`` while generation goes on)."""
+    text = ""
+    for count, token in enumerate(answer_tokens(request.prompt, request.seed), start=1):
+        if token is EOS:
+            yield token, "eos_token"
+            return
+        text += token.text
+        tail = text[-(max((len(s) for s in request.stop), default=0) + len(token.text)) :]
+        if any(s in tail for s in request.stop):
+            yield token, "stop_sequence"
+            return
+        if count >= request.max_new_tokens:
+            yield token, "length"
+            return
+        yield token, None
+
+
+def sse(event: object) -> bytes:
+    return b"data:" + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+class EventRenderer:
+    """Renders one request's events as TGI's generate stream or its Messages API stream."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
+        self._created = int(time.time())
+        self._text: list[str] = []
+
+    def token(self, index: int, token: Token, finish_reason: str | None) -> bytes:
+        if not token.special:
+            self._text.append(token.text)
+        if self.request.mode == "chat":
+            return self._chat_chunk(token, finish_reason)
+        generated_text = None
+        details = None
+        if finish_reason is not None:
+            generated_text = "".join(self._text)
+            if self.request.return_full_text:
+                generated_text = self.request.prompt + generated_text
+            if self.request.details:
+                details = {
+                    "finish_reason": finish_reason,
+                    "generated_tokens": index,
+                    "seed": self.request.seed,
+                    "input_length": self.request.input_tokens,
+                }
+        token_json = {"id": token.id, "text": token.text, "logprob": token.logprob, "special": token.special}
+        return sse(
+            {"index": index, "token": token_json, "generated_text": generated_text, "details": details}
+        )
+
+    def _chat_chunk(self, token: Token, finish_reason: str | None) -> bytes:
+        choice = {
+            "index": 0,
+            "delta": {"role": "assistant", "content": "" if token.special else token.text},
+            "logprobs": None,
+            "finish_reason": _CHAT_FINISH.get(finish_reason or ""),
+        }
+        chunk = {
+            "object": "chat.completion.chunk",
+            "id": "",
+            "created": self._created,
+            "model": "tgi",
+            "system_fingerprint": f"{TGI_VERSION}-native",
+            "choices": [choice],
+            "usage": None,
+        }
+        return sse(chunk)
+
+    def end(self) -> bytes:
+        return b"data:[DONE]\n\n" if self.request.mode == "chat" else b""
+
+    def error(self, message: str, error_type: str) -> bytes:
+        return error_event(self.request.mode, message, error_type)
+
+    def non_streaming_body(self) -> bytes:
+        """What TGI answers without ``"stream": true``: the whole text at once."""
+        text = "".join(token.text for token, _ in generate(self.request) if not token.special)
+        if self.request.return_full_text:
+            text = self.request.prompt + text
+        return json.dumps([{"generated_text": text}], ensure_ascii=False).encode("utf-8")
+
+
+def error_event(mode: Literal["generate", "chat"], message: str, error_type: str) -> bytes:
+    """An in-band error in TGI's generate format or its Messages API format."""
+    if mode == "chat":
+        status = 422 if error_type == "validation" else 424
+        return sse({"error": {"message": message, "http_status_code": status}})
+    return sse({"error": message, "error_type": error_type})

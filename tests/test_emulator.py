@@ -1,0 +1,294 @@
+"""The SageMaker runtime emulator, driven by the real boto3 client over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from llm_stream.tokens import StreamError, TokenIterator
+from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_PAYLOAD = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
+
+
+def invoke(client, payload: object, endpoint: str = "falcon-7b-instruct") -> dict:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload)
+    return client.invoke_endpoint_with_response_stream(EndpointName=endpoint, Body=body, ContentType="application/json")
+
+
+def stream_tokens(client, payload: object) -> tuple[list[str], TokenIterator]:
+    iterator = TokenIterator(invoke(client, payload)["Body"])
+    return list(iterator), iterator
+
+
+def with_params(**params: object) -> dict:
+    return {"inputs": "How do I build a website?", "parameters": params, "stream": True}
+
+
+# -- normal generation ---------------------------------------------------------
+
+
+def test_seed_request_streams_a_chinese_answer(runtime_client, emulator: EmulatorServer) -> None:
+    response = invoke(runtime_client, {**SEED_PAYLOAD, "parameters": {"max_new_tokens": 256, "details": True}})
+    assert response["ContentType"] == "text/event-stream"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    iterator = TokenIterator(response["Body"])
+    text = "".join(iterator)
+    assert text.startswith("建立网站")
+    assert iterator.finish_reason == "eos_token"
+    assert iterator.generated_tokens == iterator.tokens_yielded + 1  # + the special EOS token
+    (received,) = emulator.requests
+    assert received.endpoint == "falcon-7b-instruct"
+    assert received.json()["inputs"] == SEED_PAYLOAD["inputs"]
+    assert received.headers["Authorization"].startswith("AWS4-HMAC-SHA256")
+    assert received.finished.wait(2) and received.outcome == "completed"
+
+
+def test_payload_parts_do_not_align_with_events(runtime_client) -> None:
+    parts = [event["PayloadPart"]["Bytes"] for event in invoke(runtime_client, SEED_PAYLOAD)["Body"]]
+    whole = b"".join(parts)
+    assert whole.startswith(b"data:{") and whole.endswith(b"\n\n")
+    assert any(not part.endswith(b"\n") for part in parts), "some part ends inside an event"
+    assert any(b"\n\ndata:" in part or part.startswith(b"\ndata:") for part in parts), "some part spans two events"
+    split_characters = 0
+    for part in parts:
+        try:
+            part.decode("utf-8")
+        except UnicodeDecodeError:
+            split_characters += 1
+    assert split_characters > 0, "some part splits a multi-byte character"
+
+
+def test_raw_events_are_tgi_sse(runtime_client) -> None:
+    whole = b"".join(e["PayloadPart"]["Bytes"] for e in invoke(runtime_client, with_params(max_new_tokens=3))["Body"])
+    events = [json.loads(line[5:]) for line in whole.decode().split("\n\n") if line]
+    assert [e["index"] for e in events] == [1, 2, 3]
+    assert all(e["generated_text"] is None for e in events[:-1])
+    assert events[-1]["generated_text"].startswith("How do I build a website?")  # return_full_text
+    assert set(events[0]["token"]) == {"id", "text", "logprob", "special"}
+
+
+def test_max_new_tokens_is_honoured(runtime_client) -> None:
+    tokens, iterator = stream_tokens(runtime_client, with_params(max_new_tokens=5, details=True))
+    assert len(tokens) == 5
+    assert iterator.finish_reason == "length" and iterator.generated_tokens == 5
+
+
+def test_stop_sequence_ends_generation(runtime_client) -> None:
+    tokens, iterator = stream_tokens(
+        runtime_client, {**SEED_PAYLOAD, "parameters": {"stop": ["托管"], "details": True}}
+    )
+    text = "".join(tokens)
+    # Like TGI, generation stops on the token that completes the sequence, and that token is sent.
+    assert "托管" in text and "托管" not in text[: -len(tokens[-1])]
+    assert iterator.finish_reason == "stop_sequence"
+
+
+def test_same_request_same_answer_and_seed_changes_it(runtime_client) -> None:
+    first, _ = stream_tokens(runtime_client, with_params(seed=1))
+    again, _ = stream_tokens(runtime_client, with_params(seed=1))
+    other, _ = stream_tokens(runtime_client, with_params(seed=2))
+    assert first == again
+    assert first != other
+
+
+def test_messages_payload_streams_chat_chunks(runtime_client) -> None:
+    payload = {"messages": [{"role": "user", "content": "How do I build a website?"}], "max_tokens": 12, "stream": True}
+    parts = [e["PayloadPart"]["Bytes"] for e in invoke(runtime_client, payload)["Body"]]
+    assert b"".join(parts).endswith(b"data:[DONE]\n\n")
+    tokens, iterator = stream_tokens(runtime_client, payload)
+    assert len(tokens) == 12
+    assert iterator.format == "messages" and iterator.finish_reason == "length"
+
+
+def test_request_without_stream_gets_the_whole_answer_at_once(runtime_client) -> None:
+    payload = {"inputs": "Hello", "parameters": {"max_new_tokens": 4}}
+    body = b"".join(e["PayloadPart"]["Bytes"] for e in invoke(runtime_client, payload)["Body"])
+    assert json.loads(body)[0]["generated_text"].startswith("Hello")
+
+
+# -- TGI validation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"temperature": 0}, "`temperature` must be strictly positive"),
+        ({"top_p": 1.0}, "`top_p` must be > 0.0 and < 1.0"),
+        ({"top_k": 0}, "`top_k` must be strictly positive"),
+        ({"repetition_penalty": 0}, "`repetition_penalty` must be strictly positive"),
+        ({"max_new_tokens": 0}, "`max_new_tokens` must be strictly positive"),
+        ({"max_new_tokens": 2047}, "must be <= 2048"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "up to 4 stop sequences"),
+        ({"best_of": 2}, "`best_of` != 1"),
+        ({"decoder_input_details": True}, "`decoder_input_details`"),
+    ],
+)
+def test_validation_errors_arrive_in_band(runtime_client, params: dict, message: str) -> None:
+    with pytest.raises(StreamError) as raised:
+        stream_tokens(runtime_client, with_params(**params))
+    assert raised.value.error_type == "validation"
+    assert message in raised.value.message
+    assert raised.value.message.startswith("Input validation error:")
+
+
+def test_chat_validation_error_uses_the_messages_shape(runtime_client) -> None:
+    payload = {"messages": [{"role": "user", "content": "Hi"}], "top_p": 1.5, "stream": True}
+    parts = b"".join(e["PayloadPart"]["Bytes"] for e in invoke(runtime_client, payload)["Body"])
+    assert json.loads(parts[5:])["error"]["http_status_code"] == 422
+
+
+def test_malformed_body_is_a_model_error(runtime_client) -> None:
+    with pytest.raises(ClientError) as raised:
+        invoke(runtime_client, b"{not json")
+    error = raised.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == 422
+
+
+# -- faults --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "status"),
+    [("throttle", "ThrottlingException", 429), ("model_error", "ModelError", 424), ("unknown_endpoint", "ValidationError", 400)],
+)
+def test_faults_before_the_stream_raise_client_errors(runtime_client, emulator, kind, code, status) -> None:
+    emulator.inject(Fault(kind=kind))
+    with pytest.raises(ClientError) as raised:
+        invoke(runtime_client, SEED_PAYLOAD)
+    assert raised.value.response["Error"]["Code"] == code
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    # The fault applied once: the next request streams normally.
+    assert stream_tokens(runtime_client, SEED_PAYLOAD)[0]
+
+
+def test_unknown_endpoint_name(make_runtime_client) -> None:
+    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=0, endpoints=frozenset({"mine"}))) as server:
+        client = make_runtime_client(server.url)
+        assert "".join(TokenIterator(invoke(client, SEED_PAYLOAD, endpoint="mine")["Body"]))
+        with pytest.raises(ClientError) as raised:
+            invoke(client, SEED_PAYLOAD, endpoint="other")
+        assert raised.value.response["Error"]["Message"] == "Endpoint other of account 123456789012 not found."
+
+
+@pytest.mark.parametrize(
+    ("kind", "error_type"),
+    [
+        ("in_band_error", "generation"),
+        ("model_stream_error", "ModelStreamError"),
+        ("internal_stream_failure", "InternalStreamFailure"),
+        ("drop_connection", "connection_lost"),
+    ],
+)
+def test_mid_stream_faults_follow_the_tokens_already_sent(runtime_client, emulator, kind: str, error_type: str) -> None:
+    emulator.inject(Fault(kind=kind, after_tokens=4))
+    seen: list[str] = []
+    with pytest.raises(StreamError) as raised:
+        for token in TokenIterator(invoke(runtime_client, SEED_PAYLOAD)["Body"]):
+            seen.append(token)
+    assert raised.value.error_type == error_type
+    assert len(seen) == 4
+    assert emulator.requests[0].tokens_sent == 4
+
+
+def test_stall_past_the_read_timeout(emulator, make_runtime_client) -> None:
+    client = make_runtime_client(emulator.url, read_timeout=0.5)
+    emulator.inject(Fault(kind="stall", after_tokens=2, stall_seconds=3))
+    started = time.monotonic()
+    with pytest.raises(StreamError) as raised:
+        stream_tokens(client, SEED_PAYLOAD)
+    assert raised.value.error_type == "read_timeout"
+    assert time.monotonic() - started < 2.5
+
+
+def test_stall_shorter_than_the_read_timeout_only_delays(emulator, make_runtime_client) -> None:
+    emulator.inject(Fault(kind="stall", after_tokens=2, stall_seconds=0.3))
+    tokens, iterator = stream_tokens(make_runtime_client(emulator.url), SEED_PAYLOAD)
+    assert iterator.tokens_yielded > 2
+
+
+def test_fault_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown fault kind 'bogus'; allowed: throttle"):
+        Fault(kind="bogus")  # type: ignore[arg-type]
+
+
+def test_unsigned_request_is_refused(emulator) -> None:
+    request = urllib.request.Request(
+        f"{emulator.url}/endpoints/e/invocations-response-stream", data=b"{}", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request)
+    assert raised.value.code == 403
+    assert raised.value.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
+# -- streaming behaviour -------------------------------------------------------
+
+
+def test_tokens_arrive_while_the_emulator_is_still_generating(make_runtime_client) -> None:
+    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=40)) as server:
+        iterator = TokenIterator(invoke(make_runtime_client(server.url), with_params(max_new_tokens=20))["Body"])
+        first = next(iterator)
+        (received,) = server.requests
+        assert first
+        assert not received.finished.is_set(), "the first token reached the client only after generation ended"
+        assert received.tokens_sent < 20
+        assert len(list(iterator)) == 19
+
+
+def test_client_closing_the_stream_is_recorded(make_runtime_client) -> None:
+    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=20)) as server:
+        iterator = TokenIterator(invoke(make_runtime_client(server.url), SEED_PAYLOAD)["Body"])
+        next(iterator)
+        iterator.close()
+        (received,) = server.requests
+        assert received.finished.wait(5)
+        assert received.outcome == "client_disconnected"
+        assert received.tokens_sent < 50
+
+
+def test_concurrent_streams_are_independent(emulator, runtime_client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda i: "".join(stream_tokens(runtime_client, with_params(seed=i % 4))[0]), range(32)))
+    assert len(emulator.requests) == 32
+    for i, answer in enumerate(answers):
+        assert answer == answers[i % 4]
+
+
+# -- running it as a program ---------------------------------------------------
+
+
+def test_command_line_server_with_admin_routes(make_runtime_client) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sagemaker_emulator", "--port", "0", "--ttft-ms", "0", "--token-ms", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("SageMaker runtime emulator listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        fault = json.dumps({"faults": [{"kind": "throttle"}]}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{url}/_emulator/faults", data=fault, method="POST"))
+        client = make_runtime_client(url)
+        with pytest.raises(ClientError, match="ThrottlingException"):
+            invoke(client, SEED_PAYLOAD)
+        assert "".join(TokenIterator(invoke(client, SEED_PAYLOAD)["Body"])).startswith("建立网站")
+        recorded = json.load(urllib.request.urlopen(f"{url}/_emulator/requests"))["requests"]
+        assert [r["outcome"] for r in recorded] == ["error:ThrottlingException", "completed"]
+    finally:
+        process.terminate()
+        assert process.wait(5) == 0
