@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import boto3
@@ -39,3 +41,62 @@ def runtime_client(emulator: EmulatorServer, make_runtime_client, monkeypatch: p
     """A client that reaches the emulator the way the function does: through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", emulator.url)
     return make_runtime_client()
+
+
+class AppServer:
+    """The function's ASGI app under real uvicorn, on an ephemeral loopback port, in a thread."""
+
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self._thread = threading.Thread(target=self.server.run, name="function-under-test", daemon=True)
+
+    def __enter__(self) -> AppServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
+
+
+def point_boto3_at(monkeypatch: pytest.MonkeyPatch, emulator_url: str) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", emulator_url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+
+
+@pytest.fixture
+def start_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppServer]]:
+    """Start the function in front of an emulator; settings fields may be overridden."""
+    from llm_stream.app import create_app
+    from llm_stream.settings import Settings
+
+    started: list[AppServer] = []
+
+    def start(emulator: EmulatorServer, **overrides: object) -> AppServer:
+        point_boto3_at(monkeypatch, emulator.url)
+        settings = Settings(**{"endpoint_name": "test-endpoint", "upstream_max_attempts": 1, **overrides})
+        server = AppServer(create_app(settings)).__enter__()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__()
+
+
+@pytest.fixture
+def function(emulator: EmulatorServer, start_function) -> AppServer:
+    return start_function(emulator)

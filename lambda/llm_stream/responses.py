@@ -1,0 +1,194 @@
+"""The streaming response: each token is sent the moment the endpoint produces it.
+
+The blocking boto3 stream is read in a worker thread one item at a time; the event
+loop sends each item, watches for the client going away (then closes the upstream
+connection, so the endpoint stops generating), and ends the stream with an
+``error`` event when the time budget runs out rather than letting Lambda cut it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .tokens import StreamError
+from .upstream import END, UpstreamStream
+
+
+@dataclass
+class StreamStats:
+    """What one request did; logged once at its end."""
+
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    model_id: str = ""
+    kind: str | None = None
+    input_chars: int | None = None
+    max_new_tokens: int | None = None
+    status: int = 200
+    first_token_at: float | None = None
+    tokens: int = 0
+    finish_reason: str | None = None
+    generated_tokens: int | None = None
+    error_type: str | None = None
+    client_disconnected: bool = False
+    prompt: str | None = None
+
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000, 1)
+
+    def duration_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 1)
+
+
+class Encoder(Protocol):
+    media_type: str
+
+    def token(self, text: str) -> bytes: ...
+    def done(self, stats: StreamStats) -> bytes: ...
+    def error(self, error_type: str, message: str) -> bytes: ...
+
+
+def _sse(event: str, data: dict[str, object]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+class SseEncoder:
+    """``text/event-stream``: ``token`` events, then one ``done`` or ``error`` event."""
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def token(self, text: str) -> bytes:
+        return _sse("token", {"text": text})
+
+    def done(self, stats: StreamStats) -> bytes:
+        return _sse("done", {
+            "finish_reason": stats.finish_reason,
+            "generated_tokens": stats.generated_tokens if stats.generated_tokens is not None else stats.tokens,
+            "ttft_ms": stats.ttft_ms(),
+            "duration_ms": stats.duration_ms(),
+        })
+
+    def error(self, error_type: str, message: str) -> bytes:
+        return _sse("error", {"type": error_type, "message": message})
+
+
+class PlainEncoder:
+    """``text/plain``: the raw text; a failure ends it with ``[error: <type>] <message>`` on its own line."""
+
+    media_type = "text/plain; charset=utf-8"
+
+    def token(self, text: str) -> bytes:
+        return text.encode()
+
+    def done(self, stats: StreamStats) -> bytes:
+        return b"\n"
+
+    def error(self, error_type: str, message: str) -> bytes:
+        return f"\n[error: {error_type}] {message}\n".encode()
+
+
+class TokenStreamResponse(Response):
+    def __init__(
+        self,
+        stream: UpstreamStream,
+        first_token: str | None,
+        encoder: Encoder,
+        stats: StreamStats,
+        deadline: float,
+        limiter: anyio.CapacityLimiter,
+        on_complete: Callable[[StreamStats], None],
+    ) -> None:
+        # No body attribute: the length is unknown, so no Content-Length header (chunked encoding).
+        self.status_code = 200
+        self.media_type = encoder.media_type
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": stats.request_id})
+        self.stream = stream
+        self.first_token = first_token
+        self.encoder = encoder
+        self.stats = stats
+        self.deadline = deadline
+        self.limiter = limiter
+        self.on_complete = on_complete
+        self._finished = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._watch_disconnect, receive, tasks.cancel_scope)
+                try:
+                    await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                    await self._pump(send)
+                except OSError:  # the client went away while we were sending
+                    self.stats.client_disconnected = True
+                tasks.cancel_scope.cancel()
+        finally:
+            if self.stats.client_disconnected or self.stats.error_type:
+                self.stream.cancel()
+            self.on_complete(self.stats)
+
+    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if self._finished:  # the server reports the end of a completed exchange this way too
+                    return
+                self.stats.client_disconnected = True
+                self.stream.cancel()
+                scope.cancel()
+                return
+
+    async def _send_body(self, send: Send, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _pump(self, send: Send) -> None:
+        try:
+            await self._pump_tokens(send)
+        except (OSError, anyio.get_cancelled_exc_class()):
+            raise
+        except Exception as exc:  # a bug must still end the stream with a clear error, not a cut connection
+            await self._fail(send, "internal_error", f"the function failed while streaming: {exc!r}")
+        self._finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump_tokens(self, send: Send) -> None:
+        if self.first_token is not None:
+            await self._send_token(send, self.first_token)
+        while True:
+            item: object = None
+            with anyio.move_on_after(max(self.deadline - time.monotonic(), 0)):
+                item = await anyio.to_thread.run_sync(
+                    self.stream.next_item, abandon_on_cancel=True, limiter=self.limiter
+                )
+            if item is None:
+                self.stream.cancel()
+                await self._fail(send, "time_budget_exceeded",
+                                 "the answer took longer than this deployment's time budget; it was cut short")
+                break
+            if item is END:
+                self.stats.finish_reason = self.stream.tokens.finish_reason
+                self.stats.generated_tokens = self.stream.tokens.generated_tokens
+                await self._send_body(send, self.encoder.done(self.stats))
+                break
+            if isinstance(item, StreamError):
+                await self._fail(send, item.error_type, item.message)
+                break
+            await self._send_token(send, item)  # type: ignore[arg-type]
+
+    async def _send_token(self, send: Send, text: str) -> None:
+        if self.stats.first_token_at is None:
+            self.stats.first_token_at = time.monotonic()
+        self.stats.tokens += 1
+        await self._send_body(send, self.encoder.token(text))
+
+    async def _fail(self, send: Send, error_type: str, message: str) -> None:
+        self.stats.error_type = error_type
+        await self._send_body(send, self.encoder.error(error_type, message))

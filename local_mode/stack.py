@@ -1,0 +1,116 @@
+"""Start the emulator and the function (uvicorn, exactly as run.sh starts it in Lambda) on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_ENDPOINT_NAME = "local-falcon-7b-instruct"
+READY_TIMEOUT_SECONDS = 30.0
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    function_url: str
+    emulator_url: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def function_environment(emulator_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What Lambda would give the function, with boto3 pointed at the emulator and dummy credentials."""
+    env = {
+        **os.environ,
+        "SAGEMAKER_ENDPOINT_NAME": LOCAL_ENDPOINT_NAME,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator_url,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONPATH": str(ROOT / "lambda"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("AWS_SESSION_TOKEN", None)
+    env.pop("AWS_PROFILE", None)
+    env.update(extra or {})
+    return env
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"{name} exited with status {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status < 500:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise StackError(f"{name} was not ready at {url} after {READY_TIMEOUT_SECONDS:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def local_stack(
+    port: int | None = None,
+    emulator_port: int | None = None,
+    emulator_args: list[str] | None = None,
+    function_env: Mapping[str, str] | None = None,
+    quiet: bool = True,
+) -> Iterator[LocalStack]:
+    """Run both processes until the block ends; ports default to free ones."""
+    port = port or free_port()
+    emulator_port = emulator_port or free_port()
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    function_url = f"http://127.0.0.1:{port}"
+    output = subprocess.DEVNULL if quiet else None
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "sagemaker_emulator", "--port", str(emulator_port),
+             "--endpoint", LOCAL_ENDPOINT_NAME, *(emulator_args or [])],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=output, stderr=output,
+        )
+        processes.append(emulator)
+        function = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "llm_stream.app:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+            cwd=ROOT / "lambda", env=function_environment(emulator_url, function_env), stdout=output, stderr=output,
+        )
+        processes.append(function)
+        _wait_ready(f"{emulator_url}/_emulator/health", emulator, "the emulator")
+        _wait_ready(f"{function_url}/healthz", function, "the function")
+        yield LocalStack(function_url=function_url, emulator_url=emulator_url)
+    finally:
+        for process in reversed(processes):
+            _stop(process)

@@ -1,0 +1,1 @@
+"""Command-line client for the streaming function URL: ``python -m stream_client "prompt"``."""

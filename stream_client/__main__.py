@@ -1,0 +1,81 @@
+"""``python -m stream_client [--url URL | --outputs FILE] [options] PROMPT``
+
+Streams the answer to stdout as it arrives; TTFT, tokens and tokens/s go to stderr.
+Exit status: 0 done, 1 HTTP error or error event, 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .client import ClientError, StreamResult, stream_answer, url_from_outputs
+from .signing import MissingCredentials
+
+DEFAULT_OUTPUTS = Path("outputs.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stream_client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prompt")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--url", help="function URL (default: read from --outputs)")
+    target.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS,
+                        help="outputs file written by `make deploy` (default: %(default)s)")
+    parser.add_argument("--auth", choices=("auto", "iam", "none"), default=None,
+                        help="sign with SigV4 (iam) or not (none); auto signs *.lambda-url.* URLs")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--chat", action="store_true", help="send a Messages API payload instead of TGI's")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds (default: %(default)s)")
+    return parser
+
+
+def build_payload(args: argparse.Namespace) -> dict[str, Any]:
+    if args.chat:
+        payload: dict[str, Any] = {"messages": [{"role": "user", "content": args.prompt}],
+                                   "max_tokens": args.max_new_tokens}
+        if args.temperature is not None:
+            payload["temperature"] = args.temperature
+        return payload
+    parameters: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+    if args.temperature is not None:
+        parameters["temperature"] = args.temperature
+    return {"inputs": args.prompt, "parameters": parameters}
+
+
+def print_token(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        url, auth = (args.url, "auto") if args.url else url_from_outputs(args.outputs)
+        result: StreamResult = stream_answer(url, build_payload(args), auth=args.auth or auth,
+                                             on_token=print_token, timeout=args.timeout)
+    except (ClientError, MissingCredentials) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print()
+    print(result.summary(), file=sys.stderr)
+    if result.error:
+        print(f"error: {result.error['type']}: {result.error['message']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

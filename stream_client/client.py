@@ -1,0 +1,127 @@
+"""Stream one answer from the function URL, token by token, and time it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from .signing import function_url_region, sign_headers
+from .sse import parse_events
+
+AuthMode = Literal["auto", "iam", "none"]
+
+
+class ClientError(Exception):
+    """The request failed before streaming (HTTP error) or the outputs file is unusable."""
+
+
+@dataclass
+class StreamResult:
+    status: int
+    text_parts: list[str] = field(default_factory=list)
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def tokens(self) -> int:
+        return len(self.text_parts)
+
+    def tokens_per_second(self) -> float | None:
+        """Generation rate after the first token (what a reader sees once text starts)."""
+        if self.ttft_s is None or self.tokens < 2 or self.duration_s <= self.ttft_s:
+            return None
+        return (self.tokens - 1) / (self.duration_s - self.ttft_s)
+
+    def summary(self) -> str:
+        rate = self.tokens_per_second()
+        ttft = "n/a" if self.ttft_s is None else f"{self.ttft_s * 1000:.0f} ms"
+        parts = [f"TTFT {ttft}", f"{self.tokens} tokens in {self.duration_s:.2f} s"]
+        if rate is not None:
+            parts.append(f"{rate:.1f} tokens/s")
+        if self.done and self.done.get("finish_reason"):
+            parts.append(f"finish: {self.done['finish_reason']}")
+        return ", ".join(parts)
+
+
+def url_from_outputs(path: Path) -> tuple[str, AuthMode]:
+    """The function URL and auth mode from the file ``cdk deploy --outputs-file`` wrote."""
+    try:
+        outputs = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClientError(f"{path} does not exist: deploy first (make deploy) or pass --url") from None
+    except ValueError as exc:
+        raise ClientError(f"{path} is not valid JSON: {exc}") from None
+    for stack_outputs in outputs.values():
+        if isinstance(stack_outputs, dict) and "FunctionUrl" in stack_outputs:
+            auth = "iam" if stack_outputs.get("AuthMode", "iam") == "iam" else "none"
+            return stack_outputs["FunctionUrl"], auth
+    raise ClientError(f"no stack in {path} has a FunctionUrl output")
+
+
+def request_headers(url: str, body: bytes, auth: AuthMode) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept": "text/event-stream"}
+    region = function_url_region(url)
+    if auth == "iam" or (auth == "auto" and region is not None):
+        if region is None:
+            raise ClientError(f"cannot sign for {url}: IAM auth needs a Lambda function URL (*.lambda-url.<region>.on.aws)")
+        headers = sign_headers("POST", url, body, headers, region)
+    return headers
+
+
+def stream_answer(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    auth: AuthMode = "auto",
+    on_token: Callable[[str], None] = lambda text: None,
+    timeout: float = 900.0,
+) -> StreamResult:
+    """POST ``payload`` and call ``on_token`` for each token as it arrives."""
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    headers = request_headers(url, body, auth)
+    started = time.monotonic()
+    with httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as http, \
+            http.stream("POST", url, content=body, headers=headers) as response:
+        result = StreamResult(status=response.status_code)
+        if response.status_code != 200:
+            response.read()
+            raise ClientError(_describe_http_error(response))
+        for event in parse_events(response.iter_lines()):
+            data = json.loads(event.data)
+            if event.event == "token":
+                if result.ttft_s is None:
+                    result.ttft_s = time.monotonic() - started
+                result.text_parts.append(data["text"])
+                on_token(data["text"])
+            elif event.event == "done":
+                result.done = data
+            elif event.event == "error":
+                result.error = data
+    result.duration_s = time.monotonic() - started
+    if result.done is None and result.error is None:
+        result.error = {"type": "incomplete", "message": "the stream ended without a done or error event"}
+    return result
+
+
+def _describe_http_error(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        detail = f"{error['type']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        detail = response.text[:500] or response.reason_phrase
+    hint = ""
+    if response.status_code == 403:
+        hint = " (IAM auth: are your credentials allowed lambda:InvokeFunctionUrl on this function?)"
+    return f"HTTP {response.status_code}: {detail}{hint}"
