@@ -57,6 +57,8 @@ class ReceivedRequest:
     received_at: float
     outcome: str | None = None
     tokens_sent: int = 0
+    #: Wall-clock time (``time.time()``) each token event was written, for latency measurements.
+    token_sent_at: list[float] = field(default_factory=list)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def json(self) -> Any:
@@ -74,6 +76,7 @@ class ReceivedRequest:
             "received_at": self.received_at,
             "outcome": self.outcome,
             "tokens_sent": self.tokens_sent,
+            "token_sent_at": self.token_sent_at,
         }
 
 
@@ -285,6 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
             if index > 1 and not self._pause(config.token_ms / 1000):
                 return "server_stopped"
             self._write_frames(parts.split(renderer.token(index, token, finish_reason)))
+            record.token_sent_at.append(time.time())
             record.tokens_sent += 1
         self._write_frames(parts.split(renderer.end()) + parts.flush())
         return "completed"

@@ -1,0 +1,178 @@
+"""What the function adds on top of reading the endpoint directly, measured side by side in one run.
+
+    python benchmarks/function_latency.py [--tokens 64] [--sequential 8] [--concurrency 1 50]
+
+The emulator (its own process) stamps the wall-clock time it writes each token. Two
+paths read the same kind of streams from it:
+
+* direct: boto3 + TokenIterator in this process (the floor: what any consumer pays);
+* function: HTTP SSE from the real function (uvicorn, its own process) in front of it.
+
+For each token, delivery latency = arrival at the reader - time the emulator wrote it.
+"Added per-token latency" compares the function path's distribution with the direct
+one; TTFT overhead compares request-to-first-token. Every stream's text is checked
+against what the emulator generated, so lost or reordered tokens are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+
+import boto3  # noqa: E402
+import httpx  # noqa: E402
+from botocore.config import Config  # noqa: E402
+
+from llm_stream.tokens import TokenIterator  # noqa: E402
+from local_mode.stack import LOCAL_ENDPOINT_NAME, local_stack  # noqa: E402
+from sagemaker_emulator import tgi  # noqa: E402
+from stream_client.sse import parse_events  # noqa: E402
+
+PROMPT = "Explain, step by step, how to plan a small software project."
+
+
+@dataclass
+class StreamTiming:
+    seed: int
+    started: float  # wall clock
+    arrivals: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+
+def payload(seed: int, tokens: int) -> dict:
+    return {"inputs": PROMPT, "parameters": {"max_new_tokens": tokens, "seed": seed}}
+
+
+def read_direct(client, seed: int, tokens: int) -> StreamTiming:
+    timing = StreamTiming(seed, time.time())
+    response = client.invoke_endpoint_with_response_stream(
+        EndpointName=LOCAL_ENDPOINT_NAME, Body=json.dumps({**payload(seed, tokens), "stream": True}),
+        ContentType="application/json")
+    for text in TokenIterator(response["Body"]):
+        timing.arrivals.append(time.time())
+        timing.texts.append(text)
+    return timing
+
+
+def read_function(http: httpx.Client, url: str, seed: int, tokens: int) -> StreamTiming:
+    timing = StreamTiming(seed, time.time())
+    with http.stream("POST", url, json=payload(seed, tokens), headers={"accept": "text/event-stream"}) as response:
+        response.raise_for_status()
+        for event in parse_events(response.iter_lines()):
+            if event.event == "token":
+                timing.arrivals.append(time.time())
+                timing.texts.append(json.loads(event.data)["text"])
+            elif event.event == "error":
+                raise RuntimeError(event.data)
+    return timing
+
+
+def emulator_records(emulator_url: str) -> dict[int, dict]:
+    with urllib.request.urlopen(f"{emulator_url}/_emulator/requests") as response:
+        records = json.load(response)["requests"]
+    return {json.loads(r["body"])["parameters"]["seed"]: r for r in records}
+
+
+@dataclass
+class PathResult:
+    ttft_ms: list[float] = field(default_factory=list)
+    delivery_ms: list[float] = field(default_factory=list)
+    streams: int = 0
+    bad_streams: int = 0
+    tokens: int = 0
+
+
+def analyse(timings: list[StreamTiming], records: dict[int, dict]) -> PathResult:
+    result = PathResult()
+    for timing in timings:
+        record = records[timing.seed]
+        request = tgi.parse_request(record["body"].encode(), 2048)
+        generated = list(tgi.generate(request))
+        visible = [i for i, (token, _) in enumerate(generated) if token.text and not token.special]
+        expected = [generated[i][0].text for i in visible]
+        result.streams += 1
+        result.tokens += len(timing.texts)
+        if timing.texts != expected:
+            result.bad_streams += 1
+            continue
+        result.ttft_ms.append((timing.arrivals[0] - timing.started) * 1000)
+        for arrival, index in zip(timing.arrivals, visible):
+            result.delivery_ms.append((arrival - record["token_sent_at"][index]) * 1000)
+    return result
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def run_level(
+    concurrency: int, count: int, read: Callable[[int], StreamTiming], first_seed: int
+) -> list[StreamTiming]:
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(read, range(first_seed, first_seed + count)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens per stream")
+    parser.add_argument("--sequential", type=int, default=8, help="streams per path at concurrency 1")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--ttft-ms", type=float, default=100)
+    parser.add_argument("--token-ms", type=float, default=30)
+    args = parser.parse_args()
+
+    emulator_args = ["--ttft-ms", str(args.ttft_ms), "--token-ms", str(args.token_ms), "--log-level", "WARNING"]
+    with local_stack(emulator_args=emulator_args) as stack:
+        direct = boto3.client(
+            "sagemaker-runtime", endpoint_url=stack.emulator_url, region_name="us-east-1",
+            aws_access_key_id="local", aws_secret_access_key="local",
+            config=Config(max_pool_connections=max(args.concurrency) + 8, retries={"total_max_attempts": 1}),
+        )
+        http = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=max(args.concurrency) + 8))
+        print(f"emulator: TTFT {args.ttft_ms:.0f} ms, {args.token_ms:.0f} ms/token; {args.tokens} tokens per stream\n")
+        print(f"{'streams':>8} {'path':>9} | {'TTFT p50':>9} {'p99':>7} | {'delivery p50':>12} {'p99':>7} | "
+              f"{'tokens':>7} {'bad streams':>11}")
+        print("-" * 86)
+        seed = 0
+        summary = []
+        for concurrency in args.concurrency:
+            count = args.sequential if concurrency == 1 else concurrency
+            paths = {
+                "direct": lambda s: read_direct(direct, s, args.tokens),
+                "function": lambda s: read_function(http, stack.function_url, s, args.tokens),
+            }
+            results = {}
+            for name, read in paths.items():
+                timings = run_level(concurrency, count, read, seed)
+                seed += count
+                results[name] = analyse(timings, emulator_records(stack.emulator_url))
+                r = results[name]
+                print(f"{concurrency:>8} {name:>9} | {statistics.median(r.ttft_ms):>7.1f}ms "
+                      f"{percentile(r.ttft_ms, 99):>5.1f}ms | {statistics.median(r.delivery_ms):>10.2f}ms "
+                      f"{percentile(r.delivery_ms, 99):>5.2f}ms | {r.tokens:>7} {r.bad_streams:>5} of {r.streams}")
+            d, f = results["direct"], results["function"]
+            summary.append(
+                f"{concurrency:>3} streams: added per-token latency p50 "
+                f"{statistics.median(f.delivery_ms) - statistics.median(d.delivery_ms):+.2f} ms, "
+                f"p99 {percentile(f.delivery_ms, 99) - percentile(d.delivery_ms, 99):+.2f} ms; "
+                f"TTFT overhead p50 {statistics.median(f.ttft_ms) - statistics.median(d.ttft_ms):+.1f} ms, "
+                f"p99 {percentile(f.ttft_ms, 99) - percentile(d.ttft_ms, 99):+.1f} ms; "
+                f"lost or reordered: {f.bad_streams} streams"
+            )
+        print("\n" + "\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()
