@@ -7,7 +7,13 @@ STAMP := $(VENV)/.installed-dev
 PORT ?= 8080
 EMULATOR_PORT ?= 8081
 
-.PHONY: install test demo dev bench-parser bench-function clean
+CDK := node_modules/.bin/cdk
+# The CDK CLI runs `python3 app.py` (cdk.json): put the project's virtual environment first.
+CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
+	CDK_DISABLE_VERSION_CHECK=1
+OUTPUTS ?= outputs.json
+
+.PHONY: install test demo dev synth deploy destroy refresh-catalog bench-parser bench-function clean
 
 install: $(STAMP)
 
@@ -19,14 +25,39 @@ $(STAMP): requirements.txt requirements-dev.txt lambda/requirements.txt
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2
 	@touch $@
 
-test: install
-	$(PY) -m pytest
+CHECKOV_STAMP := .venv-checkov/.installed
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@echo "Installing checkov into .venv-checkov/ (first run: about a minute)" >&2
+	@$(PYTHON) -m venv .venv-checkov
+	@.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt >&2
+	@touch $@
+
+$(CDK): package.json
+	@npm install --no-audit --no-fund --loglevel=error >&2
+	@touch $@
+
+test: install $(CDK) $(CHECKOV_STAMP)
+	$(PY) -m infra.refresh_catalog --check
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
 
 demo: install
 	$(PY) -m local_mode demo
 
 dev: install
 	$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT)
+
+synth: install $(CDK)
+	AWS_EC2_METADATA_DISABLED=true $(CDK_ENV) $(CDK) synth --quiet
+
+deploy: install $(CDK)
+	$(CDK_ENV) $(CDK) deploy --all --require-approval broadening --outputs-file $(OUTPUTS)
+
+destroy: install $(CDK)
+	$(CDK_ENV) $(CDK) destroy --all
+
+refresh-catalog: install
+	$(PY) -m infra.refresh_catalog
 
 bench-function: install
 	$(PY) benchmarks/function_latency.py
@@ -35,4 +66,4 @@ bench-parser: install
 	$(PY) benchmarks/token_iterator.py
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov node_modules cdk.out .pytest_cache .hypothesis

@@ -1,0 +1,26 @@
+"""Build the CDK app from settings: both stacks, tags, and the cdk-nag checks."""
+
+from __future__ import annotations
+
+from aws_cdk import App, Tags, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from .nag import acknowledge_findings
+from .settings import DeploymentSettings
+from .endpoint_stack import EndpointStack
+from .streaming_stack import StreamingStack
+
+
+def build(app: App, settings: DeploymentSettings | None = None) -> tuple[EndpointStack, StreamingStack]:
+    settings = settings or DeploymentSettings.from_context(app.node.try_get_context)
+    prefix = settings.name_prefix
+    endpoint = EndpointStack(app, f"{prefix}-endpoint", settings=settings,
+                             description=f"SageMaker JumpStart endpoint for {settings.model.model_id}")
+    streaming = StreamingStack(app, f"{prefix}-streaming", settings=settings,
+                               endpoint_name=endpoint.endpoint_name, endpoint_arn=endpoint.endpoint_arn,
+                               description="Lambda function URL that streams the endpoint's answers")
+    for stack in (endpoint, streaming):
+        Tags.of(stack).add("llm-stream:deployment", prefix)
+        acknowledge_findings(stack, settings)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return endpoint, streaming

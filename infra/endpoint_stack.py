@@ -1,0 +1,144 @@
+"""The SageMaker JumpStart endpoint: model, endpoint config, endpoint, execution role, autoscaling."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnMapping, CfnOutput, Fn, Stack, Tags
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from .catalog import CatalogModel, is_nvme_instance
+from .settings import DeploymentSettings
+
+VARIANT_NAME = "AllTraffic"
+#: Upper bound of both variant timeouts (60..3600): large models take long to download and load.
+MODEL_DOWNLOAD_TIMEOUT_SECONDS = 3600
+CONTAINER_STARTUP_TIMEOUT_SECONDS = 3600
+SCALE_IN_COOLDOWN_SECONDS = 600
+SCALE_OUT_COOLDOWN_SECONDS = 300
+
+
+class EndpointStack(Stack):
+    """Environment-agnostic: region-specific values resolve at deploy time (mapping and pseudo parameters)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploymentSettings, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        model = settings.model
+        bucket = Fn.join("", [model.artifacts.bucket_prefix, Aws.REGION])
+        image_account = CfnMapping(
+            self, "ImageAccounts",
+            mapping={region: {"account": account} for region, account in model.image.accounts.items()},
+        ).find_in_map(Aws.REGION, "account")
+        image_uri = Fn.join("", [image_account, ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
+                                 model.image.repository, ":", model.image.tag])
+
+        self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                             description=f"SageMaker execution role for {model.model_id}")
+        policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role],
+                            statements=_execution_statements(model, bucket, image_account))
+
+        self.model = sagemaker.CfnModel(
+            self, "Model",
+            execution_role_arn=self.role.role_arn,
+            enable_network_isolation=model.network_isolation,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image_uri,
+                environment=model.environment_for(settings.instance_type),
+                **_model_data(model, bucket),
+            ),
+        )
+        # CreateModel checks the role's access: the policy must be attached first.
+        self.model.node.add_dependency(policy)
+
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            model_name=self.model.attr_model_name,
+            instance_type=settings.instance_type,
+            initial_instance_count=settings.min_instances,
+            initial_variant_weight=1.0,
+            model_data_download_timeout_in_seconds=MODEL_DOWNLOAD_TIMEOUT_SECONDS,
+            container_startup_health_check_timeout_in_seconds=CONTAINER_STARTUP_TIMEOUT_SECONDS,
+        )
+        if not is_nvme_instance(settings.instance_type):
+            # Every instance type in the catalog has local NVMe, where CreateEndpointConfig rejects
+            # VolumeSizeInGB and KmsKeyId; another type would need both, which this stack does not set.
+            raise ValueError(f"instance type {settings.instance_type} has no local NVMe storage; "
+                             f"allowed: the catalog's NVMe types ({', '.join(settings.model.instance_types)})")
+        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig", production_variants=[variant])
+        self.endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name
+        )
+
+        if settings.autoscaling:
+            self._add_autoscaling(settings)
+
+        Tags.of(self).add("llm-stream:model-id", model.model_id)
+        Tags.of(self).add("llm-stream:spec-version", model.spec_version)
+        CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
+        CfnOutput(self, "ModelId", value=model.model_id)
+        CfnOutput(self, "InstanceType", value=settings.instance_type)
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.endpoint.attr_endpoint_name
+
+    @property
+    def endpoint_arn(self) -> str:
+        return self.endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
+
+    def _add_autoscaling(self, settings: DeploymentSettings) -> None:
+        # L1 on purpose: without RoleARN, Application Auto Scaling uses its service-linked role for
+        # SageMaker; the L2 construct would create a role of its own with nothing to do.
+        target = appscaling.CfnScalableTarget(
+            self, "ScalableTarget",
+            service_namespace="sagemaker",
+            resource_id=Fn.join("", ["endpoint/", self.endpoint.attr_endpoint_name, "/variant/", VARIANT_NAME]),
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=settings.min_instances,
+            max_capacity=settings.max_instances,
+        )
+        appscaling.CfnScalingPolicy(
+            self, "InvocationsPerInstance",
+            policy_name="invocations-per-instance",
+            policy_type="TargetTrackingScaling",
+            scaling_target_id=target.ref,
+            target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
+                target_value=settings.target_invocations_per_instance,
+                predefined_metric_specification=appscaling.CfnScalingPolicy.PredefinedMetricSpecificationProperty(
+                    predefined_metric_type="SageMakerVariantInvocationsPerInstance"),
+                scale_in_cooldown=SCALE_IN_COOLDOWN_SECONDS,
+                scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS,
+            ),
+        )
+
+
+def _model_data(model: CatalogModel, bucket: str) -> dict[str, object]:
+    uri = Fn.join("", ["s3://", bucket, "/", model.artifacts.key])
+    if model.artifacts.is_archive:
+        return {"model_data_url": uri}
+    return {"model_data_source": sagemaker.CfnModel.ModelDataSourceProperty(
+        s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
+            s3_uri=uri, s3_data_type="S3Prefix", compression_type="None"))}
+
+
+def _execution_statements(model: CatalogModel, bucket: str, image_account: str) -> list[iam.PolicyStatement]:
+    """What the endpoint needs: its artifacts, its image, its logs and metrics. Nothing else."""
+    bucket_arn = Fn.join("", ["arn:", Aws.PARTITION, ":s3:::", bucket])
+    repository_arn = Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", image_account,
+                                  ":repository/", model.image.repository])
+    log_groups = Fn.join("", ["arn:", Aws.PARTITION, ":logs:", Aws.REGION, ":", Aws.ACCOUNT_ID,
+                              ":log-group:/aws/sagemaker/Endpoints/*"])
+    return [
+        iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"],
+                            resources=[Fn.join("", [bucket_arn, "/", model.artifacts.key, "*"])]),
+        iam.PolicyStatement(sid="ListModelArtifacts", actions=["s3:ListBucket"], resources=[bucket_arn],
+                            conditions={"StringLike": {"s3:prefix": [f"{model.artifacts.key}*"]}}),
+        iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        iam.PolicyStatement(sid="PullImage", resources=[repository_arn], actions=[
+            "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
+        iam.PolicyStatement(sid="WriteLogs", resources=[log_groups, Fn.join("", [log_groups, ":log-stream:*"])],
+                            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                                     "logs:DescribeLogStreams"]),
+        iam.PolicyStatement(sid="PutMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"]),
+    ]

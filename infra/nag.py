@@ -1,0 +1,32 @@
+"""cdk-nag findings this design accepts, each with the reason it is right here."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Stack, Validations
+
+from .endpoint_stack import EndpointStack
+from .settings import DeploymentSettings
+
+_LOG_GROUPS = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/*"
+
+
+def acknowledge_findings(stack: Stack, settings: DeploymentSettings) -> None:
+    if not isinstance(stack, EndpointStack):
+        return
+    artifacts = (f"arn:<AWS::Partition>:s3:::{settings.model.artifacts.bucket_prefix}<AWS::Region>/"
+                 f"{settings.model.artifacts.key}*")
+    reasons = {
+        f"AwsSolutions-IAM5[Resource::{artifacts}]":
+            "The model's artifacts are every object under its JumpStart prefix (a model is many files); "
+            "the grant is read-only and limited to that one prefix of the public JumpStart bucket.",
+        "AwsSolutions-IAM5[Resource::*]":
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level permissions; "
+            "image pulls themselves are scoped to the one DLC repository.",
+        f"AwsSolutions-IAM5[Resource::{_LOG_GROUPS}]":
+            "SageMaker names the endpoint's log group after the generated endpoint name, unknown until the "
+            "endpoint exists; the grant covers only SageMaker endpoint log groups in this account and region.",
+        f"AwsSolutions-IAM5[Resource::{_LOG_GROUPS}:log-stream:*]":
+            "Log streams are created per instance and container at run time under those same log groups.",
+    }
+    for rule, reason in reasons.items():
+        Validations.of(stack).acknowledge(Acknowledgment(id=rule, reason=reason))

@@ -1,0 +1,50 @@
+"""Rebuild ``infra/catalog.json`` from JumpStart spec data.
+
+    python -m infra.refresh_catalog [--specs FILE] [--check]
+
+``--specs`` reads spec data in the recorded format (default: ``infra/jumpstart-specs.json``,
+the latest specs of the blog's models). ``--check`` exits 1 when ``catalog.json`` differs
+from what the specs give (tests run it, so the two never drift apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .catalog import CATALOG_PATH, catalog_from_specs
+
+DEFAULT_SPECS = Path(__file__).with_name("jumpstart-specs.json")
+
+
+def render(specs_path: Path) -> str:
+    catalog = catalog_from_specs(json.loads(specs_path.read_text()))
+    return json.dumps(catalog.to_json(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.refresh_catalog", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--specs", type=Path, default=DEFAULT_SPECS)
+    parser.add_argument("--output", type=Path, default=CATALOG_PATH)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    rendered = render(args.specs)
+    if args.check:
+        current = args.output.read_text() if args.output.exists() else ""
+        if current != rendered:
+            print(f"{args.output} is out of date: run python -m infra.refresh_catalog", file=sys.stderr)
+            return 1
+        return 0
+    args.output.write_text(rendered)
+    catalog = json.loads(rendered)
+    print(f"wrote {args.output}: {len(catalog['models'])} models, {len(catalog['unavailable'])} unavailable")
+    for model_id, reason in catalog["unavailable"].items():
+        print(f"  unavailable: {model_id}: {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

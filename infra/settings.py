@@ -1,0 +1,168 @@
+"""Deployment settings: one typed object, read once from CDK context, validated with clear errors.
+
+Every key has its default in ``cdk.json``; ``cdk deploy -c key=value`` overrides it (values
+given on the command line arrive as strings and are converted here).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .catalog import Catalog, CatalogError, CatalogModel, load_catalog
+
+#: CloudWatch Logs retention periods (days) that CloudFormation accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+#: Seconds between the function's time budget and its timeout, for the final error event.
+TIME_BUDGET_MARGIN_SECONDS = 15
+_NAME_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,23}$")
+_ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d+)?)$")
+
+CONTEXT_KEYS = (
+    "model", "instance_type", "auth", "min_instances", "max_instances", "target_invocations_per_instance",
+    "cors_origins", "max_new_tokens", "default_max_new_tokens", "max_input_chars", "max_body_bytes",
+    "reserved_concurrency", "function_timeout_seconds", "function_memory_mb", "log_retention_days", "name_prefix",
+    "web_adapter_layer_version", "log_prompts",
+)
+
+
+class SettingsError(ValueError):
+    """A context value is missing or not allowed; the message names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    model: CatalogModel
+    instance_type: str
+    auth: Literal["iam", "none"]
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: int
+    cors_origins: tuple[str, ...]
+    max_new_tokens: int
+    default_max_new_tokens: int
+    max_input_chars: int
+    max_body_bytes: int
+    reserved_concurrency: int
+    function_timeout_seconds: int
+    function_memory_mb: int
+    log_retention_days: int
+    name_prefix: str
+    web_adapter_layer_version: int
+    log_prompts: bool
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.max_instances > self.min_instances
+
+    @property
+    def time_budget_seconds(self) -> int:
+        return self.function_timeout_seconds - TIME_BUDGET_MARGIN_SECONDS
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any], catalog: Catalog | None = None) -> DeploymentSettings:
+        """Read every key through ``get`` (``node.try_get_context``); raise :class:`SettingsError`."""
+        catalog = catalog or load_catalog()
+        raw = {key: get(key) for key in CONTEXT_KEYS}
+        model_id = _required(raw, "model")
+        try:
+            model = catalog.get(str(model_id))
+        except CatalogError as exc:
+            raise SettingsError(f"context key 'model': {exc}") from None
+
+        instance_type = raw["instance_type"] or model.default_instance_type
+        if instance_type not in model.instance_types:
+            raise SettingsError(f"context key 'instance_type': {instance_type!r} is not supported by {model.model_id}; "
+                                f"allowed: {', '.join(model.instance_types)}")
+        auth = str(_required(raw, "auth")).lower()
+        if auth not in ("iam", "none"):
+            raise SettingsError(f"context key 'auth': {raw['auth']!r} is not allowed; allowed: iam, none")
+
+        number = _IntReader(raw)
+        min_instances = number("min_instances", 1, 20)
+        max_instances = number("max_instances", 1, 20)
+        if max_instances < min_instances:
+            raise SettingsError(f"context key 'max_instances': {max_instances} is below min_instances "
+                                f"({min_instances}); allowed: {min_instances}..20")
+        max_new_tokens_limit = model.max_total_tokens - 1
+        default_cap = model.max_total_tokens - model.max_input_tokens
+        max_new_tokens = number("max_new_tokens", 1, max_new_tokens_limit, default=default_cap)
+        timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS)
+        retention = number("log_retention_days", 1, 3653)
+        if retention not in LOG_RETENTION_DAYS:
+            raise SettingsError(f"context key 'log_retention_days': {retention} is not a CloudWatch retention "
+                                f"period; allowed: {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        name_prefix = str(_required(raw, "name_prefix"))
+        if not _NAME_PREFIX.match(name_prefix):
+            raise SettingsError(f"context key 'name_prefix': {name_prefix!r} is not allowed; allowed: a letter then "
+                                "up to 23 letters, digits or hyphens")
+        return cls(
+            model=model,
+            instance_type=instance_type,
+            auth=auth,  # type: ignore[arg-type]
+            min_instances=min_instances,
+            max_instances=max_instances,
+            target_invocations_per_instance=number("target_invocations_per_instance", 1, 10_000),
+            cors_origins=_origins(raw["cors_origins"]),
+            max_new_tokens=max_new_tokens,
+            default_max_new_tokens=number("default_max_new_tokens", 1, max_new_tokens),
+            max_input_chars=number("max_input_chars", 1, 1_000_000,
+                                   default=4 * model.max_input_tokens),
+            max_body_bytes=number("max_body_bytes", 1024, 6 * 1024 * 1024),
+            reserved_concurrency=number("reserved_concurrency", 1, 1000),
+            function_timeout_seconds=timeout,
+            function_memory_mb=number("function_memory_mb", 128, 10_240),
+            log_retention_days=retention,
+            name_prefix=name_prefix,
+            web_adapter_layer_version=number("web_adapter_layer_version", 1, 1000),
+            log_prompts=_boolean(raw, "log_prompts"),
+        )
+
+
+def _required(raw: dict[str, Any], key: str) -> Any:
+    value = raw.get(key)
+    if value is None or value == "":
+        raise SettingsError(f"context key {key!r} is not set (its default belongs in cdk.json)")
+    return value
+
+
+class _IntReader:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self._raw = raw
+
+    def __call__(self, key: str, low: int, high: int, default: int | None = None) -> int:
+        value = self._raw.get(key)
+        if value is None or value == "":
+            if default is None:
+                raise SettingsError(f"context key {key!r} is not set (its default belongs in cdk.json)")
+            return default
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+            raise SettingsError(f"context key {key!r}: {value!r} is not a whole number; allowed: {low}..{high}")
+        number = int(value)
+        if not low <= number <= high:
+            raise SettingsError(f"context key {key!r}: {number} is out of range; allowed: {low}..{high}")
+        return number
+
+
+def _boolean(raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise SettingsError(f"context key {key!r}: {value!r} is not allowed; allowed: true, false")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    origins = [o.strip() for o in value.split(",")] if isinstance(value, str) else list(value)
+    bad = [o for o in origins if not isinstance(o, str) or not _ORIGIN.match(o)]
+    if bad:
+        raise SettingsError(f"context key 'cors_origins': {bad!r} are not origins; allowed: a list of "
+                            "https://host[:port] origins, or \"*\"")
+    return tuple(origins)
