@@ -38,7 +38,6 @@ $(CDK): package.json
 	@touch $@
 
 test: install $(CDK) $(CHECKOV_STAMP)
-	$(PY) -m infra.refresh_catalog --check
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
 
 demo: install

@@ -11,11 +11,16 @@ _LOG_GROUPS = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-grou
 
 
 def acknowledge_findings(stack: Stack, settings: DeploymentSettings) -> None:
-    if not isinstance(stack, EndpointStack):
-        return
+    if isinstance(stack, EndpointStack):
+        for rule, reason in endpoint_findings(settings).items():
+            Validations.of(stack).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def endpoint_findings(settings: DeploymentSettings) -> dict[str, str]:
+    """The endpoint stack's accepted findings: rule id with its resource -> reason."""
     artifacts = (f"arn:<AWS::Partition>:s3:::{settings.model.artifacts.bucket_prefix}<AWS::Region>/"
                  f"{settings.model.artifacts.key}*")
-    reasons = {
+    return {
         f"AwsSolutions-IAM5[Resource::{artifacts}]":
             "The model's artifacts are every object under its JumpStart prefix (a model is many files); "
             "the grant is read-only and limited to that one prefix of the public JumpStart bucket.",
@@ -28,5 +33,3 @@ def acknowledge_findings(stack: Stack, settings: DeploymentSettings) -> None:
         f"AwsSolutions-IAM5[Resource::{_LOG_GROUPS}:log-stream:*]":
             "Log streams are created per instance and container at run time under those same log groups.",
     }
-    for rule, reason in reasons.items():
-        Validations.of(stack).acknowledge(Acknowledgment(id=rule, reason=reason))

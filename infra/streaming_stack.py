@@ -115,6 +115,12 @@ class StreamingStack(Stack):
             ) if settings.cors_origins else None,
         )
 
+        if settings.auth == "none":
+            skip_checkov(self.url, {
+                "CKV_AWS_258": "The deployer asked for a public URL (context auth=none, off by default); reserved "
+                               "concurrency and the token, input and body caps bound what callers can spend.",
+            })
+
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         CfnOutput(self, "AuthMode", value=settings.auth)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
@@ -142,4 +148,5 @@ def _environment(settings: DeploymentSettings, endpoint_name: str) -> dict[str, 
         # winding down after a cancelled stream.
         "MAX_CONCURRENT_STREAMS": "4",
         "LOG_PROMPTS": "true" if settings.log_prompts else "false",
+        "MESSAGES_API": "true" if settings.model.supports_messages_api else "false",
     }

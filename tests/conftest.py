@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+# jsii (aws-cdk-lib) prints a banner on Node 20 unless told it is known.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import threading
 import time
 from collections.abc import Callable, Iterator

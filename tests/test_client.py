@@ -29,10 +29,17 @@ def test_sse_parser_handles_comments_multiline_data_and_missing_final_blank_line
     ]
 
 
-def test_cli_streams_from_the_function(function, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--url", function.url, "--max-new-tokens", "12", "How do I build a website?"]) == 0
-    out, err = capsys.readouterr()
-    assert out.startswith("Here is a short answer")
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, in its own process (the function under test logs to this one's stdout)."""
+    return subprocess.run([sys.executable, "-m", "stream_client", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_cli_streams_from_the_function(function) -> None:
+    result = run_cli("--url", function.url, "--max-new-tokens", "12", "How do I build a website?")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Here is a short answer") and result.stdout.endswith("\n")
+    err = result.stderr
     assert "TTFT" in err and "12 tokens in" in err and "tokens/s" in err and "finish: length" in err
 
 
@@ -41,17 +48,18 @@ def test_cli_chat_mode(function, emulator, capsys: pytest.CaptureFixture[str]) -
     assert emulator.requests[0].json()["messages"] == [{"role": "user", "content": "Hi"}]
 
 
-def test_cli_exits_non_zero_on_an_error_event(function, emulator, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exits_non_zero_on_an_error_event(function, emulator) -> None:
     emulator.inject(Fault(kind="model_stream_error", after_tokens=2))
-    assert main(["--url", function.url, "Hello"]) == 1
-    out, err = capsys.readouterr()
-    assert out.strip() == "Here is"
-    assert "error: ModelStreamError: Model stream broken" in err
+    result = run_cli("--url", function.url, "Hello")
+    assert result.returncode == 1
+    assert result.stdout.strip() == "Here is"
+    assert "error: ModelStreamError: Model stream broken" in result.stderr
 
 
-def test_cli_exits_non_zero_on_an_http_error(function, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--url", function.url, "--temperature", "0", "Hello"]) == 1
-    assert "HTTP 422: validation_error: `parameters.temperature`" in capsys.readouterr().err
+def test_cli_exits_non_zero_on_an_http_error(function) -> None:
+    result = run_cli("--url", function.url, "--temperature", "0", "Hello")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "HTTP 422: validation_error: `parameters.temperature`" in result.stderr
 
 
 def test_cli_reads_the_url_from_the_outputs_file(function, tmp_path: Path, capsys) -> None:

@@ -84,6 +84,15 @@ def test_messages_payload(function, emulator: EmulatorServer) -> None:
     assert sent["messages"] == payload["messages"] and sent["stream"] is True and sent["max_tokens"] == 7
 
 
+def test_messages_refused_where_the_container_lacks_the_messages_api(start_function, emulator) -> None:
+    function = start_function(emulator, messages_api=False)
+    response = httpx.post(function.url, json={"messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+    assert response.status_code == 422
+    assert "does not support the Messages API" in response.json()["error"]["message"]
+    assert emulator.requests == []
+    assert httpx.post(function.url, json={"inputs": "Hi", "parameters": {"max_new_tokens": 2}}).status_code == 200
+
+
 def test_curl_style_form_content_type_is_accepted(function) -> None:
     response = httpx.post(function.url, content=b'{"inputs": "Hello", "parameters": {"max_new_tokens": 3}}',
                           headers={"content-type": "application/x-www-form-urlencoded"}, timeout=30)

@@ -124,6 +124,9 @@ def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
         raise ApiError(422, "validation_error", "give exactly one of `inputs` (TGI payload) or `messages` (Messages API)")
     if has_inputs:
         return _generate_request(_validate(GeneratePayload, data, "inputs"), settings)
+    if not settings.messages_api:
+        raise ApiError(422, "validation_error", "this model's container does not support the Messages API; "
+                       "send a TGI payload: {\"inputs\": ..., \"parameters\": {...}}")
     return _chat_request(_validate(ChatPayload, data, "messages"), settings)
 
 

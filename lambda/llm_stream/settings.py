@@ -40,6 +40,8 @@ class Settings:
     max_concurrent_streams: int = 256
     #: Log prompt text (off by default: prompts may hold personal data).
     log_prompts: bool = False
+    #: Whether the container answers Messages API payloads (TGI >= 2.4); otherwise they are refused.
+    messages_api: bool = True
 
     def __post_init__(self) -> None:
         _require(bool(self.endpoint_name.strip()), "SAGEMAKER_ENDPOINT_NAME", self.endpoint_name, "a non-empty name")

@@ -1,0 +1,38 @@
+"""Build the CDK app exactly as `cdk synth` does: cdk.json's context (feature flags included) plus overrides."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+ROOT = Path(__file__).resolve().parent.parent
+SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+
+def cdk_context(**overrides: Any) -> dict[str, Any]:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return {**context, **overrides}
+
+
+def build_app(bundle: bool = False, outdir: str | None = None, **overrides: Any) -> tuple[App, Any, Any]:
+    from infra.app_builder import build
+
+    app = App(context={**cdk_context(**overrides), **({} if bundle else SKIP_BUNDLING)}, outdir=outdir)
+    endpoint, streaming = build(app)
+    return app, endpoint, streaming
+
+
+@cache
+def _templates(overrides_json: str) -> tuple[Template, Template]:
+    _, endpoint, streaming = build_app(**json.loads(overrides_json))
+    return Template.from_stack(endpoint), Template.from_stack(streaming)
+
+
+def templates(**overrides: Any) -> tuple[Template, Template]:
+    """(endpoint template, streaming template), synthesized once per distinct overrides."""
+    return _templates(json.dumps(overrides, sort_keys=True))

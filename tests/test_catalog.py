@@ -1,0 +1,106 @@
+"""The spec-to-catalog mapping, on the recorded JumpStart spec data (no SDK, no network)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from infra.catalog import BLOG_MODELS, SpecError, catalog_from_specs, is_nvme_instance, load_catalog, model_from_spec
+from infra.refresh_catalog import DEFAULT_SPECS
+from infra.refresh_catalog import main as refresh_main
+
+SPECS = json.loads(DEFAULT_SPECS.read_text())
+
+
+def spec(model_id: str) -> dict:
+    return copy.deepcopy(SPECS["models"][model_id])
+
+
+def test_default_model_maps_to_the_seed_facts() -> None:
+    model = model_from_spec(spec("huggingface-llm-falcon-7b-instruct-bf16"))
+    assert model.spec_version == "4.6.16"
+    assert model.default_instance_type == "ml.g5.2xlarge"
+    assert model.instance_types == ("ml.g5.2xlarge", "ml.g5.4xlarge", "ml.g5.8xlarge", "ml.g5.16xlarge")
+    assert model.artifacts.key == "huggingface-llm/huggingface-llm-falcon-7b-instruct-bf16/artifacts/inference-prepack/v2.0.0/"
+    assert not model.artifacts.is_archive
+    assert model.image_uri("us-east-1") == ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-"
+                                            "inference:2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04")
+    assert model.image.accounts["cn-north-1"] == "727897471807"
+    assert model.tgi_version == "2.4.0" and model.supports_messages_api
+    assert (model.max_input_tokens, model.max_total_tokens) == (1024, 2048)
+    assert model.network_isolation
+
+
+def test_environment_keeps_only_what_the_container_needs() -> None:
+    model = model_from_spec(spec("huggingface-llm-falcon-7b-instruct-bf16"))
+    assert set(model.environment) == {"SAGEMAKER_PROGRAM", "ENDPOINT_SERVER_TIMEOUT", "MODEL_CACHE_ROOT",
+                                      "SAGEMAKER_ENV", "HF_MODEL_ID", "SM_NUM_GPUS", "MAX_INPUT_LENGTH",
+                                      "MAX_TOTAL_TOKENS", "SAGEMAKER_MODEL_SERVER_WORKERS"}
+    assert all(isinstance(value, str) for value in model.environment.values())
+    assert model.environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"  # an integer in the spec
+
+
+def test_instance_overrides_only_for_supported_instances() -> None:
+    model = model_from_spec(spec("huggingface-llm-falcon-40b-bf16"))
+    assert model.environment["SM_NUM_GPUS"] == "4"
+    assert model.environment_for("ml.g5.48xlarge")["SM_NUM_GPUS"] == "8"
+    assert model.environment_for("ml.g5.12xlarge")["MAX_BATCH_TOTAL_TOKENS"] == "2048"
+    assert "ml.g4dn.12xlarge" not in model.instance_environment  # not a supported instance type
+    assert model.tgi_version == "1.4.0" and not model.supports_messages_api
+
+
+def test_archive_artifact_and_prepacked_preference() -> None:
+    model = model_from_spec(spec("huggingface-llm-falcon-180b-bf16"))
+    assert model.artifacts.is_archive
+    assert model.artifacts.key == "huggingface-infer/prepack/v1.2.0/infer-prepack-huggingface-llm-falcon-180b-bf16.tar.gz"
+    raw = spec("huggingface-llm-falcon-180b-bf16")
+    del raw["prepackedArtifactKey"]
+    assert model_from_spec(raw).artifacts.key == raw["artifactKey"]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda s: s.pop("instanceAliases"), "no container image aliases"),
+    (lambda s: s["instanceAliases"][0]["aliases"].clear(), "no gpu_ecr_uri_1 image alias for regions af-south-1"),
+    (lambda s: s["environment"].pop("MAX_TOTAL_TOKENS"), "lacks MAX_TOTAL_TOKENS"),
+    (lambda s: s["instanceAliases"][1]["aliases"].update(gpu_ecr_uri_1="1.dkr.ecr.x.amazonaws.com/other:1"),
+     "regions use different images"),
+])
+def test_specs_missing_what_a_deployment_needs_are_refused(mutate, message: str) -> None:
+    raw = spec("huggingface-llm-falcon-7b-instruct-bf16")
+    mutate(raw)
+    with pytest.raises(SpecError, match=message):
+        model_from_spec(raw)
+
+
+def test_catalog_covers_the_blog_models_and_says_why_some_are_missing() -> None:
+    catalog = catalog_from_specs(SPECS)
+    assert set(catalog.models) | set(catalog.unavailable) == set(BLOG_MODELS)
+    assert set(catalog.unavailable) == {"huggingface-llm-mistral-7b", "huggingface-llm-mistral-7b-instruct",
+                                        "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16"}
+    assert "no container image aliases" in catalog.unavailable["huggingface-llm-mistral-7b"]
+
+
+def test_pinned_catalog_is_what_the_specs_give(capsys) -> None:
+    assert refresh_main(["--check"]) == 0, capsys.readouterr().err
+    assert load_catalog().to_json() == catalog_from_specs(SPECS).to_json()
+
+
+def test_refresh_writes_the_catalog(tmp_path) -> None:
+    output = tmp_path / "catalog.json"
+    assert refresh_main(["--output", str(output)]) == 0
+    assert json.loads(output.read_text())["models"].keys() == load_catalog().models.keys()
+    output.write_text("{}")
+    assert refresh_main(["--output", str(output), "--check"]) == 1
+
+
+@pytest.mark.parametrize(("instance_type", "nvme"), [("ml.g5.2xlarge", True), ("ml.p4de.24xlarge", True),
+                                                     ("ml.m5.large", False), ("ml.c5.xlarge", False)])
+def test_nvme_instances(instance_type: str, nvme: bool) -> None:
+    assert is_nvme_instance(instance_type) is nvme
+
+
+def test_every_catalog_instance_type_has_local_nvme() -> None:
+    for model in load_catalog().models.values():
+        assert all(is_nvme_instance(t) for t in model.instance_types), model.model_id
