@@ -47,13 +47,13 @@ dev: install
 	$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
 synth: install $(CDK)
-	AWS_EC2_METADATA_DISABLED=true $(CDK_ENV) $(CDK) synth --quiet
+	AWS_EC2_METADATA_DISABLED=true $(CDK_ENV) $(CDK) synth --quiet $(CDK_ARGS)
 
 deploy: install $(CDK)
-	$(CDK_ENV) $(CDK) deploy --all --require-approval broadening --outputs-file $(OUTPUTS)
+	$(CDK_ENV) $(CDK) deploy --all --require-approval broadening --outputs-file $(OUTPUTS) $(CDK_ARGS)
 
 destroy: install $(CDK)
-	$(CDK_ENV) $(CDK) destroy --all
+	$(CDK_ENV) $(CDK) destroy --all $(CDK_ARGS)
 
 refresh-catalog: install
 	$(PY) -m infra.refresh_catalog
