@@ -13,7 +13,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 	CDK_DISABLE_VERSION_CHECK=1
 OUTPUTS ?= outputs.json
 
-.PHONY: install test demo dev synth deploy destroy refresh-catalog bench-parser bench-function clean
+.PHONY: install test demo dev synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
 
 install: $(STAMP)
 
@@ -57,6 +57,13 @@ destroy: install $(CDK)
 
 refresh-catalog: install
 	$(PY) -m infra.refresh_catalog
+
+fuzz: install
+	HYPOTHESIS_PROFILE=full JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q \
+		tests/test_robustness.py tests/test_tokens.py -k "fuzzed or random_chunkings or arbitrary"
+
+load: install
+	$(PY) benchmarks/function_latency.py --concurrency 50 200 --tokens 48
 
 bench-function: install
 	$(PY) benchmarks/function_latency.py

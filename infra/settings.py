@@ -26,7 +26,7 @@ CONTEXT_KEYS = (
     "model", "instance_type", "auth", "min_instances", "max_instances", "target_invocations_per_instance",
     "cors_origins", "max_new_tokens", "default_max_new_tokens", "max_input_chars", "max_body_bytes",
     "reserved_concurrency", "function_timeout_seconds", "function_memory_mb", "log_retention_days", "name_prefix",
-    "web_adapter_layer_version", "log_prompts",
+    "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds",
 )
 
 
@@ -54,6 +54,7 @@ class DeploymentSettings:
     name_prefix: str
     web_adapter_layer_version: int
     log_prompts: bool
+    model_latency_alarm_seconds: int
 
     @property
     def autoscaling(self) -> bool:
@@ -120,6 +121,7 @@ class DeploymentSettings:
             name_prefix=name_prefix,
             web_adapter_layer_version=number("web_adapter_layer_version", 1, 1000),
             log_prompts=_boolean(raw, "log_prompts"),
+            model_latency_alarm_seconds=number("model_latency_alarm_seconds", 1, 3600),
         )
 
 

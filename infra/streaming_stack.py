@@ -9,6 +9,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .bundling import function_code
+from .monitoring import METRICS_NAMESPACE, Monitoring
 from .settings import DeploymentSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime in this aws-cdk-lib
@@ -121,6 +122,10 @@ class StreamingStack(Stack):
                                "concurrency and the token, input and body caps bound what callers can spend.",
             })
 
+        self.monitoring = Monitoring(
+            self, "Monitoring", function=self.function, endpoint_name=endpoint_name,
+            service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds)
+
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         CfnOutput(self, "AuthMode", value=settings.auth)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
@@ -149,4 +154,6 @@ def _environment(settings: DeploymentSettings, endpoint_name: str) -> dict[str, 
         "MAX_CONCURRENT_STREAMS": "4",
         "LOG_PROMPTS": "true" if settings.log_prompts else "false",
         "MESSAGES_API": "true" if settings.model.supports_messages_api else "false",
+        "METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "SERVICE_NAME": settings.name_prefix,
     }

@@ -347,6 +347,27 @@ def test_one_structured_log_line_per_request_without_the_prompt(function, reques
     assert all("prompt" not in record and SEED["inputs"] not in json.dumps(record) for record in request_logs)
 
 
+def test_log_lines_carry_embedded_metrics(function, emulator, request_logs: list[dict]) -> None:
+    httpx.post(function.url, json=SEED, timeout=30)
+    httpx.post(function.url, json={"inputs": "a", "parameters": {"top_k": 0}}, timeout=30)
+    emulator.inject(Fault(kind="model_stream_error", after_tokens=2))
+    httpx.post(function.url, json=SEED, timeout=30)
+    deadline = time.monotonic() + 5
+    while len(request_logs) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ok, bad, broken = request_logs
+    (directive,) = ok["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "LlmStream" and directive["Dimensions"] == [["Service"]]
+    assert {m["Name"] for m in directive["Metrics"]} == {"Requests", "Tokens", "Duration", "ServerErrors",
+                                                         "TimeToFirstToken"}
+    assert ok["Service"] == "llm-stream" and ok["Requests"] == 1 and ok["Tokens"] == ok["tokens"]
+    assert ok["TimeToFirstToken"] == ok["ttft_ms"] and ok["ServerErrors"] == 0 and "Errors" not in ok
+    assert bad["ErrorType"] == "validation_error" and bad["Errors"] == 1 and bad["ServerErrors"] == 0
+    assert bad["_aws"]["CloudWatchMetrics"][1]["Dimensions"] == [["Service", "ErrorType"]]
+    assert "TimeToFirstToken" not in bad
+    assert broken["ErrorType"] == "ModelStreamError" and broken["ServerErrors"] == 1 and broken["Tokens"] == 2
+
+
 def test_prompt_is_logged_only_when_enabled(start_function, emulator, request_logs: list[dict]) -> None:
     function = start_function(emulator, log_prompts=True)
     httpx.post(function.url, json={"inputs": "secret question", "parameters": {"max_new_tokens": 2}}, timeout=30)

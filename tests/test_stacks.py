@@ -319,3 +319,51 @@ def test_cdk_synth_fails_with_the_settings_message(tmp_path) -> None:
     assert result.returncode != 0
     assert "error: context key 'auth': 'open' is not allowed; allowed: iam, none" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- observability ----------------------------------------------------------------
+
+
+def alarm_target(props: dict) -> tuple[str, str, dict]:
+    """(namespace, metric name or math expression, the metric's stat and dimensions) of an alarm, in either form."""
+    if "MetricName" in props:
+        return props["Namespace"], props["MetricName"], {
+            "stat": props.get("ExtendedStatistic") or props["Statistic"], "dimensions": props["Dimensions"]}
+    returned = next(m for m in props["Metrics"] if m.get("ReturnData", True))
+    if "Expression" in returned:
+        return "math", returned["Expression"], {}
+    stat = returned["MetricStat"]
+    return stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], {
+        "stat": stat["Stat"], "dimensions": stat["Metric"]["Dimensions"]}
+
+
+def test_alarms_cover_function_and_endpoint() -> None:
+    _, streaming = templates()
+    alarms = [a["Properties"] for a in streaming.find_resources("AWS::CloudWatch::Alarm").values()]
+    targets = {alarm_target(a)[:2]: (a, alarm_target(a)[2]) for a in alarms}
+    assert set(targets) == {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles"), ("LlmStream", "ServerErrors"),
+                            ("math", "e4xx + e5xx"), ("AWS/SageMaker", "ModelLatency")}
+    latency, latency_metric = targets[("AWS/SageMaker", "ModelLatency")]
+    assert latency_metric["stat"] == "p90" and latency["Threshold"] == 60_000_000
+    assert {d["Name"] for d in latency_metric["dimensions"]} == {"EndpointName", "VariantName"}
+    errors, _ = targets[("math", "e4xx + e5xx")]
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in errors["Metrics"] if "MetricStat" in m} == {
+        "Invocation4XXErrors", "Invocation5XXErrors"}
+    assert targets[("LlmStream", "ServerErrors")][1]["dimensions"] == [{"Name": "Service", "Value": "llm-stream"}]
+    assert all(a["Threshold"] >= 0 and a["TreatMissingData"] == "notBreaching" for a in alarms)
+    assert all(a["AlarmDescription"] for a in alarms)
+
+
+def test_dashboard_shows_function_and_endpoint_side_by_side() -> None:
+    _, streaming = templates()
+    dashboard = only(streaming, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]
+    body = json.dumps(dashboard)
+    for needle in ("AWS/Lambda", "AWS/SageMaker", "TimeToFirstToken", "ModelLatency", "Invocation5XXErrors",
+                   "ConcurrentExecutions", "alarm"):
+        assert needle in body, needle
+
+
+def test_function_metrics_settings_match_the_alarms() -> None:
+    _, streaming = templates(name_prefix="team-b")
+    env = only(streaming, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    assert env["METRICS_NAMESPACE"] == "LlmStream" and env["SERVICE_NAME"] == "team-b"

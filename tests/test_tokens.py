@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 from collections.abc import Iterator
 
@@ -144,7 +145,10 @@ def test_whole_stream_in_one_part() -> None:
     assert tokens(tgi_stream() * 1) == TGI_EXPECTED
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+FULL = os.environ.get("HYPOTHESIS_PROFILE") == "full"  # `make fuzz`
+
+
+@settings(max_examples=10_000 if FULL else 300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(data=st.data(), fmt=st.sampled_from(["tgi", "messages", "lmi"]))
 def test_random_chunkings_give_the_same_tokens(data: st.DataObject, fmt: str) -> None:
     body = {"tgi": tgi_stream, "messages": messages_stream, "lmi": lmi_stream}[fmt]()
@@ -281,6 +285,51 @@ def test_close_closes_the_underlying_stream() -> None:
         assert next(iterator) == TGI_EXPECTED[0]
     assert body.closed
     assert list(iterator) == []
+
+
+@pytest.mark.parametrize("event", [
+    {"token": 5}, {"token": {"text": 5}, "generated_text": None}, {"token": {"text": ["a"]}, "generated_text": "x"},
+    {"choices": [5]}, {"choices": 7}, {"choices": [{"delta": "text"}]}, {"outputs": 5},
+    {"token": {"text": "a"}, "generated_text": "a", "details": [1]},
+])
+def test_events_of_unexpected_shape_are_malformed(event: dict) -> None:
+    iterator = TokenIterator(as_parts(sse_line(event)))
+    try:
+        texts = list(iterator)
+    except StreamError as error:
+        assert error.error_type in ("malformed", "incomplete")
+    else:  # a shape that carries nothing usable, ignored like an unknown event, must still end the stream
+        pytest.fail(f"no StreamError for {event}, got {texts}")
+
+
+@settings(max_examples=5_000 if FULL else 500, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(min_value=1, max_value=300), max_size=10))
+def test_arbitrary_bytes_end_in_tokens_or_a_stream_error(data: bytes, cuts: list[int]) -> None:
+    try:
+        list(TokenIterator(as_parts(data, cuts)))
+    except StreamError:
+        pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["token", "text", "special", "generated_text", "details", "finish_reason", "error",
+                         "error_type", "choices", "delta", "content", "usage", "outputs", "generated_tokens"]),
+        children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(json_values, min_size=1, max_size=4), st.booleans())
+def test_arbitrary_json_events_end_in_tokens_or_a_stream_error(events: list, sse: bool) -> None:
+    lines = [(b"data:" if sse else b"") + json.dumps(e).encode() + b"\n" for e in events]
+    try:
+        for text in TokenIterator(as_parts(b"".join(lines), [7, 19])):
+            assert isinstance(text, str) and text
+    except StreamError as error:
+        assert error.error_type
 
 
 # -- resources -----------------------------------------------------------------

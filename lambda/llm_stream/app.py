@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, client: Any | None = None) -> F
             stream, first = await _open_until_first_token(client, settings, upstream_request, deadline, limiter)
         except ApiError as exc:
             stats.status, stats.error_type = exc.status, exc.error_type
-            log_request(stats, settings.log_prompts)
+            log_request(stats, settings)
             headers = {**exc.headers, "x-request-id": stats.request_id}
             return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
         if isinstance(first, str):
@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None, client: Any | None = None) -> F
         encoder = SseEncoder() if "text/event-stream" in request.headers.get("accept", "") else PlainEncoder()
         return TokenStreamResponse(
             stream, first if isinstance(first, str) else None, encoder, stats, deadline, limiter,
-            on_complete=lambda done: log_request(done, settings.log_prompts),
+            on_complete=lambda done: log_request(done, settings),
         )
 
     return app

@@ -6,7 +6,9 @@ import json
 import logging
 import sys
 
+from .metrics import emf_fields
 from .responses import StreamStats
+from .settings import Settings
 
 _logger = logging.getLogger("llm_stream.requests")
 
@@ -32,7 +34,8 @@ def _configure() -> None:
         _logger.propagate = False
 
 
-def request_record(stats: StreamStats, log_prompts: bool) -> dict[str, object]:
+def request_record(stats: StreamStats, settings: Settings) -> dict[str, object]:
+    """The request's log line; its EMF fields make CloudWatch extract the metrics from it."""
     record: dict[str, object] = {
         "event": "request",
         "request_id": stats.request_id,
@@ -48,11 +51,11 @@ def request_record(stats: StreamStats, log_prompts: bool) -> dict[str, object]:
         "error_type": stats.error_type,
         "client_disconnected": stats.client_disconnected,
     }
-    if log_prompts and stats.prompt is not None:
+    if settings.log_prompts and stats.prompt is not None:
         record["prompt"] = stats.prompt
-    return record
+    return {**record, **emf_fields(stats, settings.metrics_namespace, settings.service_name)}
 
 
-def log_request(stats: StreamStats, log_prompts: bool) -> None:
+def log_request(stats: StreamStats, settings: Settings) -> None:
     _configure()
-    _logger.info(json.dumps(request_record(stats, log_prompts), ensure_ascii=False))
+    _logger.info(json.dumps(request_record(stats, settings), ensure_ascii=False))

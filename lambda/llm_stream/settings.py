@@ -40,6 +40,9 @@ class Settings:
     max_concurrent_streams: int = 256
     #: Log prompt text (off by default: prompts may hold personal data).
     log_prompts: bool = False
+    #: CloudWatch namespace and ``Service`` dimension of the function's metrics (EMF).
+    metrics_namespace: str = "LlmStream"
+    service_name: str = "llm-stream"
     #: Whether the container answers Messages API payloads (TGI >= 2.4); otherwise they are refused.
     messages_api: bool = True
 

@@ -186,6 +186,12 @@ class TokenIterator(Iterator[str]):
     def _texts_of_event(self, event: object, *, sse: bool) -> tuple[str, ...] | list[str]:
         if not isinstance(event, dict):
             raise StreamError("malformed", f"expected a JSON object, got: {_quote(json.dumps(event))}")
+        try:
+            return self._texts_of_object(event, sse=sse)
+        except (AttributeError, TypeError):  # a field of an unexpected JSON type
+            raise StreamError("malformed", f"unexpected event shape: {_quote(json.dumps(event))}") from None
+
+    def _texts_of_object(self, event: dict[str, Any], *, sse: bool) -> tuple[str, ...] | list[str]:
         token = event.get("token")
         if token is not None:
             self._set_format("tgi" if sse else "lmi")
@@ -214,8 +220,11 @@ class TokenIterator(Iterator[str]):
         if details.get("finish_reason") == "error":
             raise StreamError("generation", str(details.get("error") or "the model container reported an error"))
         self._complete = True
-        self.finish_reason = details.get("finish_reason", self.finish_reason)
-        self.generated_tokens = details.get("generated_tokens", self.generated_tokens)
+        finish_reason, generated_tokens = details.get("finish_reason"), details.get("generated_tokens")
+        if isinstance(finish_reason, str):
+            self.finish_reason = finish_reason
+        if isinstance(generated_tokens, int):
+            self.generated_tokens = generated_tokens
         special = token.get("special") or token.get("special_token") or text in UNFLAGGED_EOS_TEXTS
         return (text,) if text and isinstance(text, str) and not special else ()
 
@@ -225,10 +234,10 @@ class TokenIterator(Iterator[str]):
             content = (choice.get("delta") or {}).get("content")
             if isinstance(content, str) and content:
                 texts.append(content)
-            if choice.get("finish_reason"):
+            if isinstance(choice.get("finish_reason"), str):
                 self.finish_reason = choice["finish_reason"]
         usage = chunk.get("usage")
-        if isinstance(usage, dict) and "completion_tokens" in usage:
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             self.generated_tokens = usage["completion_tokens"]
         return texts
 

@@ -1,0 +1,84 @@
+"""Alarms and a dashboard with the function and the endpoint side by side."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from .endpoint_stack import VARIANT_NAME
+
+FIVE_MINUTES = Duration.minutes(5)
+#: The function's metrics namespace (EMF, lambda/llm_stream/metrics.py).
+METRICS_NAMESPACE = "LlmStream"
+#: SageMaker reports ModelLatency in microseconds.
+MICROSECONDS_PER_SECOND = 1_000_000
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.Function,
+        endpoint_name: str,
+        service_name: str,
+        model_latency_alarm_seconds: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        def endpoint_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, statistic=statistic, label=label,
+                                     dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT_NAME},
+                                     period=FIVE_MINUTES)
+
+        def own_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic, label=label,
+                                     dimensions_map={"Service": service_name}, period=FIVE_MINUTES)
+
+        def alarm(alarm_id: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> cloudwatch.Alarm:
+            return cloudwatch.Alarm(
+                self, alarm_id, metric=metric, threshold=threshold, evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=description)
+
+        model_latency = endpoint_metric("ModelLatency", "p90", "model latency p90 (µs)")
+        endpoint_errors = cloudwatch.MathExpression(
+            expression="e4xx + e5xx", label="endpoint invocation errors", period=FIVE_MINUTES,
+            using_metrics={"e4xx": endpoint_metric("Invocation4XXErrors", "Sum", "4xx"),
+                           "e5xx": endpoint_metric("Invocation5XXErrors", "Sum", "5xx")})
+        self.alarms = [
+            alarm("FunctionErrors", function.metric_errors(period=FIVE_MINUTES), 0,
+                  "The streaming function failed invocations (crashes, timeouts, adapter errors)."),
+            alarm("FunctionThrottles", function.metric_throttles(period=FIVE_MINUTES), 0,
+                  "Callers were refused: reserved concurrency is exhausted."),
+            alarm("StreamServerErrors", own_metric("ServerErrors", "Sum", "server errors"), 0,
+                  "Streams failed on the endpoint's or the function's side (5xx status or a mid-stream error)."),
+            alarm("EndpointInvocationErrors", endpoint_errors, 0,
+                  "The SageMaker endpoint answered invocations with errors."),
+            alarm("EndpointModelLatency", model_latency, model_latency_alarm_seconds * MICROSECONDS_PER_SECOND,
+                  f"The model's p90 latency is above {model_latency_alarm_seconds} s."),
+        ]
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Function: invocations, errors, throttles", width=8, left=[
+                function.metric_invocations(period=FIVE_MINUTES), function.metric_errors(period=FIVE_MINUTES),
+                function.metric_throttles(period=FIVE_MINUTES)]),
+            cloudwatch.GraphWidget(title="Streams: time to first token (ms)", width=8, left=[
+                own_metric("TimeToFirstToken", "p50", "TTFT p50"), own_metric("TimeToFirstToken", "p90", "TTFT p90")]),
+            cloudwatch.GraphWidget(title="Streams: tokens and server errors", width=8, left=[
+                own_metric("Tokens", "Sum", "tokens")], right=[own_metric("ServerErrors", "Sum", "server errors")]),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Endpoint: invocations and errors", width=8, left=[
+                endpoint_metric("Invocations", "Sum", "invocations")], right=[endpoint_errors]),
+            cloudwatch.GraphWidget(title="Endpoint: model latency (µs)", width=8, left=[
+                model_latency, endpoint_metric("ModelLatency", "p50", "model latency p50 (µs)")]),
+            cloudwatch.GraphWidget(title="Function: duration and concurrency", width=8, left=[
+                function.metric_duration(period=FIVE_MINUTES, statistic="p90")], right=[
+                function.metric("ConcurrentExecutions", statistic="Maximum", period=FIVE_MINUTES)]),
+            cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=self.alarms),
+        )

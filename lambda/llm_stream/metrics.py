@@ -1,0 +1,41 @@
+"""CloudWatch metrics as Embedded Metric Format fields on the request's log line (no API calls, no agent).
+
+Per request, dimension ``Service``: ``Requests``, ``Tokens``, ``Duration``, ``TimeToFirstToken`` (when a
+token was sent), ``ServerErrors`` (the endpoint or the function failed: a 5xx status, or an error after
+the first byte). Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .responses import StreamStats
+
+_PER_REQUEST = (("Requests", "Count"), ("Tokens", "Count"), ("Duration", "Milliseconds"),
+                ("ServerErrors", "Count"))
+
+
+def is_server_error(stats: StreamStats) -> bool:
+    return bool(stats.error_type) and (stats.status >= 500 or stats.status == 200)
+
+
+def emf_fields(stats: StreamStats, namespace: str, service: str) -> dict[str, Any]:
+    metrics = [{"Name": name, "Unit": unit} for name, unit in _PER_REQUEST]
+    values: dict[str, Any] = {
+        "Service": service,
+        "Requests": 1,
+        "Tokens": stats.tokens,
+        "Duration": stats.duration_ms(),
+        "ServerErrors": 1 if is_server_error(stats) else 0,
+    }
+    ttft = stats.ttft_ms()
+    if ttft is not None:
+        metrics.append({"Name": "TimeToFirstToken", "Unit": "Milliseconds"})
+        values["TimeToFirstToken"] = ttft
+    directives = [{"Namespace": namespace, "Dimensions": [["Service"]], "Metrics": metrics}]
+    if stats.error_type:
+        directives.append({"Namespace": namespace, "Dimensions": [["Service", "ErrorType"]],
+                           "Metrics": [{"Name": "Errors", "Unit": "Count"}]})
+        values.update(ErrorType=stats.error_type, Errors=1)
+    return {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directives}, **values}
