@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import schemathesis
+from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -90,6 +92,32 @@ def test_fuzzed_json_bodies_get_a_stream_or_a_4xx_json_error(stack, body: bytes)
 @given(body=raw_bodies, content_type=st.sampled_from(["application/json", "text/plain", "application/xml", ""]))
 def test_fuzzed_raw_bodies_never_reach_the_endpoint_unless_valid(stack, body: bytes, content_type: str) -> None:
     check_response(stack, body, content_type)
+
+
+@pytest.fixture(scope="module")
+def post_operation(stack):
+    """POST / from the function's own OpenAPI document, fetched from the running server."""
+    _, function, _ = stack
+    return schemathesis.openapi.from_url(f"{function.url}/openapi.json")["/"]["POST"]
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data(), mode=st.sampled_from([GenerationMode.POSITIVE, GenerationMode.NEGATIVE]))
+def test_openapi_fuzzing(stack, post_operation, data, mode) -> None:
+    """schemathesis cases, valid and invalid by the schema, through the real server."""
+    case = data.draw(post_operation.as_strategy(generation_mode=mode))
+    emulator, function, _ = stack
+    before = len(emulator.requests)
+    response = case.call(base_url=function.url, headers={"accept": "text/event-stream"}, timeout=15)
+    reached = len(emulator.requests) - before
+    assert response.status_code < 500, (case.body, response.status_code, response.text)
+    if response.status_code == 200:
+        assert reached == 1
+        return
+    error = response.json()["error"]
+    assert error["type"] and error["message"]
+    if reached:
+        assert response.status_code == 422 and "Input validation error" in error["message"], (case.body, error)
 
 
 def test_fifty_concurrent_streams_lose_and_reorder_nothing(start_function) -> None:
