@@ -175,11 +175,15 @@ def test_silent_endpoint_before_the_first_token_is_a_504(start_function) -> None
 )
 def test_mid_stream_failures_end_with_an_error_event(function, emulator, fault: Fault, error_type: str) -> None:
     emulator.inject(fault)
+    started = time.monotonic()
     response, events = post_sse(function.url, SEED)
+    assert time.monotonic() - started < 5
     assert response.status_code == 200
     assert len(tokens_of(events)) == 3
     kind, error = last(events)
     assert kind == "error" and error["type"] == error_type and error["message"]
+    # The function is ready for the next request.
+    assert last(post_sse(function.url, SEED)[1])[0] == "done"
 
 
 def test_mid_stream_failure_in_plain_text_ends_with_an_error_line(function, emulator) -> None:
@@ -377,11 +381,16 @@ def test_prompt_is_logged_only_when_enabled(start_function, emulator, request_lo
     assert request_logs[0]["prompt"] == "secret question"
 
 
-def test_lambda_request_id_is_used(function, request_logs: list[dict]) -> None:
+def test_lambda_request_id_is_carried_through(function, emulator, request_logs: list[dict]) -> None:
     context = json.dumps({"request_id": "abc-123", "deadline": int(time.time() * 1000) + 60_000})
     response = httpx.post(function.url, json={"inputs": "Hi", "parameters": {"max_new_tokens": 2}},
                           headers={"x-amzn-lambda-context": context}, timeout=30)
     assert response.headers["x-request-id"] == "abc-123"
+    assert emulator.requests[0].headers["X-Amzn-SageMaker-Custom-Attributes"] == "request_id=abc-123"
+    deadline = time.monotonic() + 5
+    while not request_logs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert request_logs[0]["request_id"] == "abc-123"
 
 
 def test_openapi_describes_both_payloads(function) -> None:

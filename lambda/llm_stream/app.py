@@ -89,7 +89,8 @@ def create_app(settings: Settings | None = None, client: Any | None = None) -> F
             upstream_request = parse_body(await _read_body(request, settings), settings)
             stats.kind, stats.input_chars = upstream_request.kind, upstream_request.input_chars
             stats.max_new_tokens, stats.prompt = upstream_request.max_new_tokens, upstream_request.prompt
-            stream, first = await _open_until_first_token(client, settings, upstream_request, deadline, limiter)
+            stream, first = await _open_until_first_token(client, settings, upstream_request, stats.request_id,
+                                                          deadline, limiter)
         except ApiError as exc:
             stats.status, stats.error_type = exc.status, exc.error_type
             log_request(stats, settings)
@@ -133,12 +134,13 @@ def _body_too_large(size: int, settings: Settings) -> ApiError:
 
 
 async def _open_until_first_token(
-    client: Any, settings: Settings, request: UpstreamRequest, deadline: float, limiter: anyio.CapacityLimiter
+    client: Any, settings: Settings, request: UpstreamRequest, request_id: str, deadline: float,
+    limiter: anyio.CapacityLimiter,
 ) -> tuple[UpstreamStream, object]:
     """Open the stream and wait for its first item, so failures before any byte get an HTTP status."""
     stream: UpstreamStream | None = None
     with anyio.move_on_after(max(deadline - time.monotonic(), 0)):
-        stream = await anyio.to_thread.run_sync(open_stream, client, settings, request, limiter=limiter)
+        stream = await anyio.to_thread.run_sync(open_stream, client, settings, request, request_id, limiter=limiter)
         first = await anyio.to_thread.run_sync(stream.next_item, abandon_on_cancel=True, limiter=limiter)
         if isinstance(first, StreamError):
             stream.cancel()

@@ -97,14 +97,18 @@ class UpstreamStream:
         return self._cancelled.is_set()
 
 
-def open_stream(client: Any, settings: Settings, request: UpstreamRequest) -> UpstreamStream:
-    """Invoke the endpoint; raises :class:`ApiError` for anything that fails before the stream opens."""
+def open_stream(client: Any, settings: Settings, request: UpstreamRequest, request_id: str) -> UpstreamStream:
+    """Invoke the endpoint; raises :class:`ApiError` for anything that fails before the stream opens.
+
+    The request id travels in ``CustomAttributes``, so the container's logs can be matched with ours.
+    """
     try:
         response = client.invoke_endpoint_with_response_stream(
             EndpointName=settings.endpoint_name,
             Body=request.encode(),
             ContentType="application/json",
             Accept="text/event-stream",
+            CustomAttributes=f"request_id={request_id}",
         )
     except ClientError as exc:
         raise _client_error(exc, settings) from exc
