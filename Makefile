@@ -33,11 +33,26 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt >&2
 	@touch $@
 
+BROWSER_STAMP := $(VENV)/.browser
+
+# The browser test drives Debian's Chromium (no browser download); a CJK font renders the demo answer.
+$(BROWSER_STAMP):
+	@if ! command -v chromium >/dev/null || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "The browser test needs Debian's chromium and fonts-wqy-zenhei packages: install them (apt-get) and rerun." >&2; \
+			exit 1; \
+		fi; \
+		echo "Installing Debian's chromium and fonts-wqy-zenhei (apt-get)" >&2; \
+		apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium fonts-wqy-zenhei >&2; \
+	fi
+	@touch $@
+
 $(CDK): package.json
 	@npm install --no-audit --no-fund --loglevel=error >&2
 	@touch $@
 
-test: install $(CDK) $(CHECKOV_STAMP)
+test: install $(CDK) $(CHECKOV_STAMP) $(BROWSER_STAMP)
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
 
 demo: install

@@ -39,6 +39,7 @@ def dev(port: int, emulator_port: int) -> int:
     with local_stack(port=port, emulator_port=emulator_port, quiet=False) as stack:
         print(
             f"\nfunction: {stack.function_url}   emulator: {stack.emulator_url}\n"
+            f"open {stack.function_url}/ in a browser to watch answers stream\n"
             f"try:  curl -N {stack.function_url} -d '{{\"inputs\": \"How do I build a website?\"}}'\n"
             f"      python -m stream_client --url {stack.function_url} \"{SEED_PROMPT}\"\n"
             "Ctrl-C stops both.\n",

@@ -312,7 +312,7 @@ def test_chunked_body_over_the_cap_is_refused(function, emulator: EmulatorServer
 
 
 @pytest.mark.parametrize(("method", "path", "status", "error_type"),
-                         [("GET", "/", 405, "method_not_allowed"), ("GET", "/nope", 404, "not_found")])
+                         [("PUT", "/", 405, "method_not_allowed"), ("GET", "/nope", 404, "not_found")])
 def test_unknown_routes_answer_json(function, method: str, path: str, status: int, error_type: str) -> None:
     response = httpx.request(method, function.url + path)
     assert response.status_code == status

@@ -86,6 +86,7 @@ def test_real_local_bundling_builds_an_arm64_python_bundle(tmp_path: Path) -> No
     (function,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     asset = tmp_path / f"asset.{function['Properties']['Code']['S3Key'].removesuffix('.zip')}"
     assert (asset / "llm_stream" / "app.py").exists() and (asset / "llm_stream" / "tokens.py").exists()
+    assert (asset / "llm_stream" / "static" / "index.html").exists()  # the browser page
     run_sh = asset / "run.sh"
     assert run_sh.stat().st_mode & stat.S_IXUSR and b"\r\n" not in run_sh.read_bytes()
     assert (asset / "fastapi").is_dir() and (asset / "uvicorn").is_dir()

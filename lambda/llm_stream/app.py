@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import ApiError
 from .logs import log_request
+from .page import add_page_routes
 from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
 from .responses import PlainEncoder, SseEncoder, StreamStats, TokenStreamResponse
 from .settings import Settings
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, client: Any | None = None) -> F
         error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
         return JSONResponse({"error": {"type": error_type, "message": str(exc.detail)}}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    add_page_routes(app)
 
     @app.get("/healthz", summary="Readiness: never calls the endpoint")
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,149 @@
+"""The browser page in real headless Chromium (Debian's package, driven by Playwright) against the real function."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs Debian's chromium package"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))  # uncaught script errors
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" and (
+        "Content Security Policy" in message.text or "404" in message.text) else None)
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def wait_until(page, expression: str, timeout: float = 20.0) -> None:
+    """Poll from outside the page: the page's CSP forbids the eval that wait_for_function(str) needs."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def slow_emulator():
+    with EmulatorServer(EmulatorConfig(ttft_ms=50, token_ms=40)) as emulator:
+        yield emulator
+
+
+def output_length(page) -> int:
+    return page.evaluate("document.getElementById('output').textContent.length")
+
+
+def ask(page, prompt: str, max_new_tokens: int = 256, temperature: str = "") -> None:
+    page.fill("#prompt", prompt)
+    page.fill("#max-new-tokens", str(max_new_tokens))
+    page.fill("#temperature", temperature)
+    page.click("#send")
+
+
+def test_page_is_served_with_a_strict_content_security_policy(function) -> None:
+    response = httpx.get(function.url + "/")
+    assert response.status_code == 200 and response.headers["content-type"] == "text/html; charset=utf-8"
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script src=\"page.js\"" in response.text and "http" not in response.text.split("<body>")[0]
+    assert httpx.get(function.url + "/page.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_answer_grows_while_the_model_generates(page, slow_emulator, start_function) -> None:
+    function = start_function(slow_emulator)
+    page.goto(function.url + "/")
+    ask(page, "我该如何建立一个网站?", max_new_tokens=40)
+    wait_until(page, "document.getElementById('output').textContent.length > 0")
+    first = output_length(page)
+    (received,) = slow_emulator.requests
+    assert not received.finished.is_set(), "the page showed text only after generation had ended"
+    wait_until(page, f"document.getElementById('output').textContent.length > {first}")
+    assert not received.finished.is_set()
+    wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
+    assert page.text_content("#output").startswith("建立网站可以是一个复杂的过程")
+    status = page.text_content("#status")
+    assert "TTFT" in status and "40 tokens" in status and "tokens/s" in status and "finish: length" in status
+    assert page.is_hidden("#error")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-answer.png"), full_page=True)
+
+
+def test_stop_halts_the_stream_and_the_generation(page, slow_emulator, start_function) -> None:
+    function = start_function(slow_emulator)
+    page.goto(function.url + "/")
+    ask(page, "How do I build a website?")
+    wait_until(page, "document.getElementById('output').textContent.length > 10")
+    page.click("#stop")
+    wait_until(page, "document.getElementById('status').textContent.startsWith('Stopped')")
+    stopped_at = output_length(page)
+    time.sleep(0.4)  # ten token intervals: nothing more may arrive
+    assert output_length(page) == stopped_at
+    (received,) = slow_emulator.requests
+    assert received.finished.wait(5) and received.outcome == "client_disconnected"
+    assert page.is_enabled("#send") and page.is_disabled("#stop")
+
+
+def test_mid_stream_fault_is_shown(page, function, emulator) -> None:
+    emulator.inject(Fault(kind="model_stream_error", after_tokens=3))
+    page.goto(function.url + "/")
+    ask(page, "How do I build a website?")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error") == "ModelStreamError: Model stream broken"
+    assert page.text_content("#output") == "Here is a"
+    assert page.text_content("#status").startswith("Failed after")
+
+
+def test_http_error_message_is_shown(page, function, emulator) -> None:
+    page.goto(function.url + "/")
+    ask(page, "Hello", max_new_tokens=5000)
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error").startswith("HTTP 422: validation_error: `parameters.max_new_tokens` is 5000")
+    assert emulator.requests == []
+
+
+def test_iam_protected_url_is_explained(page, function) -> None:
+    page.goto(function.url + "/")
+    page.route(function.url + "/", lambda route: route.fulfill(
+        status=403, content_type="application/json", body='{"Message":"Forbidden"}')
+        if route.request.method == "POST" else route.continue_())
+    ask(page, "Hello")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "uses IAM auth" in page.text_content("#error") and "auth=none" in page.text_content("#error")
+
+
+def test_markup_in_a_prompt_is_shown_as_text(page, function) -> None:
+    page.goto(function.url + "/")
+    prompt = "<script>window.injected = 1</script><img src=x onerror=\"window.injected = 2\">"
+    ask(page, prompt, max_new_tokens=3)
+    wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
+    assert page.text_content("#asked") == prompt
+    assert page.evaluate("window.injected") is None
+    assert page.evaluate("document.querySelectorAll('main script, main img').length") == 0
