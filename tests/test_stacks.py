@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
-from aws_cdk.assertions import Match
 
 from infra.catalog import load_catalog
 from infra.settings import SettingsError

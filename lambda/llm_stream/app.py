@@ -27,7 +27,7 @@ from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
 from .responses import PlainEncoder, SseEncoder, StreamStats, TokenStreamResponse
 from .settings import Settings
 from .tokens import StreamError
-from .upstream import END, UpstreamStream, create_client, first_event_error, open_stream
+from .upstream import UpstreamStream, create_client, first_event_error, open_stream
 
 #: Content types a JSON body may arrive with; form-urlencoded is what ``curl -d`` sends.
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
