@@ -18,6 +18,7 @@ import logging
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -167,6 +168,13 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 512
     emulator: EmulatorServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that resets its connection is normal traffic; anything else is a bug worth a traceback."""
+        if isinstance(sys.exc_info()[1], _DISCONNECTED):
+            log.debug("client %s went away", client_address)
+            return
+        log.exception("error while serving %s", client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
