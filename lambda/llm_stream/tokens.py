@@ -168,18 +168,16 @@ class TokenIterator(Iterator[str]):
     # -- parsing ---------------------------------------------------------
 
     def _texts_of_line(self, line: bytes) -> tuple[str, ...] | list[str]:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if not line or line.startswith(b":"):
-            return ()
-        if line.startswith(b"data:"):
+        if line.startswith(b"data:"):  # the common case first
             data = line[6:] if line.startswith(b"data: ") else line[5:]
-            if data.strip() == b"[DONE]":
+            if data.startswith(b"[") and data.strip() == b"[DONE]":
                 self._set_format("messages")
                 self._complete = True
                 return ()
             return self._texts_of_event(_parse_json(data), sse=True)
-        if line.startswith(_SSE_FIELDS_IGNORED):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line or line.startswith(b":") or line.startswith(_SSE_FIELDS_IGNORED):
             return ()
         return self._texts_of_event(_parse_json(line), sse=False)
 
@@ -187,24 +185,21 @@ class TokenIterator(Iterator[str]):
         if not isinstance(event, dict):
             raise StreamError("malformed", f"expected a JSON object, got: {_quote(json.dumps(event))}")
         try:
-            return self._texts_of_object(event, sse=sse)
+            token = event.get("token")
+            if token is not None:
+                self._set_format("tgi" if sse else "lmi")
+                return self._texts_of_token_event(event, token)
+            if "error" in event:
+                raise _in_band_error(event)
+            if "choices" in event:
+                self._set_format("messages")
+                return self._texts_of_chat_chunk(event)
+            if "outputs" in event:
+                self._set_format("legacy")
+                return [text for text in event["outputs"] if isinstance(text, str) and text]
+            return ()
         except (AttributeError, TypeError):  # a field of an unexpected JSON type
             raise StreamError("malformed", f"unexpected event shape: {_quote(json.dumps(event))}") from None
-
-    def _texts_of_object(self, event: dict[str, Any], *, sse: bool) -> tuple[str, ...] | list[str]:
-        token = event.get("token")
-        if token is not None:
-            self._set_format("tgi" if sse else "lmi")
-            return self._texts_of_token_event(event, token)
-        if "error" in event:
-            raise _in_band_error(event)
-        if "choices" in event:
-            self._set_format("messages")
-            return self._texts_of_chat_chunk(event)
-        if "outputs" in event:
-            self._set_format("legacy")
-            return [text for text in event["outputs"] if isinstance(text, str) and text]
-        return ()
 
     def _set_format(self, detected: StreamFormat) -> None:
         if self.format is None:
