@@ -15,7 +15,10 @@ from typing import Any
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 JUMPSTART_BUCKET_PREFIX = "jumpstart-cache-prod-"
+#: The image alias GPU instances use when the spec's variants do not name one.
 IMAGE_ALIAS = "gpu_ecr_uri_1"
+#: Variant timeouts when the spec gives none (CreateEndpointConfig allows 60..3600).
+DEFAULT_TIMEOUT_SECONDS = 3600
 
 #: The environment variables the SageMaker SDK passes to these containers; the spec lists more
 #: (for the SDK's own script mode), which a prepacked model does not need.
@@ -74,6 +77,8 @@ class CatalogModel:
     network_isolation: bool = True
     max_input_tokens: int = 1024
     max_total_tokens: int = 2048
+    download_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    startup_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
 
     @property
     def tgi_version(self) -> str:
@@ -155,10 +160,11 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
     if not aliases:
         raise SpecError("its spec carries no container image aliases (instanceAliases), so the image cannot be "
                         "resolved without a live lookup")
-    image_uris = {entry["region"]: entry["aliases"].get(IMAGE_ALIAS) for entry in aliases}
+    alias = _image_alias(spec)
+    image_uris = {entry["region"]: entry["aliases"].get(alias) for entry in aliases}
     missing = sorted(region for region, uri in image_uris.items() if not uri)
     if missing:
-        raise SpecError(f"no {IMAGE_ALIAS} image alias for regions {', '.join(missing)}")
+        raise SpecError(f"no {alias} image alias for regions {', '.join(missing)}")
     repositories = {uri.split("/", 1)[1] for uri in image_uris.values()}
     if len(repositories) != 1:
         raise SpecError(f"regions use different images: {sorted(repositories)}")
@@ -187,23 +193,44 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         image=ContainerImage(repository=repository, tag=tag, accounts=accounts),
         environment=environment,
         instance_environment=instance_environment,
-        network_isolation=True,
         max_input_tokens=int(spec_env["MAX_INPUT_LENGTH"]),
         max_total_tokens=int(spec_env["MAX_TOTAL_TOKENS"]),
+        network_isolation=bool(spec.get("networkIsolation", True)),
+        download_timeout_seconds=_timeout(spec, "modelDataDownloadTimeout"),
+        startup_timeout_seconds=_timeout(spec, "containerStartupHealthCheckTimeout"),
     )
+
+
+def _image_alias(spec: dict[str, Any]) -> str:
+    """The alias the default instance's family (or type) variant points its image at."""
+    default = spec["defaultInstanceType"]
+    family = default.removeprefix("ml.").split(".", 1)[0]
+    for variant in spec.get("instanceVariants", []):
+        if variant["instanceType"] in (default, family) and str(variant.get("imageUri", "")).startswith("$"):
+            return variant["imageUri"][1:]
+    return IMAGE_ALIAS
+
+
+def _timeout(spec: dict[str, Any], key: str) -> int:
+    value = int(spec.get(key) or DEFAULT_TIMEOUT_SECONDS)
+    if not 60 <= value <= 3600:
+        raise SpecError(f"{key} {value} is outside what CreateEndpointConfig allows (60..3600)")
+    return value
 
 
 def catalog_from_specs(specs: dict[str, Any], model_ids: tuple[str, ...] = BLOG_MODELS) -> Catalog:
     models: dict[str, CatalogModel] = {}
     unavailable: dict[str, str] = {}
+    live = str(specs.get("_source", "")).startswith("live")
+    remedy = ("" if live else "; refresh the catalog from the live JumpStart specs "
+              "(python -m infra.refresh_catalog --live) to add it")
     for model_id in model_ids:
         spec = specs["models"].get(model_id)
         if spec is None:
-            unavailable[model_id] = ("absent from the recorded spec data; refresh the catalog from the live "
-                                     "JumpStart specs to add it")
+            unavailable[model_id] = f"absent from the {'live' if live else 'recorded'} spec data{remedy}"
             continue
         try:
             models[model_id] = model_from_spec(spec)
         except SpecError as exc:
-            unavailable[model_id] = f"{exc}; refresh the catalog from the live JumpStart specs to add it"
+            unavailable[model_id] = f"{exc}{remedy}"
     return Catalog(source=specs.get("_source", "unknown"), models=models, unavailable=unavailable)

@@ -12,9 +12,6 @@ from .catalog import CatalogModel, is_nvme_instance
 from .settings import DeploymentSettings
 
 VARIANT_NAME = "AllTraffic"
-#: Upper bound of both variant timeouts (60..3600): large models take long to download and load.
-MODEL_DOWNLOAD_TIMEOUT_SECONDS = 3600
-CONTAINER_STARTUP_TIMEOUT_SECONDS = 3600
 SCALE_IN_COOLDOWN_SECONDS = 600
 SCALE_OUT_COOLDOWN_SECONDS = 300
 
@@ -57,8 +54,8 @@ class EndpointStack(Stack):
             instance_type=settings.instance_type,
             initial_instance_count=settings.min_instances,
             initial_variant_weight=1.0,
-            model_data_download_timeout_in_seconds=MODEL_DOWNLOAD_TIMEOUT_SECONDS,
-            container_startup_health_check_timeout_in_seconds=CONTAINER_STARTUP_TIMEOUT_SECONDS,
+            model_data_download_timeout_in_seconds=model.download_timeout_seconds,
+            container_startup_health_check_timeout_in_seconds=model.startup_timeout_seconds,
         )
         if not is_nvme_instance(settings.instance_type):
             # Every instance type in the catalog has local NVMe, where CreateEndpointConfig rejects
