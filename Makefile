@@ -75,7 +75,7 @@ refresh-catalog: install
 
 fuzz: install
 	HYPOTHESIS_PROFILE=full JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q \
-		tests/test_robustness.py tests/test_tokens.py -k "fuzzed or random_chunkings or arbitrary"
+		tests/test_robustness.py tests/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary"
 
 load: install
 	$(PY) benchmarks/function_latency.py --concurrency 50 200 --tokens 48
