@@ -27,7 +27,8 @@ from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
 from .responses import PlainEncoder, SseEncoder, StreamStats, TokenStreamResponse
 from .settings import Settings
 from .tokens import StreamError
-from .upstream import UpstreamStream, create_client, first_event_error, open_stream
+from .reader import StreamReader
+from .upstream import StreamEnd, create_client, first_event_error, open_stream
 
 #: Content types a JSON body may arrive with; form-urlencoded is what ``curl -d`` sends.
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
@@ -92,20 +93,18 @@ def create_app(settings: Settings | None = None, client: Any | None = None) -> F
             upstream_request = parse_body(await _read_body(request, settings), settings)
             stats.kind, stats.input_chars = upstream_request.kind, upstream_request.input_chars
             stats.max_new_tokens, stats.prompt = upstream_request.max_new_tokens, upstream_request.prompt
-            stream, first = await _open_until_first_token(client, settings, upstream_request, stats.request_id,
+            reader, first = await _open_until_first_token(client, settings, upstream_request, stats.request_id,
                                                           deadline, limiter)
         except ApiError as exc:
             stats.status, stats.error_type = exc.status, exc.error_type
             log_request(stats, settings)
             headers = {**exc.headers, "x-request-id": stats.request_id}
             return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-        if isinstance(first, str):
+        if first is not None:
             stats.first_token_at = time.monotonic()
         encoder = SseEncoder() if "text/event-stream" in request.headers.get("accept", "") else PlainEncoder()
-        return TokenStreamResponse(
-            stream, first if isinstance(first, str) else None, encoder, stats, deadline, limiter,
-            on_complete=lambda done: log_request(done, settings),
-        )
+        return TokenStreamResponse(reader, first, encoder, stats, deadline,
+                                   on_complete=lambda done: log_request(done, settings))
 
     return app
 
@@ -139,18 +138,19 @@ def _body_too_large(size: int, settings: Settings) -> ApiError:
 async def _open_until_first_token(
     client: Any, settings: Settings, request: UpstreamRequest, request_id: str, deadline: float,
     limiter: anyio.CapacityLimiter,
-) -> tuple[UpstreamStream, object]:
+) -> tuple[StreamReader, str | None]:
     """Open the stream and wait for its first item, so failures before any byte get an HTTP status."""
-    stream: UpstreamStream | None = None
-    with anyio.move_on_after(max(deadline - time.monotonic(), 0)):
-        stream = await anyio.to_thread.run_sync(open_stream, client, settings, request, request_id, limiter=limiter)
-        first = await anyio.to_thread.run_sync(stream.next_item, abandon_on_cancel=True, limiter=limiter)
-        if isinstance(first, StreamError):
-            stream.cancel()
-            raise first_event_error(first)
-        return stream, first
-    if stream is not None:
-        stream.cancel()
+    reader = await StreamReader.start(lambda: open_stream(client, settings, request, request_id), limiter)
+    first = await reader.next(deadline)
+    if isinstance(first, str):
+        return reader, first
+    if isinstance(first, StreamEnd):  # an empty answer: the response is just the done event
+        return reader, None
+    reader.cancel()
+    if isinstance(first, ApiError):
+        raise first
+    if isinstance(first, StreamError):
+        raise first_event_error(first)
     raise ApiError(504, "upstream_timeout", "the endpoint sent nothing within this deployment's time budget")
 
 

@@ -1,7 +1,7 @@
 """The streaming response: each token is sent the moment the endpoint produces it.
 
-The blocking boto3 stream is read in a worker thread one item at a time; the event
-loop sends each item, watches for the client going away (then closes the upstream
+The blocking boto3 stream is read in its own thread (``reader.py``); the event
+loop sends each item as it is queued, watches for the client going away (then closes the upstream
 connection, so the endpoint stops generating), and ends the stream with an
 ``error`` event when the time budget runs out rather than letting Lambda cut it.
 """
@@ -18,8 +18,9 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .reader import StreamReader
 from .tokens import StreamError
-from .upstream import END, UpstreamStream
+from .upstream import StreamEnd
 
 
 @dataclass
@@ -98,12 +99,11 @@ class PlainEncoder:
 class TokenStreamResponse(Response):
     def __init__(
         self,
-        stream: UpstreamStream,
+        reader: StreamReader,
         first_token: str | None,
         encoder: Encoder,
         stats: StreamStats,
         deadline: float,
-        limiter: anyio.CapacityLimiter,
         on_complete: Callable[[StreamStats], None],
     ) -> None:
         # No body attribute: the length is unknown, so no Content-Length header (chunked encoding).
@@ -111,12 +111,11 @@ class TokenStreamResponse(Response):
         self.media_type = encoder.media_type
         self.background = None
         self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": stats.request_id})
-        self.stream = stream
+        self.reader = reader
         self.first_token = first_token
         self.encoder = encoder
         self.stats = stats
         self.deadline = deadline
-        self.limiter = limiter
         self.on_complete = on_complete
         self._finished = False
 
@@ -132,7 +131,7 @@ class TokenStreamResponse(Response):
                 tasks.cancel_scope.cancel()
         finally:
             if self.stats.client_disconnected or self.stats.error_type:
-                self.stream.cancel()
+                self.reader.cancel()
             self.on_complete(self.stats)
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
@@ -142,7 +141,7 @@ class TokenStreamResponse(Response):
                 if self._finished:  # the server reports the end of a completed exchange this way too
                     return
                 self.stats.client_disconnected = True
-                self.stream.cancel()
+                self.reader.cancel()
                 scope.cancel()
                 return
 
@@ -163,19 +162,15 @@ class TokenStreamResponse(Response):
         if self.first_token is not None:
             await self._send_token(send, self.first_token)
         while True:
-            item: object = None
-            with anyio.move_on_after(max(self.deadline - time.monotonic(), 0)):
-                item = await anyio.to_thread.run_sync(
-                    self.stream.next_item, abandon_on_cancel=True, limiter=self.limiter
-                )
+            item = await self.reader.next(self.deadline)
             if item is None:
-                self.stream.cancel()
+                self.reader.cancel()
                 await self._fail(send, "time_budget_exceeded",
                                  "the answer took longer than this deployment's time budget; it was cut short")
                 break
-            if item is END:
-                self.stats.finish_reason = self.stream.tokens.finish_reason
-                self.stats.generated_tokens = self.stream.tokens.generated_tokens
+            if isinstance(item, StreamEnd):
+                self.stats.finish_reason = self.reader.finish_reason
+                self.stats.generated_tokens = self.reader.generated_tokens
                 await self._send_body(send, self.encoder.done(self.stats))
                 break
             if isinstance(item, StreamError):

@@ -1,0 +1,87 @@
+"""One thread per stream reads the blocking boto3 stream and hands each item to the event loop as it arrives.
+
+A worker-pool hop per token costs two cross-thread wake-ups (submit, then result) and lets the
+reader sit idle while the loop sends; a dedicated reader costs one (``call_soon_threadsafe``) and
+keeps reading ahead, which matters when many streams share a process (``make dev``, benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import anyio
+
+from .errors import ApiError
+from .tokens import StreamError
+from .upstream import StreamEnd, UpstreamStream
+
+Item = str | StreamEnd | StreamError | ApiError
+
+
+class StreamReader:
+    """Opens the upstream stream in its own thread, then queues every token, and finally END or the error."""
+
+    def __init__(self, open_upstream: Callable[[], UpstreamStream], limiter: anyio.CapacityLimiter) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._limiter = limiter
+        self._stream: UpstreamStream | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(open_upstream,), name="upstream-reader", daemon=True)
+
+    @classmethod
+    async def start(cls, open_upstream: Callable[[], UpstreamStream], limiter: anyio.CapacityLimiter) -> StreamReader:
+        """Wait for a free slot (``max_concurrent_streams``), then start reading."""
+        reader = cls(open_upstream, limiter)
+        await limiter.acquire_on_behalf_of(reader)
+        reader._thread.start()
+        return reader
+
+    async def next(self, deadline: float) -> Item | None:
+        """The next item, or ``None`` when ``deadline`` (monotonic) passes first."""
+        with anyio.move_on_after(max(deadline - time.monotonic(), 0)):
+            return await self._queue.get()
+        return None
+
+    def cancel(self) -> None:
+        """Stop reading and close the upstream connection (safe from any thread, at any time)."""
+        self._cancelled.set()
+        if self._stream is not None:
+            self._stream.cancel()
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._stream.tokens.finish_reason if self._stream else None
+
+    @property
+    def generated_tokens(self) -> int | None:
+        return self._stream.tokens.generated_tokens if self._stream else None
+
+    def _put(self, item: Item) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: the server is shutting down
+            return False
+        return True
+
+    def _run(self, open_upstream: Callable[[], UpstreamStream]) -> None:
+        try:
+            try:
+                self._stream = open_upstream()
+            except ApiError as error:
+                self._put(error)
+                return
+            if self._cancelled.is_set():  # cancelled while the stream was opening
+                self._stream.cancel()
+            while True:
+                item = self._stream.next_item()
+                if not self._put(item) or not isinstance(item, str):
+                    return
+        finally:
+            try:
+                self._loop.call_soon_threadsafe(self._limiter.release_on_behalf_of, self)
+            except RuntimeError:  # the event loop is gone, and its limiter with it
+                pass
