@@ -92,10 +92,6 @@ class UpstreamStream:
         except Exception:  # closing a half-read connection from another thread may itself fail
             pass
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
 
 def open_stream(client: Any, settings: Settings, request: UpstreamRequest, request_id: str) -> UpstreamStream:
     """Invoke the endpoint; raises :class:`ApiError` for anything that fails before the stream opens.
