@@ -26,8 +26,8 @@ from .page import add_page_routes
 from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
 from .responses import PlainEncoder, SseEncoder, StreamStats, TokenStreamResponse
 from .settings import Settings
-from .tokens import StreamError
 from .reader import StreamReader
+from .tokens import StreamError
 from .upstream import StreamEnd, create_client, first_event_error, open_stream
 
 #: Content types a JSON body may arrive with; form-urlencoded is what ``curl -d`` sends.
@@ -54,10 +54,6 @@ def create_app(settings: Settings | None = None, client: Any | None = None) -> F
         lifespan=lifespan,
     )
     _with_component_schemas(app, component_schemas)
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -130,6 +130,7 @@ class TokenStreamResponse(Response):
                     self.stats.client_disconnected = True
                 tasks.cancel_scope.cancel()
         finally:
+            # The one place a stream is given up: client gone, budget spent or upstream failed.
             if self.stats.client_disconnected or self.stats.error_type:
                 self.reader.cancel()
             self.on_complete(self.stats)
@@ -141,7 +142,6 @@ class TokenStreamResponse(Response):
                 if self._finished:  # the server reports the end of a completed exchange this way too
                     return
                 self.stats.client_disconnected = True
-                self.reader.cancel()
                 scope.cancel()
                 return
 
@@ -164,7 +164,6 @@ class TokenStreamResponse(Response):
         while True:
             item = await self.reader.next(self.deadline)
             if item is None:
-                self.reader.cancel()
                 await self._fail(send, "time_budget_exceeded",
                                  "the answer took longer than this deployment's time budget; it was cut short")
                 break
