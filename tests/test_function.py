@@ -322,9 +322,19 @@ def test_unknown_routes_answer_json(function, method: str, path: str, status: in
 # -- logs and schema -------------------------------------------------------------
 
 
+class LogRecords(list):
+    """Request log lines as they are emitted (the last one comes after the response has ended)."""
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> LogRecords:
+        deadline = time.monotonic() + timeout
+        while len(self) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+
 @pytest.fixture
-def request_logs() -> list[dict]:
-    records: list[dict] = []
+def request_logs() -> LogRecords:
+    records = LogRecords()
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -337,12 +347,10 @@ def request_logs() -> list[dict]:
     logger.removeHandler(handler)
 
 
-def test_one_structured_log_line_per_request_without_the_prompt(function, request_logs: list[dict]) -> None:
+def test_one_structured_log_line_per_request_without_the_prompt(function, request_logs: LogRecords) -> None:
     httpx.post(function.url, json=SEED, timeout=30)
     httpx.post(function.url, json={"inputs": "a", "parameters": {"top_k": 0}}, timeout=30)
-    deadline = time.monotonic() + 5
-    while len(request_logs) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    request_logs.wait_for(2)
     ok, bad = request_logs
     assert ok["status"] == 200 and ok["kind"] == "generate" and ok["finish_reason"] == "eos_token"
     assert ok["tokens"] > 50 and ok["input_chars"] == len(SEED["inputs"]) and ok["ttft_ms"] > 0
@@ -351,14 +359,12 @@ def test_one_structured_log_line_per_request_without_the_prompt(function, reques
     assert all("prompt" not in record and SEED["inputs"] not in json.dumps(record) for record in request_logs)
 
 
-def test_log_lines_carry_embedded_metrics(function, emulator, request_logs: list[dict]) -> None:
+def test_log_lines_carry_embedded_metrics(function, emulator, request_logs: LogRecords) -> None:
     httpx.post(function.url, json=SEED, timeout=30)
     httpx.post(function.url, json={"inputs": "a", "parameters": {"top_k": 0}}, timeout=30)
     emulator.inject(Fault(kind="model_stream_error", after_tokens=2))
     httpx.post(function.url, json=SEED, timeout=30)
-    deadline = time.monotonic() + 5
-    while len(request_logs) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    request_logs.wait_for(3)
     ok, bad, broken = request_logs
     (directive,) = ok["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "LlmStream" and directive["Dimensions"] == [["Service"]]
@@ -372,24 +378,20 @@ def test_log_lines_carry_embedded_metrics(function, emulator, request_logs: list
     assert broken["ErrorType"] == "ModelStreamError" and broken["ServerErrors"] == 1 and broken["Tokens"] == 2
 
 
-def test_prompt_is_logged_only_when_enabled(start_function, emulator, request_logs: list[dict]) -> None:
+def test_prompt_is_logged_only_when_enabled(start_function, emulator, request_logs: LogRecords) -> None:
     function = start_function(emulator, log_prompts=True)
     httpx.post(function.url, json={"inputs": "secret question", "parameters": {"max_new_tokens": 2}}, timeout=30)
-    deadline = time.monotonic() + 5
-    while not request_logs and time.monotonic() < deadline:
-        time.sleep(0.01)
+    request_logs.wait_for(1)
     assert request_logs[0]["prompt"] == "secret question"
 
 
-def test_lambda_request_id_is_carried_through(function, emulator, request_logs: list[dict]) -> None:
+def test_lambda_request_id_is_carried_through(function, emulator, request_logs: LogRecords) -> None:
     context = json.dumps({"request_id": "abc-123", "deadline": int(time.time() * 1000) + 60_000})
     response = httpx.post(function.url, json={"inputs": "Hi", "parameters": {"max_new_tokens": 2}},
                           headers={"x-amzn-lambda-context": context}, timeout=30)
     assert response.headers["x-request-id"] == "abc-123"
     assert emulator.requests[0].headers["X-Amzn-SageMaker-Custom-Attributes"] == "request_id=abc-123"
-    deadline = time.monotonic() + 5
-    while not request_logs and time.monotonic() < deadline:
-        time.sleep(0.01)
+    request_logs.wait_for(1)
     assert request_logs[0]["request_id"] == "abc-123"
 
 
