@@ -35,7 +35,7 @@ import httpx  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 from llm_stream.tokens import TokenIterator  # noqa: E402
-from local_mode.stack import LOCAL_ENDPOINT_NAME, local_stack  # noqa: E402
+from local_mode.servers import LOCAL_ENDPOINT_NAME, local_servers  # noqa: E402
 from sagemaker_emulator import tgi  # noqa: E402
 from stream_client.sse import parse_events  # noqa: E402
 
@@ -98,16 +98,15 @@ def analyse(timings: list[StreamTiming], records: dict[int, dict]) -> PathResult
     for timing in timings:
         record = records[timing.seed]
         request = tgi.parse_request(record["body"].encode(), 2048)
-        generated = list(tgi.generate(request))
-        visible = [i for i, (token, _) in enumerate(generated) if token.text and not token.special]
-        expected = [generated[i][0].text for i in visible]
+        visible = tgi.visible_tokens(request)
+        expected = [text for _, text in visible]
         result.streams += 1
         result.tokens += len(timing.texts)
         if timing.texts != expected:
             result.bad_streams += 1
             continue
         result.ttft_ms.append((timing.arrivals[0] - timing.started) * 1000)
-        for arrival, index in zip(timing.arrivals, visible):
+        for arrival, (index, _) in zip(timing.arrivals, visible, strict=True):
             result.delivery_ms.append((arrival - record["token_sent_at"][index]) * 1000)
     return result
 
@@ -134,9 +133,9 @@ def main() -> None:
     args = parser.parse_args()
 
     emulator_args = ["--ttft-ms", str(args.ttft_ms), "--token-ms", str(args.token_ms), "--log-level", "WARNING"]
-    with local_stack(emulator_args=emulator_args) as stack:
+    with local_servers(emulator_args=emulator_args) as servers:
         direct = boto3.client(
-            "sagemaker-runtime", endpoint_url=stack.emulator_url, region_name="us-east-1",
+            "sagemaker-runtime", endpoint_url=servers.emulator_url, region_name="us-east-1",
             aws_access_key_id="local", aws_secret_access_key="local",
             config=Config(max_pool_connections=max(args.concurrency) + 8, retries={"total_max_attempts": 1}),
         )
@@ -151,13 +150,13 @@ def main() -> None:
             count = args.sequential if concurrency == 1 else concurrency
             paths = {
                 "direct": lambda s: read_direct(direct, s, args.tokens),
-                "function": lambda s: read_function(http, stack.function_url, s, args.tokens),
+                "function": lambda s: read_function(http, servers.function_url, s, args.tokens),
             }
             results = {}
             for name, read in paths.items():
                 timings = run_level(concurrency, count, read, seed)
                 seed += count
-                results[name] = analyse(timings, emulator_records(stack.emulator_url))
+                results[name] = analyse(timings, emulator_records(servers.emulator_url))
                 r = results[name]
                 print(f"{concurrency:>8} {name:>9} | {statistics.median(r.ttft_ms):>7.1f}ms "
                       f"{percentile(r.ttft_ms, 99):>5.1f}ms | {statistics.median(r.delivery_ms):>10.2f}ms "

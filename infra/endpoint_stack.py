@@ -35,7 +35,7 @@ class EndpointStack(Stack):
         policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role],
                             statements=_execution_statements(model, bucket, image_account))
 
-        self.model = sagemaker.CfnModel(
+        self.sagemaker_model = sagemaker.CfnModel(
             self, "Model",
             execution_role_arn=self.role.role_arn,
             enable_network_isolation=model.network_isolation,
@@ -46,11 +46,11 @@ class EndpointStack(Stack):
             ),
         )
         # CreateModel checks the role's access: the policy must be attached first.
-        self.model.node.add_dependency(policy)
+        self.sagemaker_model.node.add_dependency(policy)
 
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
             variant_name=VARIANT_NAME,
-            model_name=self.model.attr_model_name,
+            model_name=self.sagemaker_model.attr_model_name,
             instance_type=settings.instance_type,
             initial_instance_count=settings.min_instances,
             initial_variant_weight=1.0,

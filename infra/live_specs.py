@@ -3,7 +3,7 @@
 The bucket holds ``models_manifest.json`` (a list of ``{model_id, version, spec_key, ...}``) and
 one spec file per model version. Both are public: no credentials and no ``sagemaker`` SDK needed.
 Specs are converted to the recorded format of ``jumpstart-specs.json``, which the catalog is built
-from, so the one mapping (``catalog.model_from_spec``) serves both sources.
+from, so the one mapping (``spec_mapping.model_from_spec``) serves both sources.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .catalog import JUMPSTART_BUCKET_PREFIX
+
 MANIFEST = "models_manifest.json"
 TIMEOUT_SECONDS = 30
 
 
 def bucket_url(region: str) -> str:
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://jumpstart-cache-prod-{region}.s3.{region}.{suffix}"
+    return f"https://{JUMPSTART_BUCKET_PREFIX}{region}.s3.{region}.{suffix}"
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -39,7 +41,7 @@ def latest_spec_keys(manifest: list[dict[str, Any]], model_ids: Iterable[str]) -
 
 
 def recorded_from_live(spec: dict[str, Any]) -> dict[str, Any]:
-    """A live JumpStart spec in the recorded format that ``catalog.model_from_spec`` reads."""
+    """A live JumpStart spec in the recorded format that ``spec_mapping.model_from_spec`` reads."""
     variants = (spec.get("hosting_instance_type_variants") or {})
     recorded: dict[str, Any] = {
         "modelId": spec["model_id"],

@@ -17,8 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from .catalog import BLOG_MODELS, CATALOG_PATH, catalog_from_specs
+from .catalog import CATALOG_PATH
 from .live_specs import fetch_recorded_specs
+from .spec_mapping import BLOG_MODELS, catalog_from_specs
 
 DEFAULT_SPECS = Path(__file__).with_name("jumpstart-specs.json")
 

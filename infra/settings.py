@@ -11,11 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from aws_cdk import aws_logs as logs
+
 from .catalog import Catalog, CatalogError, CatalogModel, load_catalog
 
-#: CloudWatch Logs retention periods (days) that CloudFormation accepts.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-                      3288, 3653)
+#: CloudWatch Logs retention periods CloudFormation accepts (days), as the L2 construct's enum.
+LOG_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS, 545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS, 1096: logs.RetentionDays.THREE_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS, 2557: logs.RetentionDays.SEVEN_YEARS, 2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
+}
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 #: Seconds between the function's time budget and its timeout, for the final error event.
 TIME_BUDGET_MARGIN_SECONDS = 15
@@ -94,9 +104,9 @@ class DeploymentSettings:
         max_new_tokens = number("max_new_tokens", 1, max_new_tokens_limit, default=default_cap)
         timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS)
         retention = number("log_retention_days", 1, 3653)
-        if retention not in LOG_RETENTION_DAYS:
+        if retention not in LOG_RETENTION:
             raise SettingsError(f"context key 'log_retention_days': {retention} is not a CloudWatch retention "
-                                f"period; allowed: {', '.join(map(str, LOG_RETENTION_DAYS))}")
+                                f"period; allowed: {', '.join(map(str, LOG_RETENTION))}")
         name_prefix = str(_required(raw, "name_prefix"))
         if not _NAME_PREFIX.match(name_prefix):
             raise SettingsError(f"context key 'name_prefix': {name_prefix!r} is not allowed; allowed: a letter then "

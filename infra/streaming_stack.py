@@ -10,7 +10,7 @@ from constructs import Construct
 
 from .bundling import function_code
 from .monitoring import METRICS_NAMESPACE, Monitoring
-from .settings import DeploymentSettings
+from .settings import LOG_RETENTION, DeploymentSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime in this aws-cdk-lib
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -22,19 +22,6 @@ READINESS_PATH = "/healthz"
 #: Headers a browser may send: JSON body, SSE, and SigV4's own.
 CORS_HEADERS = ["content-type", "accept", "authorization", "x-amz-date", "x-amz-security-token",
                 "x-amz-content-sha256"]
-
-
-#: CloudWatch retention periods in days, as the L2 construct's enum.
-RETENTION = {
-    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS, 545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS, 1096: logs.RetentionDays.THREE_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS, 2557: logs.RetentionDays.SEVEN_YEARS, 2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
-}
 
 
 def skip_checkov(construct: Construct, reasons: dict[str, str]) -> None:
@@ -62,7 +49,7 @@ class StreamingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         log_group = logs.LogGroup(
             self, "FunctionLogs",
-            retention=RETENTION[settings.log_retention_days],
+            retention=LOG_RETENTION[settings.log_retention_days],
             removal_policy=RemovalPolicy.DESTROY,
         )
         role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),

@@ -8,7 +8,7 @@ import time
 
 from stream_client.client import ClientError, stream_answer
 
-from .stack import StackError, local_stack
+from .servers import LocalModeError, local_servers
 
 SEED_PROMPT = "我该如何建立一个网站?"
 
@@ -16,14 +16,14 @@ SEED_PROMPT = "我该如何建立一个网站?"
 def demo(max_new_tokens: int) -> int:
     payload = {"inputs": SEED_PROMPT, "parameters": {"max_new_tokens": max_new_tokens}}
     print("Starting the SageMaker runtime emulator and the function (uvicorn) on loopback...", file=sys.stderr)
-    with local_stack() as stack:
-        print(f"POST {stack.function_url}  {payload}\n", file=sys.stderr)
+    with local_servers() as servers:
+        print(f"POST {servers.function_url}  {payload}\n", file=sys.stderr)
 
         def show(text: str) -> None:
             sys.stdout.write(text)
             sys.stdout.flush()
 
-        result = stream_answer(stack.function_url, payload, on_token=show, auth="none")
+        result = stream_answer(servers.function_url, payload, on_token=show, auth="none")
         print()
         print(f"\n{result.summary()}", file=sys.stderr)
         if result.error:
@@ -36,12 +36,12 @@ def demo(max_new_tokens: int) -> int:
 
 
 def dev(port: int, emulator_port: int) -> int:
-    with local_stack(port=port, emulator_port=emulator_port, quiet=False) as stack:
+    with local_servers(port=port, emulator_port=emulator_port, quiet=False) as servers:
         print(
-            f"\nfunction: {stack.function_url}   emulator: {stack.emulator_url}\n"
-            f"open {stack.function_url}/ in a browser to watch answers stream\n"
-            f"try:  curl -N {stack.function_url} -d '{{\"inputs\": \"How do I build a website?\"}}'\n"
-            f"      python -m stream_client --url {stack.function_url} \"{SEED_PROMPT}\"\n"
+            f"\nfunction: {servers.function_url}   emulator: {servers.emulator_url}\n"
+            f"open {servers.function_url}/ in a browser to watch answers stream\n"
+            f"try:  curl -N {servers.function_url} -d '{{\"inputs\": \"How do I build a website?\"}}'\n"
+            f"      python -m stream_client --url {servers.function_url} \"{SEED_PROMPT}\"\n"
             "Ctrl-C stops both.\n",
             file=sys.stderr, flush=True,
         )
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return demo(args.max_new_tokens)
         return dev(args.port, args.emulator_port)
-    except (StackError, ClientError) as exc:
+    except (LocalModeError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -171,6 +171,12 @@ def generate(request: GenerationRequest) -> Iterator[tuple[Token, str | None]]:
         yield token, None
 
 
+
+def visible_tokens(request: GenerationRequest) -> list[tuple[int, str]]:
+    """(position among the generated tokens, text) of each token a client sees: not special, not empty."""
+    return [(index, token.text) for index, (token, _) in enumerate(generate(request))
+            if token.text and not token.special]
+
 def sse(event: object) -> bytes:
     return b"data:" + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
 

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from local_mode.servers import REAL_CREDENTIAL_VARIABLES, emulator_aws_environment
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
 
 FAST = EmulatorConfig(ttft_ms=5, token_ms=1)
@@ -73,12 +74,11 @@ class AppServer:
 
 
 def point_boto3_at(monkeypatch: pytest.MonkeyPatch, emulator_url: str) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", emulator_url)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    """This process's boto3 clients reach the emulator, exactly as the local function's do."""
+    for key, value in emulator_aws_environment(emulator_url).items():
+        monkeypatch.setenv(key, value)
+    for key in REAL_CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from infra.catalog import BLOG_MODELS, SpecError, catalog_from_specs, is_nvme_instance, load_catalog, model_from_spec
+from infra.catalog import is_nvme_instance, load_catalog
+from infra.spec_mapping import BLOG_MODELS, SpecError, catalog_from_specs, model_from_spec
 from infra.refresh_catalog import DEFAULT_SPECS
 from infra.refresh_catalog import main as refresh_main
 
@@ -25,8 +26,9 @@ def test_default_model_maps_to_the_seed_facts() -> None:
     assert model.instance_types == ("ml.g5.2xlarge", "ml.g5.4xlarge", "ml.g5.8xlarge", "ml.g5.16xlarge")
     assert model.artifacts.key == "huggingface-llm/huggingface-llm-falcon-7b-instruct-bf16/artifacts/inference-prepack/v2.0.0/"
     assert not model.artifacts.is_archive
-    assert model.image_uri("us-east-1") == ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-"
-                                            "inference:2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04")
+    assert model.image.repository == "huggingface-pytorch-tgi-inference"
+    assert model.image.tag == "2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04"
+    assert model.image.accounts["us-east-1"] == "763104351884"
     assert model.image.accounts["cn-north-1"] == "727897471807"
     assert model.tgi_version == "2.4.0" and model.supports_messages_api
     assert (model.max_input_tokens, model.max_total_tokens) == (1024, 2048)

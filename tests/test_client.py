@@ -117,14 +117,14 @@ def test_make_demo_streams_the_seed_question() -> None:
 
 
 def test_local_dev_stack_serves_until_stopped() -> None:
-    from local_mode.stack import local_stack
+    from local_mode.servers import local_servers
     from stream_client.client import stream_answer
 
-    with local_stack() as stack:
-        result = stream_answer(stack.function_url, {"inputs": "Hi", "parameters": {"max_new_tokens": 4}})
+    with local_servers() as servers:
+        result = stream_answer(servers.function_url, {"inputs": "Hi", "parameters": {"max_new_tokens": 4}})
         assert result.tokens == 4 and result.done["finish_reason"] == "length"
     with pytest.raises(httpx.ConnectError):  # both processes are gone
-        stream_answer(stack.function_url, {"inputs": "Hi"}, timeout=2)
+        stream_answer(servers.function_url, {"inputs": "Hi"}, timeout=2)
 
 
 def test_ctrl_c_stops_the_cli_and_the_generation(start_function) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.catalog import model_from_spec
+from infra.spec_mapping import model_from_spec
 from infra.live_specs import bucket_url, fetch_recorded_specs, latest_spec_keys, recorded_from_live
 from infra.refresh_catalog import main as refresh_main
 

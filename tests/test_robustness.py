@@ -136,7 +136,7 @@ def test_fifty_concurrent_streams_lose_and_reorder_nothing(start_function) -> No
         for seed, texts, last_event in results:
             request = tgi.GenerationRequest(mode="generate", prompt="Tell me about streaming.", stream=True,
                                             max_new_tokens=40, input_tokens=5, seed=seed)
-            expected = [t.text for t, _ in tgi.generate(request) if t.text and not t.special]
+            expected = [text for _, text in tgi.visible_tokens(request)]
             assert texts == expected, seed
             assert last_event == "done"
         assert len(emulator.requests) == 50

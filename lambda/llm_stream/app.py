@@ -24,8 +24,9 @@ from .errors import ApiError
 from .logs import log_request
 from .page import add_page_routes
 from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
-from .responses import PlainEncoder, SseEncoder, StreamStats, TokenStreamResponse
+from .responses import PlainEncoder, SseEncoder, TokenStreamResponse
 from .settings import Settings
+from .stats import StreamStats
 from .reader import StreamReader
 from .tokens import StreamError
 from .upstream import StreamEnd, create_client, first_event_error, open_stream

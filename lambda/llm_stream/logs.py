@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .metrics import emf_fields
-from .responses import StreamStats
+from .stats import StreamStats
 from .settings import Settings
 
 _logger = logging.getLogger("llm_stream.requests")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .responses import StreamStats
+from .stats import StreamStats
 
 _PER_REQUEST = (("Requests", "Count"), ("Tokens", "Count"), ("Duration", "Milliseconds"),
                 ("ServerErrors", "Count"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -19,34 +18,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .reader import StreamReader
+from .stats import StreamStats
 from .tokens import StreamError
 from .upstream import StreamEnd
-
-
-@dataclass
-class StreamStats:
-    """What one request did; logged once at its end."""
-
-    request_id: str
-    started: float = field(default_factory=time.monotonic)
-    model_id: str = ""
-    kind: str | None = None
-    input_chars: int | None = None
-    max_new_tokens: int | None = None
-    status: int = 200
-    first_token_at: float | None = None
-    tokens: int = 0
-    finish_reason: str | None = None
-    generated_tokens: int | None = None
-    error_type: str | None = None
-    client_disconnected: bool = False
-    prompt: str | None = None
-
-    def ttft_ms(self) -> float | None:
-        return None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000, 1)
-
-    def duration_ms(self) -> float:
-        return round((time.monotonic() - self.started) * 1000, 1)
 
 
 class Encoder(Protocol):

@@ -19,12 +19,12 @@ LOCAL_ENDPOINT_NAME = "local-falcon-7b-instruct"
 READY_TIMEOUT_SECONDS = 30.0
 
 
-class StackError(RuntimeError):
-    pass
+class LocalModeError(RuntimeError):
+    """A local server did not start or exited early."""
 
 
 @dataclass(frozen=True)
-class LocalStack:
+class LocalServers:
     function_url: str
     emulator_url: str
 
@@ -35,22 +35,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def function_environment(emulator_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What Lambda would give the function, with boto3 pointed at the emulator and dummy credentials."""
-    env = {
-        **os.environ,
-        "SAGEMAKER_ENDPOINT_NAME": LOCAL_ENDPOINT_NAME,
+#: Variables that would make boto3 use a real account's credentials instead of the dummy ones.
+REAL_CREDENTIAL_VARIABLES = ("AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+def emulator_aws_environment(emulator_url: str) -> dict[str, str]:
+    """boto3 pointed at the emulator with dummy credentials (unset :data:`REAL_CREDENTIAL_VARIABLES` too)."""
+    return {
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator_url,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def function_environment(emulator_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What Lambda would give the function, with boto3 pointed at the emulator."""
+    env = {
+        **{key: value for key, value in os.environ.items() if key not in REAL_CREDENTIAL_VARIABLES},
+        **emulator_aws_environment(emulator_url),
+        "SAGEMAKER_ENDPOINT_NAME": LOCAL_ENDPOINT_NAME,
         "PYTHONPATH": str(ROOT / "lambda"),
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("AWS_SESSION_TOKEN", None)
-    env.pop("AWS_PROFILE", None)
     env.update(extra or {})
     return env
 
@@ -59,7 +68,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise StackError(f"{name} exited with status {process.returncode} before it was ready")
+            raise LocalModeError(f"{name} exited with status {process.returncode} before it was ready")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status < 500:
@@ -67,7 +76,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.1)
-    raise StackError(f"{name} was not ready at {url} after {READY_TIMEOUT_SECONDS:.0f} s")
+    raise LocalModeError(f"{name} was not ready at {url} after {READY_TIMEOUT_SECONDS:.0f} s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -81,13 +90,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def local_stack(
+def local_servers(
     port: int | None = None,
     emulator_port: int | None = None,
     emulator_args: list[str] | None = None,
     function_env: Mapping[str, str] | None = None,
     quiet: bool = True,
-) -> Iterator[LocalStack]:
+) -> Iterator[LocalServers]:
     """Run both processes until the block ends; ports default to free ones."""
     port = port or free_port()
     emulator_port = emulator_port or free_port()
@@ -110,7 +119,7 @@ def local_stack(
         processes.append(function)
         _wait_ready(f"{emulator_url}/_emulator/health", emulator, "the emulator")
         _wait_ready(f"{function_url}/healthz", function, "the function")
-        yield LocalStack(function_url=function_url, emulator_url=emulator_url)
+        yield LocalServers(function_url=function_url, emulator_url=emulator_url)
     finally:
         for process in reversed(processes):
             _stop(process)

@@ -1,0 +1,32 @@
+"""What one request did, from its arrival to its last byte: the source of its log line and metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StreamStats:
+    """What one request did; logged once at its end."""
+
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    model_id: str = ""
+    kind: str | None = None
+    input_chars: int | None = None
+    max_new_tokens: int | None = None
+    status: int = 200
+    first_token_at: float | None = None
+    tokens: int = 0
+    finish_reason: str | None = None
+    generated_tokens: int | None = None
+    error_type: str | None = None
+    client_disconnected: bool = False
+    prompt: str | None = None
+
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000, 1)
+
+    def duration_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 1)
