@@ -13,7 +13,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 	CDK_DISABLE_VERSION_CHECK=1
 OUTPUTS ?= outputs.json
 
-.PHONY: install test demo dev synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
+.PHONY: install lint test test-fast demo dev synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
 
 install: $(STAMP)
 
@@ -52,8 +52,18 @@ $(CDK): package.json
 	@npm install --no-audit --no-fund --loglevel=error >&2
 	@touch $@
 
-test: install $(CDK) $(CHECKOV_STAMP) $(BROWSER_STAMP)
+# ruff (rules in pyproject.toml) and mypy (strict on the function, infra and client); `make test` runs it first.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The whole suite: lint, then unit, integration and end-to-end tests (the README's contract; CI runs it).
+test: lint $(CDK) $(CHECKOV_STAMP) $(BROWSER_STAMP)
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
+
+# The edit loop: unit and integration tests with the small hypothesis profile, no lint, no end-to-end tier.
+test-fast: install
+	HYPOTHESIS_PROFILE=dev JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q tests/unit tests/integration
 
 demo: install
 	$(PY) -m local_mode demo
@@ -75,7 +85,7 @@ refresh-catalog: install
 
 fuzz: install
 	HYPOTHESIS_PROFILE=full JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q \
-		tests/test_robustness.py tests/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary"
+		tests/integration/test_robustness.py tests/unit/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary"
 
 load: install
 	$(PY) benchmarks/function_latency.py --concurrency 50 200 --tokens 48
@@ -87,4 +97,4 @@ bench-parser: install
 	$(PY) benchmarks/token_iterator.py
 
 clean:
-	rm -rf $(VENV) .venv-checkov node_modules cdk.out .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov node_modules cdk.out .pytest_cache .hypothesis .mypy_cache .ruff_cache

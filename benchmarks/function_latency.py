@@ -33,11 +33,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
 import boto3  # noqa: E402
 import httpx  # noqa: E402
 from botocore.config import Config  # noqa: E402
+from httpx_sse import EventSource  # noqa: E402
 
 from llm_stream.tokens import TokenIterator  # noqa: E402
 from local_mode.servers import LOCAL_ENDPOINT_NAME, local_servers  # noqa: E402
 from sagemaker_emulator import tgi  # noqa: E402
-from stream_client.sse import parse_events  # noqa: E402
 
 PROMPT = "Explain, step by step, how to plan a small software project."
 
@@ -69,7 +69,7 @@ def read_function(http: httpx.Client, url: str, seed: int, tokens: int) -> Strea
     timing = StreamTiming(seed, time.time())
     with http.stream("POST", url, json=payload(seed, tokens), headers={"accept": "text/event-stream"}) as response:
         response.raise_for_status()
-        for event in parse_events(response.iter_lines()):
+        for event in EventSource(response).iter_sse():
             if event.event == "token":
                 timing.arrivals.append(time.time())
                 timing.texts.append(json.loads(event.data)["text"])

@@ -20,10 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "benchmarks")]
 
+from seed_token_iterator import TokenIterator as SeedTokenIterator  # noqa: E402
+
 from llm_stream.tokens import TokenIterator  # noqa: E402
 from sagemaker_emulator import tgi  # noqa: E402
-from sagemaker_emulator.textgen import answer_tokens  # noqa: E402
-from seed_token_iterator import TokenIterator as SeedTokenIterator  # noqa: E402
+from sagemaker_emulator.textgen import EOS, answer_tokens  # noqa: E402
 
 Parser = Callable[[Iterable[dict]], Iterator[str]]
 PARSERS: dict[str, Parser] = {"this project": TokenIterator, "blog (seed)": SeedTokenIterator}
@@ -36,7 +37,7 @@ def tgi_body(token_count: int) -> bytes:
                                     input_tokens=1, details=True, return_full_text=False)
     renderer = tgi.EventRenderer(request)
     events = [renderer.token(i, next(pieces), None) for i in range(1, token_count)]
-    events.append(renderer.token(token_count, tgi.EOS, "eos_token"))
+    events.append(renderer.token(token_count, EOS, "eos_token"))
     return b"".join(events)
 
 
@@ -69,11 +70,12 @@ def peak_kib(parser: Parser, parts: list[dict]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=20_000)
-    args = parser.parse_args()
+    arguments = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    arguments.add_argument("--tokens", type=int, default=20_000)
+    args = arguments.parse_args()
     body = tgi_body(args.tokens)
-    print(f"TGI stream: {args.tokens:,} tokens, {len(body) / 1024:,.0f} KiB; tokens/s best of 3; peak memory under tracemalloc\n")
+    print(f"TGI stream: {args.tokens:,} tokens, {len(body) / 1024:,.0f} KiB; tokens/s best of 3; "
+          "peak memory under tracemalloc\n")
     header = f"{'part size':>12} | " + " | ".join(f"{name:>14} tok/s {'':>0}| {'peak KiB':>9}" for name in PARSERS)
     print(header)
     print("-" * len(header))
@@ -90,8 +92,9 @@ def main() -> None:
         body = tgi_body(count)
         longest = max(len(event) for event in body.split(b"\n\n")) / 1024
         parts = cut(body, 256)
-        cells = "  ".join(f"{name}: {peak_kib(p, parts):>9,.1f} KiB" for name, p in PARSERS.items())
-        print(f"{count:>10,} tokens  stream {len(body) / 1024:>8,.0f} KiB  longest event {longest:>7,.1f} KiB  {cells}")
+        memory = "  ".join(f"{name}: {peak_kib(p, parts):>9,.1f} KiB" for name, p in PARSERS.items())
+        print(f"{count:>10,} tokens  stream {len(body) / 1024:>8,.0f} KiB  "
+              f"longest event {longest:>7,.1f} KiB  {memory}")
 
 
 if __name__ == "__main__":

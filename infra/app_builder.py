@@ -5,9 +5,9 @@ from __future__ import annotations
 from aws_cdk import App, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from .endpoint_stack import EndpointStack
 from .nag import acknowledge_findings
 from .settings import DeploymentSettings
-from .endpoint_stack import EndpointStack
 from .streaming_stack import StreamingStack
 
 
@@ -17,7 +17,7 @@ def build(app: App, settings: DeploymentSettings | None = None) -> tuple[Endpoin
     endpoint = EndpointStack(app, f"{prefix}-endpoint", settings=settings,
                              description=f"SageMaker JumpStart endpoint for {settings.model.model_id}")
     streaming = StreamingStack(app, f"{prefix}-streaming", settings=settings,
-                               endpoint_name=endpoint.endpoint_name, endpoint_arn=endpoint.endpoint_arn,
+                               endpoint=endpoint,
                                description="Lambda function URL that streams the endpoint's answers")
     for stack in (endpoint, streaming):
         Tags.of(stack).add("llm-stream:deployment", prefix)

@@ -12,6 +12,8 @@ from .catalog import CatalogModel, is_nvme_instance
 from .settings import DeploymentSettings
 
 VARIANT_NAME = "AllTraffic"
+#: What invoking the endpoint takes (the first-deployment review settles whether streaming needs more).
+INVOKE_ACTIONS = ["sagemaker:InvokeEndpoint"]
 SCALE_IN_COOLDOWN_SECONDS = 600
 SCALE_OUT_COOLDOWN_SECONDS = 300
 
@@ -19,8 +21,8 @@ SCALE_OUT_COOLDOWN_SECONDS = 300
 class EndpointStack(Stack):
     """Environment-agnostic: region-specific values resolve at deploy time (mapping and pseudo parameters)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploymentSettings, **kwargs: object) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploymentSettings, description: str) -> None:
+        super().__init__(scope, construct_id, description=description)
         model = settings.model
         bucket = Fn.join("", [model.artifacts.bucket_prefix, Aws.REGION])
         image_account = CfnMapping(
@@ -42,7 +44,8 @@ class EndpointStack(Stack):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 environment=model.environment_for(settings.instance_type),
-                **_model_data(model, bucket),
+                model_data_url=_model_data_url(model, bucket),
+                model_data_source=_model_data_source(model, bucket),
             ),
         )
         # CreateModel checks the role's access: the policy must be attached first.
@@ -84,6 +87,11 @@ class EndpointStack(Stack):
     def endpoint_arn(self) -> str:
         return self.endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
 
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` invoke this endpoint, streaming included, and nothing else."""
+        # The API reference: InvokeEndpointWithResponseStream is authorized by sagemaker:InvokeEndpoint.
+        return iam.Grant.add_to_principal(grantee=grantee, actions=INVOKE_ACTIONS, resource_arns=[self.endpoint_arn])
+
     def _add_autoscaling(self, settings: DeploymentSettings) -> None:
         # L1 on purpose: without RoleARN, Application Auto Scaling uses its service-linked role for
         # SageMaker; the L2 construct would create a role of its own with nothing to do.
@@ -110,13 +118,21 @@ class EndpointStack(Stack):
         )
 
 
-def _model_data(model: CatalogModel, bucket: str) -> dict[str, object]:
-    uri = Fn.join("", ["s3://", bucket, "/", model.artifacts.key])
+def _artifacts_uri(model: CatalogModel, bucket: str) -> str:
+    return Fn.join("", ["s3://", bucket, "/", model.artifacts.key])
+
+
+def _model_data_url(model: CatalogModel, bucket: str) -> str | None:
+    """A ``.tar.gz`` archive goes in ``ModelDataUrl``."""
+    return _artifacts_uri(model, bucket) if model.artifacts.is_archive else None
+
+
+def _model_data_source(model: CatalogModel, bucket: str) -> sagemaker.CfnModel.ModelDataSourceProperty | None:
+    """An uncompressed prefix goes in ``ModelDataSource``."""
     if model.artifacts.is_archive:
-        return {"model_data_url": uri}
-    return {"model_data_source": sagemaker.CfnModel.ModelDataSourceProperty(
-        s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
-            s3_uri=uri, s3_data_type="S3Prefix", compression_type="None"))}
+        return None
+    return sagemaker.CfnModel.ModelDataSourceProperty(s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
+        s3_uri=_artifacts_uri(model, bucket), s3_data_type="S3Prefix", compression_type="None"))
 
 
 def _execution_statements(model: CatalogModel, bucket: str, image_account: str) -> list[iam.PolicyStatement]:

@@ -8,10 +8,11 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from .endpoint_stack import VARIANT_NAME
+from .function_settings import function_settings
 
 FIVE_MINUTES = Duration.minutes(5)
 #: The function's metrics namespace (EMF, lambda/llm_stream/metrics.py).
-METRICS_NAMESPACE = "LlmStream"
+METRICS_NAMESPACE = function_settings.DEFAULT_METRICS_NAMESPACE
 #: SageMaker reports ModelLatency in microseconds.
 MICROSECONDS_PER_SECOND = 1_000_000
 

@@ -1,7 +1,9 @@
 """Deployment settings: one typed object, read once from CDK context, validated with clear errors.
 
-Every key has its default in ``cdk.json``; ``cdk deploy -c key=value`` overrides it (values
-given on the command line arrive as strings and are converted here).
+Deployment keys have their defaults in ``cdk.json``; keys that only shape the function's settings
+(caps, timeout, prompt logging) default to the function's own defaults (``lambda/llm_stream/settings.py``),
+so each default lives in one place. ``cdk deploy -c key=value`` overrides any of them (values given on
+the command line arrive as strings and are converted here).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 from aws_cdk import aws_logs as logs
 
 from .catalog import Catalog, CatalogError, CatalogModel, load_catalog
+from .function_settings import FunctionSettings, function_settings
 
 #: CloudWatch Logs retention periods CloudFormation accepts (days), as the L2 construct's enum.
 LOG_RETENTION = {
@@ -27,8 +30,7 @@ LOG_RETENTION = {
     3288: logs.RetentionDays.NINE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
 }
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
-#: Seconds between the function's time budget and its timeout, for the final error event.
-TIME_BUDGET_MARGIN_SECONDS = 15
+TIME_BUDGET_MARGIN_SECONDS = function_settings.TIME_BUDGET_MARGIN_SECONDS
 _NAME_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,23}$")
 _ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d+)?)$")
 
@@ -74,6 +76,24 @@ class DeploymentSettings:
     def time_budget_seconds(self) -> int:
         return self.function_timeout_seconds - TIME_BUDGET_MARGIN_SECONDS
 
+    def for_function(self, endpoint_name: str) -> FunctionSettings:
+        """The function's settings for this deployment, validated by the function's own rules."""
+        return FunctionSettings(
+            endpoint_name=endpoint_name,
+            model_id=self.model.model_id,
+            model_max_total_tokens=self.model.max_total_tokens,
+            max_new_tokens=self.max_new_tokens,
+            default_max_new_tokens=self.default_max_new_tokens,
+            max_input_chars=self.max_input_chars,
+            max_body_bytes=self.max_body_bytes,
+            time_budget_seconds=self.time_budget_seconds,
+            max_concurrent_streams=function_settings.LAMBDA_MAX_CONCURRENT_STREAMS,
+            log_prompts=self.log_prompts,
+            metrics_namespace=function_settings.DEFAULT_METRICS_NAMESPACE,
+            service_name=self.name_prefix,
+            messages_api=self.model.supports_messages_api,
+        )
+
     @classmethod
     def from_context(cls, get: Callable[[str], Any], catalog: Catalog | None = None) -> DeploymentSettings:
         """Read every key through ``get`` (``node.try_get_context``); raise :class:`SettingsError`."""
@@ -102,7 +122,8 @@ class DeploymentSettings:
         max_new_tokens_limit = model.max_total_tokens - 1
         default_cap = model.max_total_tokens - model.max_input_tokens
         max_new_tokens = number("max_new_tokens", 1, max_new_tokens_limit, default=default_cap)
-        timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS)
+        timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS,
+                         default=function_settings.DEFAULT_FUNCTION_TIMEOUT_SECONDS)
         retention = number("log_retention_days", 1, 3653)
         if retention not in LOG_RETENTION:
             raise SettingsError(f"context key 'log_retention_days': {retention} is not a CloudWatch retention "
@@ -120,17 +141,19 @@ class DeploymentSettings:
             target_invocations_per_instance=number("target_invocations_per_instance", 1, 10_000),
             cors_origins=_origins(raw["cors_origins"]),
             max_new_tokens=max_new_tokens,
-            default_max_new_tokens=number("default_max_new_tokens", 1, max_new_tokens),
+            default_max_new_tokens=number("default_max_new_tokens", 1, max_new_tokens,
+                                          default=function_settings.DEFAULT_MAX_NEW_TOKENS),
             max_input_chars=number("max_input_chars", 1, 1_000_000,
-                                   default=4 * model.max_input_tokens),
-            max_body_bytes=number("max_body_bytes", 1024, 6 * 1024 * 1024),
+                                   default=function_settings.INPUT_CHARS_PER_TOKEN * model.max_input_tokens),
+            max_body_bytes=number("max_body_bytes", 1024, 6 * 1024 * 1024,
+                                  default=function_settings.DEFAULT_MAX_BODY_BYTES),
             reserved_concurrency=number("reserved_concurrency", 1, 1000),
             function_timeout_seconds=timeout,
             function_memory_mb=number("function_memory_mb", 128, 10_240),
             log_retention_days=retention,
             name_prefix=name_prefix,
             web_adapter_layer_version=number("web_adapter_layer_version", 1, 1000),
-            log_prompts=_boolean(raw, "log_prompts"),
+            log_prompts=_boolean(raw, "log_prompts", default=False),
             model_latency_alarm_seconds=number("model_latency_alarm_seconds", 1, 3600),
         )
 
@@ -160,8 +183,10 @@ class _IntReader:
         return number
 
 
-def _boolean(raw: dict[str, Any], key: str) -> bool:
+def _boolean(raw: dict[str, Any], key: str, default: bool) -> bool:
     value = raw.get(key)
+    if value is None or value == "":
+        return default
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import DEFAULT_TIMEOUT_SECONDS, JUMPSTART_BUCKET_PREFIX, Catalog, CatalogModel, ContainerImage, ModelArtifacts
+from .catalog import (
+    DEFAULT_TIMEOUT_SECONDS,
+    JUMPSTART_BUCKET_PREFIX,
+    Catalog,
+    CatalogModel,
+    ContainerImage,
+    ModelArtifacts,
+)
 
 #: The image alias GPU instances use when the spec's variants do not name one.
 IMAGE_ALIAS = "gpu_ecr_uri_1"
@@ -92,7 +99,7 @@ def _image_alias(spec: dict[str, Any]) -> str:
     family = default.removeprefix("ml.").split(".", 1)[0]
     for variant in spec.get("instanceVariants", []):
         if variant["instanceType"] in (default, family) and str(variant.get("imageUri", "")).startswith("$"):
-            return variant["imageUri"][1:]
+            return str(variant["imageUri"])[1:]
     return IMAGE_ALIAS
 
 

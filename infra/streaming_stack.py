@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from .bundling import function_code
-from .monitoring import METRICS_NAMESPACE, Monitoring
+from .endpoint_stack import EndpointStack
+from .monitoring import Monitoring
 from .settings import LOG_RETENTION, DeploymentSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime in this aws-cdk-lib
@@ -24,9 +25,17 @@ CORS_HEADERS = ["content-type", "accept", "authorization", "x-amz-date", "x-amz-
                 "x-amz-content-sha256"]
 
 
-def skip_checkov(construct: Construct, reasons: dict[str, str]) -> None:
+def cfn_resource(construct: IConstruct) -> CfnResource:
+    """The CloudFormation resource behind an L2 construct."""
+    resource = construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource of its own")
+    return resource
+
+
+def skip_checkov(construct: IConstruct, reasons: dict[str, str]) -> None:
     """Record accepted checkov findings, with their reasons, in the resource's template metadata."""
-    construct.node.default_child.add_metadata(  # type: ignore[union-attr]
+    cfn_resource(construct).add_metadata(
         "checkov", {"skip": [{"id": check, "comment": reason} for check, reason in reasons.items()]})
 
 
@@ -42,11 +51,11 @@ class StreamingStack(Stack):
         construct_id: str,
         *,
         settings: DeploymentSettings,
-        endpoint_name: str,
-        endpoint_arn: str,
-        **kwargs: object,
+        endpoint: EndpointStack,
+        description: str,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, description=description)
+        endpoint_name = endpoint.endpoint_name
         log_group = logs.LogGroup(
             self, "FunctionLogs",
             retention=LOG_RETENTION[settings.log_retention_days],
@@ -54,9 +63,7 @@ class StreamingStack(Stack):
         )
         role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description="Streams from one SageMaker endpoint; writes its own logs")
-        # The API reference: InvokeEndpointWithResponseStream is authorized by sagemaker:InvokeEndpoint.
-        role.add_to_policy(iam.PolicyStatement(sid="InvokeTheEndpoint", actions=["sagemaker:InvokeEndpoint"],
-                                               resources=[endpoint_arn]))
+        endpoint.grant_invoke(role)
         log_group.grant_write(role)
 
         self.function = lambda_.Function(
@@ -77,8 +84,8 @@ class StreamingStack(Stack):
         )
         # The function must wait for the role's policy (CDK adds that), but the role itself is already
         # ordered by the function's GetAtt on it; the extra DependsOn is what cfn-lint W3005 reports.
-        policy = role.node.find_child("DefaultPolicy").node.default_child
-        self.function.node.default_child.add_override("DependsOn", [self.get_logical_id(policy)])
+        policy = cfn_resource(role.node.find_child("DefaultPolicy"))
+        cfn_resource(self.function).add_override("DependsOn", [self.get_logical_id(policy)])
         skip_checkov(self.function, {
             "CKV_AWS_116": "Invoked synchronously through its function URL; a dead-letter queue only receives "
                            "failed asynchronous invocations.",
@@ -93,7 +100,8 @@ class StreamingStack(Stack):
         })
 
         self.url = self.function.add_function_url(
-            auth_type=lambda_.FunctionUrlAuthType.AWS_IAM if settings.auth == "iam" else lambda_.FunctionUrlAuthType.NONE,
+            auth_type=(lambda_.FunctionUrlAuthType.AWS_IAM if settings.auth == "iam"
+                       else lambda_.FunctionUrlAuthType.NONE),
             invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM,
             cors=lambda_.FunctionUrlCorsOptions(
                 allowed_origins=list(settings.cors_origins),
@@ -127,20 +135,5 @@ def _environment(settings: DeploymentSettings, endpoint_name: str) -> dict[str, 
         "AWS_LWA_INVOKE_MODE": "response_stream",
         "AWS_LWA_PORT": APP_PORT,
         "AWS_LWA_READINESS_CHECK_PATH": READINESS_PATH,
-        # The app's settings (lambda/llm_stream/settings.py).
-        "SAGEMAKER_ENDPOINT_NAME": endpoint_name,
-        "MODEL_ID": settings.model.model_id,
-        "MODEL_MAX_TOTAL_TOKENS": str(settings.model.max_total_tokens),
-        "MAX_NEW_TOKENS": str(settings.max_new_tokens),
-        "DEFAULT_MAX_NEW_TOKENS": str(settings.default_max_new_tokens),
-        "MAX_INPUT_CHARS": str(settings.max_input_chars),
-        "MAX_BODY_BYTES": str(settings.max_body_bytes),
-        "TIME_BUDGET_SECONDS": str(settings.time_budget_seconds),
-        # Lambda sends an instance one request at a time; the slack covers reader threads still
-        # winding down after a cancelled stream.
-        "MAX_CONCURRENT_STREAMS": "4",
-        "LOG_PROMPTS": "true" if settings.log_prompts else "false",
-        "MESSAGES_API": "true" if settings.model.supports_messages_api else "false",
-        "METRICS_NAMESPACE": METRICS_NAMESPACE,
-        "SERVICE_NAME": settings.name_prefix,
+        **settings.for_function(endpoint_name).to_environment(),
     }

@@ -32,7 +32,8 @@ class LocalServers:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 #: Variables that would make boto3 use a real account's credentials instead of the dummy ones.
@@ -70,7 +71,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
         if process.poll() is not None:
             raise LocalModeError(f"{name} exited with status {process.returncode} before it was ready")
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback http URL built here)
                 if response.status < 500:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -105,13 +106,13 @@ def local_servers(
     output = subprocess.DEVNULL if quiet else None
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        emulator = subprocess.Popen(
+        emulator = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
             [sys.executable, "-m", "sagemaker_emulator", "--port", str(emulator_port),
              "--endpoint", LOCAL_ENDPOINT_NAME, *(emulator_args or [])],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=output, stderr=output,
         )
         processes.append(emulator)
-        function = subprocess.Popen(
+        function = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
             [sys.executable, "-m", "uvicorn", "--factory", "llm_stream.app:create_app",
              "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
             cwd=ROOT / "lambda", env=function_environment(emulator_url, function_env), stdout=output, stderr=output,

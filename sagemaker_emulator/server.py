@@ -13,6 +13,8 @@ Admin routes (not part of the SageMaker API):
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import random
@@ -29,6 +31,7 @@ from typing import Any
 
 from . import eventstream, tgi
 from .faults import PRE_STREAM_FAULTS, Fault
+from .textgen import EOS
 
 log = logging.getLogger("sagemaker_emulator")
 
@@ -47,6 +50,10 @@ class EmulatorConfig:
     split_parts: bool = True
     account: str = "123456789012"
     region: str = "us-east-1"
+
+
+#: How often the serving loop checks whether it was asked to stop.
+STOP_POLL_SECONDS = 0.02
 
 
 @dataclass
@@ -69,6 +76,14 @@ class ReceivedRequest:
         self.outcome = outcome
         self.finished.set()
 
+    def final_outcome(self, timeout: float = 5.0) -> str | None:
+        """The outcome once the exchange has ended, or ``None`` if it has not within ``timeout`` seconds.
+
+        A client may read the last byte before the handler records the outcome: wait for it.
+        """
+        self.finished.wait(timeout)
+        return self.outcome if self.finished.is_set() else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
@@ -88,7 +103,7 @@ class EmulatorServer:
         self.config = config or EmulatorConfig()
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
-        self._faults: deque[list[Any]] = deque()  # [fault, remaining uses or None]
+        self._faults: deque[tuple[Fault, int | None]] = deque()  # (fault, remaining uses or None)
         self.stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.emulator = self
@@ -96,16 +111,17 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        host, port = self._httpd.socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sagemaker-emulator", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, name="sagemaker-emulator", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        self._httpd.serve_forever()
+        # stop() waits for the loop to look at its flag: look often, so stopping takes milliseconds, not 0.5 s.
+        self._httpd.serve_forever(poll_interval=STOP_POLL_SECONDS)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -133,7 +149,7 @@ class EmulatorServer:
     def inject(self, *faults: Fault) -> None:
         """Apply these faults to the next requests, in order (each for ``fault.times`` requests)."""
         with self._lock:
-            self._faults.extend([fault, fault.times] for fault in faults)
+            self._faults.extend((fault, fault.times) for fault in faults)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -154,12 +170,11 @@ class EmulatorServer:
             self._requests.append(request)
             if not self._faults:
                 return None
-            entry = self._faults[0]
-            fault, remaining = entry
+            fault, remaining = self._faults[0]
             if remaining is not None:
-                entry[1] = remaining - 1
-                if entry[1] == 0:
-                    self._faults.popleft()
+                self._faults.popleft()
+                if remaining > 1:
+                    self._faults.appendleft((fault, remaining - 1))
             return fault
 
 
@@ -285,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, record: ReceivedRequest, request: tgi.GenerationRequest, renderer: tgi.EventRenderer, fault: Fault | None
     ) -> str:
         config = self.server.emulator.config
-        parts = _PartSplitter(random.Random(record.request_id), enabled=config.split_parts)
+        parts = _PartSplitter(random.Random(record.request_id), enabled=config.split_parts)  # noqa: S311 (test data, not secrets)
         if not self._pause(config.ttft_ms / 1000):
             return "server_stopped"
         for index, (token, finish_reason) in enumerate(tgi.generate(request), start=1):
@@ -306,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         pending = parts.flush()
         if fault.kind == "in_band_error":
             message = fault.message or "Request failed during generation: Server error: CUDA out of memory"
-            self._write_frames(pending + [eventstream.payload_part(renderer.error(message, fault.error_type))])
+            self._write_frames([*pending, eventstream.payload_part(renderer.error(message, fault.error_type))])
         elif fault.kind in ("model_stream_error", "internal_stream_failure"):
             self._write_frames(pending)
             if fault.kind == "model_stream_error":
@@ -320,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_chunk(frame)
         elif fault.kind == "drop_connection":
             self._write_frames(pending)
-            self._drop_connection(eventstream.payload_part(renderer.token(1, tgi.EOS, None)))
+            self._drop_connection(eventstream.payload_part(renderer.token(1, EOS, None)))
             return "dropped"
         elif fault.kind == "stall":
             self._write_frames(pending)
@@ -362,10 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Announce a whole frame, send half of it, and close the socket."""
         self.wfile.write(b"%X\r\n%s" % (len(frame), frame[: len(frame) // 2]))
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode("utf-8")
@@ -405,7 +418,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(404, {"message": f"Unknown operation {self.command} {self.path}"},
                         {"x-amzn-ErrorType": "UnknownOperationException"})
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (BaseHTTPRequestHandler's signature)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
@@ -430,12 +443,14 @@ class _PartSplitter:
             return [eventstream.payload_part(data)]
         if data.endswith(b"\n\n") and self._rng.random() < 0.3:
             data, self._held = data[:-1], b"\n"
-        cuts = {self._rng.randrange(1, len(data)) for _ in range(self._rng.choice((0, 1, 1, 2)))} if len(data) > 1 else set()
+        cuts = set()
+        if len(data) > 1:
+            cuts = {self._rng.randrange(1, len(data)) for _ in range(self._rng.choice((0, 1, 1, 2)))}
         continuation = [i for i, byte in enumerate(data) if 0x80 <= byte < 0xC0]
         if continuation and self._rng.random() < 0.5:
             cuts.add(self._rng.choice(continuation))
         bounds = [0, *sorted(cuts), len(data)]
-        return [eventstream.payload_part(data[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+        return [eventstream.payload_part(data[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
 
     def flush(self) -> list[bytes]:
         held, self._held = self._held, b""

@@ -68,7 +68,7 @@ def _token_id(text: str) -> int:
 
 
 def _answer_text(prompt: str, seed: int | None) -> str:
-    rng = random.Random(zlib.crc32(prompt.encode("utf-8")) if seed is None else seed)
+    rng = random.Random(zlib.crc32(prompt.encode("utf-8")) if seed is None else seed)  # noqa: S311 (not a secret)
     if _CJK.search(prompt):
         # Keep the numbered steps in order: pick a contiguous, readable run.
         return "".join(_CHINESE[: rng.randint(6, len(_CHINESE))])

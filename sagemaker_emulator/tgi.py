@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -76,9 +76,11 @@ def _parse_generate(payload: dict[str, Any], max_total_tokens: int) -> Generatio
         raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: missing field `inputs`")
     params = payload.get("parameters") or {}
     if not isinstance(params, dict):
-        raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: `parameters` must be an object")
+        raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: "
+                                "`parameters` must be an object")
     stream = bool(payload.get("stream"))
     _validate_sampling(params)
+    input_tokens, max_new_tokens = _token_budget(inputs, params.get("max_new_tokens"), max_total_tokens)
     if stream and params.get("best_of") not in (None, 1):
         raise ValidationFailure("`best_of` != 1 is not supported when streaming tokens")
     if stream and params.get("decoder_input_details"):
@@ -91,7 +93,8 @@ def _parse_generate(payload: dict[str, Any], max_total_tokens: int) -> Generatio
         seed=params.get("seed"),
         details=bool(params.get("details")),
         return_full_text=bool(params.get("return_full_text", True)),
-        **_token_budget(inputs, params.get("max_new_tokens"), max_total_tokens),
+        input_tokens=input_tokens,
+        max_new_tokens=max_new_tokens,
     )
 
 
@@ -106,18 +109,20 @@ def _parse_chat(payload: dict[str, Any], max_total_tokens: int) -> GenerationReq
     if temperature is not None and temperature < 0:
         raise ValidationFailure("`temperature` must be strictly positive")
     prompt = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
+    input_tokens, max_new_tokens = _token_budget(prompt, payload.get("max_tokens"), max_total_tokens)
     return GenerationRequest(
         mode="chat",
         prompt=prompt,
         stream=bool(payload.get("stream")),
         stop=_stop_sequences(payload.get("stop")),
         seed=payload.get("seed"),
-        **_token_budget(prompt, payload.get("max_tokens"), max_total_tokens),
+        input_tokens=input_tokens,
+        max_new_tokens=max_new_tokens,
     )
 
 
 def _validate_sampling(params: dict[str, Any]) -> None:
-    checks = (
+    checks: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         ("temperature", lambda v: v > 0, "`temperature` must be strictly positive"),
         ("top_p", lambda v: 0 < v < 1, "`top_p` must be > 0.0 and < 1.0"),
         ("top_k", lambda v: v > 0, "`top_k` must be strictly positive"),
@@ -131,13 +136,17 @@ def _validate_sampling(params: dict[str, Any]) -> None:
 
 
 def _stop_sequences(stop: object) -> list[str]:
-    sequences = [stop] if isinstance(stop, str) else list(stop or [])
+    if stop is None or isinstance(stop, str | list):
+        sequences = [stop] if isinstance(stop, str) else list(stop or [])
+    else:
+        raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: `stop` must be a list")
     if len(sequences) > MAX_STOP_SEQUENCES:
         raise ValidationFailure(f"`stop` supports up to {MAX_STOP_SEQUENCES} stop sequences. Given: {len(sequences)}")
     return [s for s in sequences if isinstance(s, str) and s]
 
 
-def _token_budget(prompt: str, max_new_tokens: object, max_total_tokens: int) -> dict[str, int]:
+def _token_budget(prompt: str, max_new_tokens: object, max_total_tokens: int) -> tuple[int, int]:
+    """(input tokens, max new tokens), as TGI's validation computes and checks them."""
     input_tokens = count_tokens(prompt)
     if input_tokens == 0:
         raise ValidationFailure("`inputs` cannot be empty")
@@ -150,7 +159,7 @@ def _token_budget(prompt: str, max_new_tokens: object, max_total_tokens: int) ->
             f"`inputs` tokens + `max_new_tokens` must be <= {max_total_tokens}. "
             f"Given: {input_tokens} `inputs` tokens and {max_new_tokens} `max_new_tokens`"
         )
-    return {"input_tokens": input_tokens, "max_new_tokens": max_new_tokens}
+    return input_tokens, max_new_tokens
 
 
 def generate(request: GenerationRequest) -> Iterator[tuple[Token, str | None]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .client import ClientError, StreamResult, stream_answer, url_from_outputs
+from .client import AuthMode, ClientError, StreamResult, stream_answer, url_from_outputs
 from .signing import MissingCredentials
 
 DEFAULT_OUTPUTS = Path("outputs.json")
@@ -57,6 +57,8 @@ def print_token(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        url: str
+        auth: AuthMode
         url, auth = (args.url, "auto") if args.url else url_from_outputs(args.outputs)
         result: StreamResult = stream_answer(url, build_payload(args), auth=args.auth or auth,
                                              on_token=print_token, timeout=args.timeout)

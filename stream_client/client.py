@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+from httpx_sse import EventSource
 
 from .signing import function_url_region, sign_headers
-from .sse import parse_events
 
 AuthMode = Literal["auto", "iam", "none"]
 
@@ -65,8 +65,8 @@ def url_from_outputs(path: Path) -> tuple[str, AuthMode]:
         raise ClientError(f"{path} is not valid JSON: {exc}") from None
     for stack_outputs in outputs.values():
         if isinstance(stack_outputs, dict) and "FunctionUrl" in stack_outputs:
-            auth = "iam" if stack_outputs.get("AuthMode", "iam") == "iam" else "none"
-            return stack_outputs["FunctionUrl"], auth
+            auth: AuthMode = "iam" if stack_outputs.get("AuthMode", "iam") == "iam" else "none"
+            return str(stack_outputs["FunctionUrl"]), auth
     raise ClientError(f"no stack in {path} has a FunctionUrl output")
 
 
@@ -75,7 +75,8 @@ def request_headers(url: str, body: bytes, auth: AuthMode) -> dict[str, str]:
     region = function_url_region(url)
     if auth == "iam" or (auth == "auto" and region is not None):
         if region is None:
-            raise ClientError(f"cannot sign for {url}: IAM auth needs a Lambda function URL (*.lambda-url.<region>.on.aws)")
+            raise ClientError(f"cannot sign for {url}: IAM auth needs a Lambda function URL "
+                              "(*.lambda-url.<region>.on.aws)")
         headers = sign_headers("POST", url, body, headers, region)
     return headers
 
@@ -98,7 +99,8 @@ def stream_answer(
         if response.status_code != 200:
             response.read()
             raise ClientError(_describe_http_error(response))
-        for event in parse_events(response.iter_lines()):
+        # httpx-sse splits lines only where SSE does (CR, LF): a token may hold U+2028 and friends.
+        for event in EventSource(response).iter_sse():
             data = json.loads(event.data)
             if event.event == "token":
                 if result.ttft_s is None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-ROOT = Path(__file__).resolve().parent.parent
-SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+from tests import ROOT
+
+SKIP_BUNDLING: dict[str, list[str]] = {"aws:cdk:bundling-stacks": []}
 
 
 def cdk_context(**overrides: Any) -> dict[str, Any]:

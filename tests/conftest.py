@@ -9,15 +9,26 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
+from hypothesis import HealthCheck, settings
 
 from local_mode.servers import REAL_CREDENTIAL_VARIABLES, emulator_aws_environment
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
 
 FAST = EmulatorConfig(ttft_ms=5, token_ms=1)
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE: `make test` runs "default", `make test-fast`
+# "dev" and `make fuzz` "full". Tests that need more cases than others ask for a multiple of the
+# profile's count (``settings().max_examples``), so every profile scales them alike.
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("default", max_examples=150, deadline=None, suppress_health_check=_SLOW_IS_FINE)
+settings.register_profile("dev", settings.get_profile("default"), max_examples=25)
+settings.register_profile("full", settings.get_profile("default"), max_examples=1200)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
@@ -28,7 +39,7 @@ def emulator() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def make_runtime_client() -> Callable[..., object]:
-    def make(endpoint_url: str | None = None, **config: object) -> object:
+    def make(endpoint_url: str | None = None, **config: Any) -> Any:
         return boto3.client(
             "sagemaker-runtime",
             endpoint_url=endpoint_url,
@@ -51,7 +62,7 @@ def runtime_client(emulator: EmulatorServer, make_runtime_client, monkeypatch: p
 class AppServer:
     """The function's ASGI app under real uvicorn, on an ephemeral loopback port, in a thread."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: Any) -> None:
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -89,7 +100,7 @@ def start_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Ap
 
     started: list[AppServer] = []
 
-    def start(emulator: EmulatorServer, **overrides: object) -> AppServer:
+    def start(emulator: EmulatorServer, **overrides: Any) -> AppServer:
         point_boto3_at(monkeypatch, emulator.url)
         settings = Settings(**{"endpoint_name": "test-endpoint", "upstream_max_attempts": 1, **overrides})
         server = AppServer(create_app(settings)).__enter__()

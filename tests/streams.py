@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+
+import pytest
+
+from llm_stream.tokens import StreamError
 
 
 def sse_line(event: object, space: bool = False) -> bytes:
@@ -20,7 +25,9 @@ def tgi_token(index: int, text: str, special: bool = False) -> dict:
     }
 
 
-def tgi_final(index: int, text: str, generated_text: str, finish_reason: str = "eos_token", special: bool = True) -> dict:
+def tgi_final(
+    index: int, text: str, generated_text: str, finish_reason: str = "eos_token", special: bool = True
+) -> dict:
     event = tgi_token(index, text, special)
     event["generated_text"] = generated_text
     event["details"] = {"finish_reason": finish_reason, "generated_tokens": index, "seed": None, "input_length": 7}
@@ -59,7 +66,8 @@ def messages_stream(texts: Sequence[str] = TGI_TEXTS, done: bool = True) -> byte
 
 
 def lmi_stream(texts: Sequence[str] = TGI_TEXTS, trailing_newline: bool = False) -> bytes:
-    lines = [json.dumps({"token": {"id": i, "text": t, "log_prob": -0.3}}, ensure_ascii=False) for i, t in enumerate(texts)]
+    lines = [json.dumps({"token": {"id": i, "text": t, "log_prob": -0.3}}, ensure_ascii=False)
+             for i, t in enumerate(texts)]
     final = {
         "token": {"id": 2, "text": "</s>", "log_prob": -0.1, "special_token": True},
         "generated_text": "".join(texts),
@@ -71,11 +79,19 @@ def lmi_stream(texts: Sequence[str] = TGI_TEXTS, trailing_newline: bool = False)
 
 def as_parts(data: bytes, cuts: Sequence[int] = ()) -> Iterator[dict]:
     """PayloadPart events whose boundaries fall at ``cuts``."""
-    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(data))), len(data)]
-    for start, end in zip(bounds, bounds[1:]):
+    bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
+    for start, end in itertools.pairwise(bounds):
         yield {"PayloadPart": {"Bytes": data[start:end]}}
 
 
 def fixed_size_parts(data: bytes, size: int) -> Iterator[dict]:
     for start in range(0, len(data), size):
         yield {"PayloadPart": {"Bytes": data[start : start + size]}}
+
+
+def collect_until_error(tokens: Iterable[str]) -> tuple[list[str], StreamError]:
+    """The tokens that arrived before the stream failed, and its :class:`StreamError` (which must come)."""
+    seen: list[str] = []
+    with pytest.raises(StreamError) as raised:
+        seen.extend(tokens)  # keeps what arrived before the error
+    return seen, raised.value

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import FastAPI, Request
@@ -24,12 +24,15 @@ from .errors import ApiError
 from .logs import log_request
 from .page import add_page_routes
 from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
+from .reader import StreamReader
 from .responses import PlainEncoder, SseEncoder, TokenStreamResponse
 from .settings import Settings
 from .stats import StreamStats
-from .reader import StreamReader
 from .tokens import StreamError
 from .upstream import StreamEnd, create_client, first_event_error, open_stream
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 #: Content types a JSON body may arrive with; form-urlencoded is what ``curl -d`` sends.
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")
@@ -38,7 +41,7 @@ DEADLINE_MARGIN_SECONDS = 2.0
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
 
 
-def create_app(settings: Settings | None = None, client: Any | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     client = client or create_client(settings)
     state: dict[str, anyio.CapacityLimiter] = {}
@@ -110,7 +113,8 @@ async def _read_body(request: Request, settings: Settings) -> bytes:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type not in ACCEPTED_CONTENT_TYPES:
         raise ApiError(415, "unsupported_media_type",
-                       f"content type {content_type!r} is not accepted; send JSON ({', '.join(ACCEPTED_CONTENT_TYPES)})")
+                       f"content type {content_type!r} is not accepted; "
+                       f"send JSON ({', '.join(ACCEPTED_CONTENT_TYPES)})")
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -133,7 +137,7 @@ def _body_too_large(size: int, settings: Settings) -> ApiError:
 
 
 async def _open_until_first_token(
-    client: Any, settings: Settings, request: UpstreamRequest, request_id: str, deadline: float,
+    client: SageMakerRuntimeClient, settings: Settings, request: UpstreamRequest, request_id: str, deadline: float,
     limiter: anyio.CapacityLimiter,
 ) -> tuple[StreamReader, str | None]:
     """Open the stream and wait for its first item, so failures before any byte get an HTTP status."""

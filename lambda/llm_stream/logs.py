@@ -7,22 +7,21 @@ import logging
 import sys
 
 from .metrics import emf_fields
-from .stats import StreamStats
 from .settings import Settings
+from .stats import StreamStats
 
 _logger = logging.getLogger("llm_stream.requests")
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stdout`` is at the time of each record (it may be replaced after start-up)."""
+class _StdoutHandler(logging.Handler):
+    """Writes each record to whatever ``sys.stdout`` is at the time (it may be replaced after start-up)."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def _configure() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -24,7 +25,7 @@ HEADERS = {
 }
 
 
-def _file_route(content: bytes, media_type: str):  # noqa: ANN202 (a route handler with no parameters)
+def _file_route(content: bytes, media_type: str) -> Callable[[], Awaitable[Response]]:
     async def serve() -> Response:
         return Response(content, media_type=media_type, headers=HEADERS)
 

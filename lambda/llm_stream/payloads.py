@@ -121,7 +121,8 @@ def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
         raise ApiError(422, "validation_error", "the body must be a JSON object with `inputs` or `messages`")
     has_inputs, has_messages = "inputs" in data, "messages" in data
     if has_inputs == has_messages:
-        raise ApiError(422, "validation_error", "give exactly one of `inputs` (TGI payload) or `messages` (Messages API)")
+        raise ApiError(422, "validation_error",
+                       "give exactly one of `inputs` (TGI payload) or `messages` (Messages API)")
     if has_inputs:
         return _generate_request(_validate(GeneratePayload, data, "inputs"), settings)
     if not settings.messages_api:

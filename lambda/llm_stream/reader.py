@@ -8,6 +8,7 @@ keeps reading ahead, which matters when many streams share a process (``make dev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -81,7 +82,5 @@ class StreamReader:
                 if not self._put(item) or not isinstance(item, str):
                     return
         finally:
-            try:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone, and its limiter with it
                 self._loop.call_soon_threadsafe(self._limiter.release_on_behalf_of, self)
-            except RuntimeError:  # the event loop is gone, and its limiter with it
-                pass

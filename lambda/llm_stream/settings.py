@@ -1,83 +1,121 @@
-"""The function's settings: read once from the environment, validated, immutable."""
+"""The function's settings: read once from the environment, validated, immutable.
+
+This module is the one contract between the stack and the function. Each field names the
+environment variable it is read from; ``infra/streaming_stack.py`` builds a :class:`Settings`
+for the deployment (so the function's own rules validate it at synth time) and writes it with
+:meth:`Settings.to_environment`. The operational defaults below are the deployment's defaults
+too (``infra/settings.py`` imports them); model-derived values are always set by the stack,
+and their defaults here are the default model's, for local runs.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+#: The default model and what its container allows (``MAX_TOTAL_TOKENS``, ``MAX_INPUT_LENGTH``).
+DEFAULT_MODEL_ID = "huggingface-llm-falcon-7b-instruct-bf16"
+DEFAULT_MODEL_MAX_TOTAL_TOKENS = 2048
+DEFAULT_MODEL_MAX_INPUT_TOKENS = 1024
+#: Prompt characters allowed per input token: generous (English averages about 4 per token) so that
+#: the container's own token limit, not this cap, is what normally refuses a long prompt.
+INPUT_CHARS_PER_TOKEN = 4
+#: ``max_new_tokens`` when a caller asks for nothing.
+DEFAULT_MAX_NEW_TOKENS = 256
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+#: The Lambda timeout the stack sets by default, and the part of it kept back so a stream that
+#: runs out of time still ends with an ``error`` event instead of a cut connection.
+DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300
+TIME_BUDGET_MARGIN_SECONDS = 15
+DEFAULT_METRICS_NAMESPACE = "LlmStream"
+DEFAULT_SERVICE_NAME = "llm-stream"
+#: Streams one process serves at once when it is a long-running server (``make dev``).
+DEFAULT_MAX_CONCURRENT_STREAMS = 256
+#: In Lambda: an instance is sent one request at a time, so one stream would do; the slack covers
+#: reader threads of cancelled streams that are still winding down when the next request arrives.
+LAMBDA_MAX_CONCURRENT_STREAMS = 4
 
 
 class SettingsError(ValueError):
     """An environment variable is missing or has a value outside what is allowed."""
 
 
+def _env(name: str, default: _T) -> _T:
+    """A field read from the environment variable ``name``."""
+    return field(default=default, metadata={"env": name})
+
+
 @dataclass(frozen=True)
 class Settings:
-    #: SageMaker endpoint the function streams from (``SAGEMAKER_ENDPOINT_NAME``, required).
-    endpoint_name: str
+    #: SageMaker endpoint the function streams from (required).
+    endpoint_name: str = field(metadata={"env": "SAGEMAKER_ENDPOINT_NAME"})
     #: JumpStart model id, for logs and the ``done`` event.
-    model_id: str = "huggingface-llm-falcon-7b-instruct-bf16"
+    model_id: str = _env("MODEL_ID", DEFAULT_MODEL_ID)
     #: The model container's MAX_TOTAL_TOKENS (input + generated).
-    model_max_total_tokens: int = 2048
+    model_max_total_tokens: int = _env("MODEL_MAX_TOTAL_TOKENS", DEFAULT_MODEL_MAX_TOTAL_TOKENS)
     #: Cap on ``max_new_tokens`` / ``max_tokens`` a caller may ask for.
-    max_new_tokens: int = 1024
+    max_new_tokens: int = _env("MAX_NEW_TOKENS", DEFAULT_MODEL_MAX_TOTAL_TOKENS - DEFAULT_MODEL_MAX_INPUT_TOKENS)
     #: ``max_new_tokens`` used when the caller gives none.
-    default_max_new_tokens: int = 256
+    default_max_new_tokens: int = _env("DEFAULT_MAX_NEW_TOKENS", DEFAULT_MAX_NEW_TOKENS)
     #: Cap on the prompt: characters of ``inputs``, or of all message contents together.
-    max_input_chars: int = 8000
+    max_input_chars: int = _env("MAX_INPUT_CHARS", INPUT_CHARS_PER_TOKEN * DEFAULT_MODEL_MAX_INPUT_TOKENS)
     #: Cap on the request body.
-    max_body_bytes: int = 65536
-    #: A stream still running after this many seconds ends with an ``error`` event (keep it
-    #: below the function timeout so the client gets an answer rather than a cut connection).
-    time_budget_seconds: float = 270.0
-    upstream_connect_timeout_seconds: float = 5.0
+    max_body_bytes: int = _env("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    #: A stream still running after this many seconds ends with an ``error`` event.
+    time_budget_seconds: float = _env("TIME_BUDGET_SECONDS",
+                                      float(DEFAULT_FUNCTION_TIMEOUT_SECONDS - TIME_BUDGET_MARGIN_SECONDS))
+    upstream_connect_timeout_seconds: float = _env("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0)
     #: Longest silence tolerated from the endpoint, first token included.
-    upstream_read_timeout_seconds: float = 60.0
+    upstream_read_timeout_seconds: float = _env("UPSTREAM_READ_TIMEOUT_SECONDS", 60.0)
     #: Attempts for the invoke call itself (throttling, 5xx); never retried once bytes have streamed.
-    upstream_max_attempts: int = 2
-    #: Streams served at once by one process (a Lambda instance serves one; `make dev` many).
-    max_concurrent_streams: int = 256
+    upstream_max_attempts: int = _env("UPSTREAM_MAX_ATTEMPTS", 2)
+    #: Streams served at once by one process.
+    max_concurrent_streams: int = _env("MAX_CONCURRENT_STREAMS", DEFAULT_MAX_CONCURRENT_STREAMS)
     #: Log prompt text (off by default: prompts may hold personal data).
-    log_prompts: bool = False
+    log_prompts: bool = _env("LOG_PROMPTS", False)
     #: CloudWatch namespace and ``Service`` dimension of the function's metrics (EMF).
-    metrics_namespace: str = "LlmStream"
-    service_name: str = "llm-stream"
+    metrics_namespace: str = _env("METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE)
+    service_name: str = _env("SERVICE_NAME", DEFAULT_SERVICE_NAME)
     #: Whether the container answers Messages API payloads (TGI >= 2.4); otherwise they are refused.
-    messages_api: bool = True
+    messages_api: bool = _env("MESSAGES_API", True)
 
     def __post_init__(self) -> None:
-        _require(bool(self.endpoint_name.strip()), "SAGEMAKER_ENDPOINT_NAME", self.endpoint_name, "a non-empty name")
+        _require(bool(self.endpoint_name.strip()), "endpoint_name", self.endpoint_name, "a non-empty name")
         for name in ("model_max_total_tokens", "max_new_tokens", "default_max_new_tokens", "max_input_chars",
                      "max_body_bytes", "upstream_max_attempts", "max_concurrent_streams"):
-            value = getattr(self, name)
-            _require(value >= 1, _env_name(name), value, "an integer >= 1")
+            _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds"):
-            value = getattr(self, name)
-            _require(value > 0, _env_name(name), value, "a number > 0")
-        _require(self.max_new_tokens < self.model_max_total_tokens, "MAX_NEW_TOKENS", self.max_new_tokens,
+            _require(getattr(self, name) > 0, name, getattr(self, name), "a number > 0")
+        _require(self.max_new_tokens < self.model_max_total_tokens, "max_new_tokens", self.max_new_tokens,
                  f"less than MODEL_MAX_TOTAL_TOKENS ({self.model_max_total_tokens})")
-        _require(self.default_max_new_tokens <= self.max_new_tokens, "DEFAULT_MAX_NEW_TOKENS",
+        _require(self.default_max_new_tokens <= self.max_new_tokens, "default_max_new_tokens",
                  self.default_max_new_tokens, f"at most MAX_NEW_TOKENS ({self.max_new_tokens})")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build from environment variables named like the fields in upper case."""
+        """Read every field from its environment variable; unset or empty ones keep their default."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in fields(cls):
-            env = _env_name(field.name)
-            raw = environ.get(env)
-            if raw is None or raw == "":
-                continue
-            values[field.name] = _convert(env, raw, _PARSERS[field.type])
+        for setting in fields(cls):
+            raw = environ.get(env_name(setting.name))
+            if raw is not None and raw != "":
+                values[setting.name] = _convert(env_name(setting.name), raw, _PARSERS[str(setting.type)])
         if "endpoint_name" not in values:
             raise SettingsError("SAGEMAKER_ENDPOINT_NAME is not set: name the SageMaker endpoint to stream from")
         return cls(**values)
 
+    def to_environment(self) -> dict[str, str]:
+        """The environment variables :meth:`from_env` reads back into these settings."""
+        return {env_name(setting.name): _format(getattr(self, setting.name)) for setting in fields(self)}
 
-def _env_name(field_name: str) -> str:
-    return "SAGEMAKER_ENDPOINT_NAME" if field_name == "endpoint_name" else field_name.upper()
+
+def env_name(field_name: str) -> str:
+    """The environment variable a field is read from."""
+    return str(_FIELDS[field_name].metadata["env"])
 
 
 def _parse_bool(raw: str) -> bool:
@@ -89,7 +127,17 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("expected one of true/false/1/0/yes/no/on/off")
 
 
+def _format(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# Field types are strings here (``from __future__ import annotations``).
 _PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _parse_bool}
+_FIELDS = {setting.name: setting for setting in fields(Settings)}
 
 
 def _convert(env: str, raw: str, parse: Callable[[str], Any]) -> Any:
@@ -99,6 +147,6 @@ def _convert(env: str, raw: str, parse: Callable[[str], Any]) -> Any:
         raise SettingsError(f"{env}={raw!r} is not valid: {exc}") from None
 
 
-def _require(ok: bool, env: str, value: object, allowed: str) -> None:
+def _require(ok: bool, field_name: str, value: object, allowed: str) -> None:
     if not ok:
-        raise SettingsError(f"{env}={value!r} is not valid: expected {allowed}")
+        raise SettingsError(f"{env_name(field_name)}={value!r} is not valid: expected {allowed}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import boto3
 from botocore.config import Config
@@ -21,6 +22,11 @@ from .errors import ApiError
 from .payloads import UpstreamRequest
 from .settings import Settings
 from .tokens import StreamError, TokenIterator
+
+if TYPE_CHECKING:  # the stubs are a development dependency; the bundle has none of them
+    from botocore.eventstream import EventStream
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sagemaker_runtime.type_defs import ResponseStreamTypeDef
 
 #: What a pre-stream failure of the endpoint becomes for the caller: (status, type).
 _CLIENT_ERRORS: Final[Mapping[str, tuple[int, str]]] = {
@@ -47,7 +53,7 @@ class StreamEnd:
 END: Final = StreamEnd()
 
 
-def create_client(settings: Settings) -> Any:
+def create_client(settings: Settings) -> SageMakerRuntimeClient:
     """The function's only SageMaker runtime client (honours ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``)."""
     config = Config(
         connect_timeout=settings.upstream_connect_timeout_seconds,
@@ -62,7 +68,7 @@ def create_client(settings: Settings) -> Any:
 class UpstreamStream:
     """One open response stream; ``next_item`` blocks, ``cancel`` may be called from any thread."""
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: EventStream[ResponseStreamTypeDef]) -> None:
         self._body = body
         self.tokens = TokenIterator(body)
         self._cancelled = threading.Event()
@@ -87,13 +93,14 @@ class UpstreamStream:
         if self._cancelled.is_set():
             return
         self._cancelled.set()
-        try:
+        # Closing a half-read connection from another thread may itself fail; the stream is given up either way.
+        with contextlib.suppress(Exception):
             self._body.close()
-        except Exception:  # closing a half-read connection from another thread may itself fail
-            pass
 
 
-def open_stream(client: Any, settings: Settings, request: UpstreamRequest, request_id: str) -> UpstreamStream:
+def open_stream(
+    client: SageMakerRuntimeClient, settings: Settings, request: UpstreamRequest, request_id: str
+) -> UpstreamStream:
     """Invoke the endpoint; raises :class:`ApiError` for anything that fails before the stream opens.
 
     The request id travels in ``CustomAttributes``, so the container's logs can be matched with ours.

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.spec_mapping import model_from_spec
 from infra.live_specs import bucket_url, fetch_recorded_specs, latest_spec_keys, recorded_from_live
 from infra.refresh_catalog import main as refresh_main
+from infra.spec_mapping import model_from_spec
 
 IMAGE = "huggingface-pytorch-tgi-inference:2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04"
 
@@ -62,7 +62,8 @@ def test_live_spec_maps_to_a_catalog_entry() -> None:
     assert model.image.repository == "huggingface-pytorch-tgi-inference"
     assert model.image.accounts == {"af-south-1": "626614931356", "us-east-1": "763104351884"}
     assert model.environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
-    assert "SAGEMAKER_SUBMIT_DIRECTORY" not in model.environment and "TRAINING_ONLY" not in model.environment
+    assert "SAGEMAKER_SUBMIT_DIRECTORY" not in model.environment
+    assert "TRAINING_ONLY" not in model.environment
     assert model.environment_for("ml.g5.12xlarge")["SM_NUM_GPUS"] == "4"
     assert (model.download_timeout_seconds, model.startup_timeout_seconds) == (1200, 1500)
 
@@ -73,7 +74,8 @@ def test_same_model_from_either_source_differs_only_where_the_sources_do() -> No
     recorded = json.loads(DEFAULT_SPECS.read_text())["models"]["huggingface-llm-falcon-7b-instruct-bf16"]
     from_recorded, from_live = model_from_spec(recorded), model_from_spec(recorded_from_live(LIVE_SPEC))
     assert from_live.environment == from_recorded.environment
-    assert from_live.image.repository == from_recorded.image.repository and from_live.image.tag == from_recorded.image.tag
+    assert from_live.image.repository == from_recorded.image.repository
+    assert from_live.image.tag == from_recorded.image.tag
     assert from_live.artifacts == from_recorded.artifacts
 
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from infra.catalog import is_nvme_instance, load_catalog
-from infra.spec_mapping import BLOG_MODELS, SpecError, catalog_from_specs, model_from_spec
 from infra.refresh_catalog import DEFAULT_SPECS
 from infra.refresh_catalog import main as refresh_main
+from infra.spec_mapping import BLOG_MODELS, SpecError, catalog_from_specs, model_from_spec
 
 SPECS = json.loads(DEFAULT_SPECS.read_text())
 
@@ -24,13 +24,15 @@ def test_default_model_maps_to_the_seed_facts() -> None:
     assert model.spec_version == "4.6.16"
     assert model.default_instance_type == "ml.g5.2xlarge"
     assert model.instance_types == ("ml.g5.2xlarge", "ml.g5.4xlarge", "ml.g5.8xlarge", "ml.g5.16xlarge")
-    assert model.artifacts.key == "huggingface-llm/huggingface-llm-falcon-7b-instruct-bf16/artifacts/inference-prepack/v2.0.0/"
+    assert model.artifacts.key == ("huggingface-llm/huggingface-llm-falcon-7b-instruct-bf16/artifacts/"
+                                   "inference-prepack/v2.0.0/")
     assert not model.artifacts.is_archive
     assert model.image.repository == "huggingface-pytorch-tgi-inference"
     assert model.image.tag == "2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04"
     assert model.image.accounts["us-east-1"] == "763104351884"
     assert model.image.accounts["cn-north-1"] == "727897471807"
-    assert model.tgi_version == "2.4.0" and model.supports_messages_api
+    assert model.tgi_version == "2.4.0"
+    assert model.supports_messages_api
     assert (model.max_input_tokens, model.max_total_tokens) == (1024, 2048)
     assert model.network_isolation
 
@@ -50,13 +52,15 @@ def test_instance_overrides_only_for_supported_instances() -> None:
     assert model.environment_for("ml.g5.48xlarge")["SM_NUM_GPUS"] == "8"
     assert model.environment_for("ml.g5.12xlarge")["MAX_BATCH_TOTAL_TOKENS"] == "2048"
     assert "ml.g4dn.12xlarge" not in model.instance_environment  # not a supported instance type
-    assert model.tgi_version == "1.4.0" and not model.supports_messages_api
+    assert model.tgi_version == "1.4.0"
+    assert not model.supports_messages_api
 
 
 def test_archive_artifact_and_prepacked_preference() -> None:
     model = model_from_spec(spec("huggingface-llm-falcon-180b-bf16"))
     assert model.artifacts.is_archive
-    assert model.artifacts.key == "huggingface-infer/prepack/v1.2.0/infer-prepack-huggingface-llm-falcon-180b-bf16.tar.gz"
+    assert model.artifacts.key == ("huggingface-infer/prepack/v1.2.0/"
+                                   "infer-prepack-huggingface-llm-falcon-180b-bf16.tar.gz")
     raw = spec("huggingface-llm-falcon-180b-bf16")
     del raw["prepackedArtifactKey"]
     assert model_from_spec(raw).artifacts.key == raw["artifactKey"]

@@ -5,23 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import EventSource, ServerSentEvent
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
-from stream_client.sse import ServerSentEvent, parse_events
 
-SEED = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
+SEED: dict[str, Any] = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
 SSE = {"accept": "text/event-stream"}
 
 
-def post_sse(url: str, payload: object, **kwargs: object) -> tuple[httpx.Response, list[ServerSentEvent]]:
+def post_sse(url: str, payload: object, **kwargs: Any) -> tuple[httpx.Response, list[ServerSentEvent]]:
     with httpx.stream("POST", url, json=payload, headers=SSE, timeout=30, **kwargs) as response:
         if response.status_code != 200:
             response.read()
             return response, []
-        events = list(parse_events(response.iter_lines()))
+        events = list(EventSource(response).iter_sse())
     return response, events
 
 
@@ -38,7 +40,8 @@ def last(events: list[ServerSentEvent]) -> tuple[str, dict]:
 
 def test_health_route_never_calls_the_endpoint(function, emulator: EmulatorServer) -> None:
     response = httpx.get(f"{function.url}/healthz")
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
     assert emulator.requests == []
 
 
@@ -48,8 +51,9 @@ def test_plain_text_streams_the_answer(function, emulator: EmulatorServer) -> No
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert "content-length" not in response.headers
     assert response.text.startswith("建立网站可以是一个复杂的过程")
-    assert response.text.endswith("\n") and "[error" not in response.text
-    assert emulator.requests[0].outcome == "completed"
+    assert response.text.endswith("\n")
+    assert "[error" not in response.text
+    assert emulator.requests[0].final_outcome() == "completed"
 
 
 def test_sse_streams_token_events_then_done(function) -> None:
@@ -77,11 +81,13 @@ def test_what_the_endpoint_receives(function, emulator: EmulatorServer) -> None:
 def test_messages_payload(function, emulator: EmulatorServer) -> None:
     payload = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
                "max_tokens": 7, "temperature": 0.5}
-    response, events = post_sse(function.url, payload)
+    _response, events = post_sse(function.url, payload)
     assert len(tokens_of(events)) == 7
     assert last(events) == ("done", {**last(events)[1], "finish_reason": "length"})
     sent = emulator.requests[0].json()
-    assert sent["messages"] == payload["messages"] and sent["stream"] is True and sent["max_tokens"] == 7
+    assert sent["messages"] == payload["messages"]
+    assert sent["stream"] is True
+    assert sent["max_tokens"] == 7
 
 
 def test_messages_refused_where_the_container_lacks_the_messages_api(start_function, emulator) -> None:
@@ -96,7 +102,8 @@ def test_messages_refused_where_the_container_lacks_the_messages_api(start_funct
 def test_curl_style_form_content_type_is_accepted(function) -> None:
     response = httpx.post(function.url, content=b'{"inputs": "Hello", "parameters": {"max_new_tokens": 3}}',
                           headers={"content-type": "application/x-www-form-urlencoded"}, timeout=30)
-    assert response.status_code == 200 and response.text.strip()
+    assert response.status_code == 200
+    assert response.text.strip()
 
 
 def test_first_token_arrives_while_the_endpoint_is_still_generating(start_function) -> None:
@@ -104,13 +111,13 @@ def test_first_token_arrives_while_the_endpoint_is_still_generating(start_functi
         function = start_function(emulator)
         payload = {"inputs": "Hello", "parameters": {"max_new_tokens": 20}}
         with httpx.stream("POST", function.url, json=payload, headers=SSE, timeout=30) as response:
-            lines = response.iter_lines()
-            first = next(parse_events(lines))
+            events = EventSource(response).iter_sse()
+            first = next(events)
             (received,) = emulator.requests
             assert first.event == "token"
             assert not received.finished.is_set(), "the first token was held until generation ended"
             assert received.tokens_sent < 20
-            rest = list(parse_events(lines))
+            rest = list(events)
         assert len(tokens_of([first, *rest])) == 20
 
 
@@ -143,9 +150,12 @@ def test_failures_before_the_first_token_map_to_http_statuses(
     assert httpx.post(function.url, json=SEED, timeout=30).status_code == 200
 
 
-def test_tgi_token_budget_rejection_is_a_422(function, emulator: EmulatorServer) -> None:
-    long_prompt = "word " * 1500  # fits the character cap, not the model's 2048-token window with 1000 new tokens
-    response = httpx.post(function.url, json={"inputs": long_prompt, "parameters": {"max_new_tokens": 1000}}, timeout=30)
+def test_tgi_token_budget_rejection_is_a_422(start_function, emulator: EmulatorServer) -> None:
+    # A deployer may allow more characters than the model's window holds: then TGI's own check refuses.
+    function = start_function(emulator, max_input_chars=10_000)
+    long_prompt = "word " * 1500  # fits that character cap, not the model's 2048-token window with 1000 new tokens
+    response = httpx.post(function.url, json={"inputs": long_prompt, "parameters": {"max_new_tokens": 1000}},
+                          timeout=30)
     assert response.status_code == 422
     assert "must be <= 2048" in response.json()["error"]["message"]
 
@@ -181,7 +191,9 @@ def test_mid_stream_failures_end_with_an_error_event(function, emulator, fault: 
     assert response.status_code == 200
     assert len(tokens_of(events)) == 3
     kind, error = last(events)
-    assert kind == "error" and error["type"] == error_type and error["message"]
+    assert kind == "error"
+    assert error["type"] == error_type
+    assert error["message"]
     # The function is ready for the next request.
     assert last(post_sse(function.url, SEED)[1])[0] == "done"
 
@@ -201,7 +213,8 @@ def test_endpoint_going_silent_mid_stream(start_function) -> None:
         emulator.inject(Fault(kind="stall", after_tokens=2, stall_seconds=5))
         started = time.monotonic()
         _, events = post_sse(function.url, SEED)
-        assert last(events)[0] == "error" and last(events)[1]["type"] == "read_timeout"
+        assert last(events)[0] == "error"
+        assert last(events)[1]["type"] == "read_timeout"
         assert len(tokens_of(events)) == 2
         assert time.monotonic() - started < 3
 
@@ -213,21 +226,21 @@ def test_time_budget_ends_a_long_answer_with_an_error_event(start_function) -> N
         _, events = post_sse(function.url, {"inputs": "Hello", "parameters": {"max_new_tokens": 200}})
         elapsed = time.monotonic() - started
         kind, error = last(events)
-        assert kind == "error" and error["type"] == "time_budget_exceeded"
+        assert kind == "error"
+        assert error["type"] == "time_budget_exceeded"
         assert 0.5 < elapsed < 2.0
         assert 3 < len(tokens_of(events)) < 20
         (received,) = emulator.requests
-        assert received.finished.wait(5) and received.outcome == "client_disconnected"
+        assert received.final_outcome() == "client_disconnected"
 
 
 def test_client_disconnect_closes_the_upstream_stream(start_function) -> None:
     with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=30)) as emulator:
         function = start_function(emulator)
         with httpx.stream("POST", function.url, json=SEED, headers=SSE, timeout=30) as response:
-            assert next(parse_events(response.iter_lines())).event == "token"
+            assert next(EventSource(response).iter_sse()).event == "token"
         (received,) = emulator.requests
-        assert received.finished.wait(5), "the endpoint kept generating for a client that had gone"
-        assert received.outcome == "client_disconnected"
+        assert received.final_outcome() == "client_disconnected", "the endpoint kept generating for nobody"
         assert received.tokens_sent < 50
         assert httpx.post(function.url, json={"inputs": "Hi", "parameters": {"max_new_tokens": 2}}).status_code == 200
 
@@ -283,13 +296,15 @@ def test_bad_input_is_refused_before_the_endpoint(
     function, emulator: EmulatorServer, body: object, content_type: str | None, status: int, error_type: str
 ) -> None:
     if isinstance(body, bytes):
-        response = httpx.post(function.url, content=body, headers={"content-type": content_type}, timeout=30)
+        headers = {"content-type": content_type} if content_type is not None else {}
+        response = httpx.post(function.url, content=body, headers=headers, timeout=30)
     else:
         response = httpx.post(function.url, json=body, timeout=30)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
-    assert error["type"] == error_type and error["message"]
+    assert error["type"] == error_type
+    assert error["message"]
     assert emulator.requests == [], "a bad request reached the endpoint"
 
 
@@ -322,7 +337,7 @@ def test_unknown_routes_answer_json(function, method: str, path: str, status: in
 # -- logs and schema -------------------------------------------------------------
 
 
-class LogRecords(list):
+class LogRecords(list[dict[str, Any]]):
     """Request log lines as they are emitted (the last one comes after the response has ended)."""
 
     def wait_for(self, count: int, timeout: float = 5.0) -> LogRecords:
@@ -333,7 +348,7 @@ class LogRecords(list):
 
 
 @pytest.fixture
-def request_logs() -> LogRecords:
+def request_logs() -> Iterator[LogRecords]:
     records = LogRecords()
 
     class Collect(logging.Handler):
@@ -352,10 +367,16 @@ def test_one_structured_log_line_per_request_without_the_prompt(function, reques
     httpx.post(function.url, json={"inputs": "a", "parameters": {"top_k": 0}}, timeout=30)
     request_logs.wait_for(2)
     ok, bad = request_logs
-    assert ok["status"] == 200 and ok["kind"] == "generate" and ok["finish_reason"] == "eos_token"
-    assert ok["tokens"] > 50 and ok["input_chars"] == len(SEED["inputs"]) and ok["ttft_ms"] > 0
-    assert ok["request_id"] and ok["model"] == "huggingface-llm-falcon-7b-instruct-bf16"
-    assert bad["status"] == 422 and bad["error_type"] == "validation_error"
+    assert ok["status"] == 200
+    assert ok["kind"] == "generate"
+    assert ok["finish_reason"] == "eos_token"
+    assert ok["tokens"] > 50
+    assert ok["input_chars"] == len(SEED["inputs"])
+    assert ok["ttft_ms"] > 0
+    assert ok["request_id"]
+    assert ok["model"] == "huggingface-llm-falcon-7b-instruct-bf16"
+    assert bad["status"] == 422
+    assert bad["error_type"] == "validation_error"
     assert all("prompt" not in record and SEED["inputs"] not in json.dumps(record) for record in request_logs)
 
 
@@ -367,15 +388,24 @@ def test_log_lines_carry_embedded_metrics(function, emulator, request_logs: LogR
     request_logs.wait_for(3)
     ok, bad, broken = request_logs
     (directive,) = ok["_aws"]["CloudWatchMetrics"]
-    assert directive["Namespace"] == "LlmStream" and directive["Dimensions"] == [["Service"]]
+    assert directive["Namespace"] == "LlmStream"
+    assert directive["Dimensions"] == [["Service"]]
     assert {m["Name"] for m in directive["Metrics"]} == {"Requests", "Tokens", "Duration", "ServerErrors",
                                                          "TimeToFirstToken"}
-    assert ok["Service"] == "llm-stream" and ok["Requests"] == 1 and ok["Tokens"] == ok["tokens"]
-    assert ok["TimeToFirstToken"] == ok["ttft_ms"] and ok["ServerErrors"] == 0 and "Errors" not in ok
-    assert bad["ErrorType"] == "validation_error" and bad["Errors"] == 1 and bad["ServerErrors"] == 0
+    assert ok["Service"] == "llm-stream"
+    assert ok["Requests"] == 1
+    assert ok["Tokens"] == ok["tokens"]
+    assert ok["TimeToFirstToken"] == ok["ttft_ms"]
+    assert ok["ServerErrors"] == 0
+    assert "Errors" not in ok
+    assert bad["ErrorType"] == "validation_error"
+    assert bad["Errors"] == 1
+    assert bad["ServerErrors"] == 0
     assert bad["_aws"]["CloudWatchMetrics"][1]["Dimensions"] == [["Service", "ErrorType"]]
     assert "TimeToFirstToken" not in bad
-    assert broken["ErrorType"] == "ModelStreamError" and broken["ServerErrors"] == 1 and broken["Tokens"] == 2
+    assert broken["ErrorType"] == "ModelStreamError"
+    assert broken["ServerErrors"] == 1
+    assert broken["Tokens"] == 2
 
 
 def test_prompt_is_logged_only_when_enabled(start_function, emulator, request_logs: LogRecords) -> None:

@@ -6,14 +6,16 @@ import json
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk import aws_iam as iam
 
-from tests.cdk_app import ROOT, build_app
+from tests import ROOT
+from tests.cdk_app import build_app
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "public-url-cors-autoscaling": {"auth": "none", "cors_origins": ["https://app.example.com"], "max_instances": 3},
     "falcon-180b-archive": {"model": "huggingface-llm-falcon-180b-bf16"},
@@ -72,7 +74,8 @@ def test_checkov_passes_with_every_skip_justified(synthesized: Path) -> None:
     reports = reports if isinstance(reports, list) else [reports]
     for report in reports:
         summary = report["summary"]
-        assert summary["failed"] == 0 and summary["parsing_errors"] == 0, report["results"].get("failed_checks")
+        assert summary["failed"] == 0, report["results"].get("failed_checks")
+        assert summary["parsing_errors"] == 0
         assert summary["passed"] > 20
         for skipped in report["results"].get("skipped_checks", []):
             assert len(skipped["check_result"].get("suppress_comment", "")) > 40, skipped["check_id"]
@@ -85,11 +88,14 @@ def test_real_local_bundling_builds_an_arm64_python_bundle(tmp_path: Path) -> No
     template = assembly.get_stack_by_name(streaming.stack_name).template
     (function,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     asset = tmp_path / f"asset.{function['Properties']['Code']['S3Key'].removesuffix('.zip')}"
-    assert (asset / "llm_stream" / "app.py").exists() and (asset / "llm_stream" / "tokens.py").exists()
+    assert (asset / "llm_stream" / "app.py").exists()
+    assert (asset / "llm_stream" / "tokens.py").exists()
     assert (asset / "llm_stream" / "static" / "index.html").exists()  # the browser page
     run_sh = asset / "run.sh"
-    assert run_sh.stat().st_mode & stat.S_IXUSR and b"\r\n" not in run_sh.read_bytes()
-    assert (asset / "fastapi").is_dir() and (asset / "uvicorn").is_dir()
+    assert run_sh.stat().st_mode & stat.S_IXUSR
+    assert b"\r\n" not in run_sh.read_bytes()
+    assert (asset / "fastapi").is_dir()
+    assert (asset / "uvicorn").is_dir()
     (core,) = (asset / "pydantic_core").glob("_pydantic_core.*.so")
     assert core.name == "_pydantic_core.cpython-314-aarch64-linux-gnu.so"
     for absent in ("boto3", "botocore", "sagemaker", "__pycache__"):

@@ -1,0 +1,36 @@
+"""The README's `make demo`, and the local servers `make dev` runs, as separate real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import httpx
+import pytest
+
+from local_mode.servers import local_servers
+from stream_client.client import stream_answer
+from tests import ROOT
+
+
+def test_make_demo_streams_the_seed_question() -> None:
+    """The README's main command, end to end: both real processes, the seed request, the figures."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = subprocess.run(["make", "--no-print-directory", "demo"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = result.stdout.strip().splitlines()[-1]  # make may print its install steps first
+    assert answer.startswith("建立网站可以是一个复杂的过程"), result.stdout[-500:]
+    assert "TTFT" in result.stderr
+    assert "tokens/s" in result.stderr
+    assert "finish: eos_token" in result.stderr
+
+
+def test_local_dev_stack_serves_until_stopped() -> None:
+    with local_servers() as servers:
+        result = stream_answer(servers.function_url, {"inputs": "Hi", "parameters": {"max_new_tokens": 4}})
+        assert result.tokens == 4
+        assert result.done is not None
+        assert result.done["finish_reason"] == "length"
+    with pytest.raises(httpx.ConnectError):  # both processes are gone
+        stream_answer(servers.function_url, {"inputs": "Hi"}, timeout=2)

@@ -1,0 +1,112 @@
+"""One settings contract: what the stack writes, what the function reads, and what the README says."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import fields
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Capture, Template
+
+from infra.settings import CONTEXT_KEYS, DeploymentSettings
+from llm_stream.settings import Settings, SettingsError, env_name
+from tests import ROOT
+from tests.cdk_app import cdk_context, templates
+
+README = (ROOT / "README.md").read_text()
+ENDPOINT_REFERENCE = "resolved-at-deploy"
+
+
+def readme_table(heading: str) -> list[dict[str, str]]:
+    """The rows of the first Markdown table after ``heading``, as dicts keyed by the header cells."""
+    lines = README.split(f"\n{heading}\n", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    header, _rule, *rows = ([cell.strip() for cell in line.strip().strip("|").split("|")] for line in table)
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def code(cell: str) -> str:
+    """The first `code` span of a table cell."""
+    match = re.search(r"`([^`]*)`", cell)
+    assert match, cell
+    return match[1]
+
+
+def function_environment(streaming: Template) -> dict[str, Any]:
+    variables = Capture()
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": variables}})
+    return dict(variables.as_object())
+
+
+def app_environment(streaming: Template) -> dict[str, str]:
+    """The function's own variables (not the Web Adapter's), the endpoint reference as it resolves."""
+    env = {k: v for k, v in function_environment(streaming).items() if not k.startswith("AWS_")}
+    assert isinstance(env["SAGEMAKER_ENDPOINT_NAME"], dict)  # a reference to the endpoint stack
+    return {**env, "SAGEMAKER_ENDPOINT_NAME": ENDPOINT_REFERENCE}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"model": "huggingface-llm-falcon-40b-bf16", "log_prompts": "true",
+                                            "function_timeout_seconds": 600, "name_prefix": "team-b"}])
+def test_the_function_reads_back_exactly_what_the_deployment_settings_say(overrides: dict[str, Any]) -> None:
+    _, streaming = templates(**overrides)
+    deployment = DeploymentSettings.from_context(cdk_context(**overrides).get)
+    assert Settings.from_env(app_environment(streaming)) == deployment.for_function(ENDPOINT_REFERENCE)
+
+
+def test_the_readme_documents_every_function_variable_with_its_deployed_and_local_value() -> None:
+    rows = {code(row["variable"]): row for row in readme_table("### What the function receives")}
+    assert sorted(rows) == sorted(env_name(setting.name) for setting in fields(Settings))
+    _, streaming = templates()
+    deployed = app_environment(streaming)
+    local = Settings(endpoint_name="local").to_environment()
+    for name, row in rows.items():
+        if name == "SAGEMAKER_ENDPOINT_NAME":
+            assert "by reference" in row["default deployment"]
+            assert "(required)" in row["local default"]
+            continue
+        assert code(row["default deployment"]) == deployed[name], name
+        assert code(row["local default"]) == local[name], name
+
+
+def test_the_readme_documents_every_context_key() -> None:
+    documented = {key for row in readme_table("### Settings (`cdk.json` context, or `-c key=value`)")
+                  for key in re.findall(r"`([a-z_]+)`", row["key"])}
+    assert documented == set(CONTEXT_KEYS)
+
+
+def test_settings_round_trip_through_the_environment() -> None:
+    settings = Settings(endpoint_name="e", time_budget_seconds=12.5, log_prompts=True, messages_api=False,
+                        max_concurrent_streams=3, metrics_namespace="Other")
+    assert Settings.from_env(settings.to_environment()) == settings
+
+
+def test_unset_and_empty_variables_keep_the_defaults() -> None:
+    assert Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": "e", "MAX_NEW_TOKENS": ""}) == Settings(endpoint_name="e")
+
+
+@pytest.mark.parametrize(("environment", "message"), [
+    ({}, "SAGEMAKER_ENDPOINT_NAME is not set"),
+    ({"SAGEMAKER_ENDPOINT_NAME": " "}, "SAGEMAKER_ENDPOINT_NAME=' ' is not valid: expected a non-empty name"),
+    ({"MAX_NEW_TOKENS": "0"}, "MAX_NEW_TOKENS=0 is not valid: expected an integer >= 1"),
+    ({"MAX_NEW_TOKENS": "many"}, "MAX_NEW_TOKENS='many' is not valid: invalid literal for int()"),
+    ({"TIME_BUDGET_SECONDS": "-1"}, "TIME_BUDGET_SECONDS=-1.0 is not valid: expected a number > 0"),
+    ({"LOG_PROMPTS": "maybe"}, "LOG_PROMPTS='maybe' is not valid: expected one of true/false/1/0/yes/no/on/off"),
+    ({"MAX_NEW_TOKENS": "2048"}, "MAX_NEW_TOKENS=2048 is not valid: expected less than MODEL_MAX_TOTAL_TOKENS (2048)"),
+    ({"DEFAULT_MAX_NEW_TOKENS": "1025"},
+     "DEFAULT_MAX_NEW_TOKENS=1025 is not valid: expected at most MAX_NEW_TOKENS (1024)"),
+])
+def test_bad_variables_are_refused_by_name(environment: dict[str, str], message: str) -> None:
+    base = {} if "SAGEMAKER_ENDPOINT_NAME" in environment or not environment else {"SAGEMAKER_ENDPOINT_NAME": "e"}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({**base, **environment})
+    assert message in str(raised.value)
+
+
+def test_a_deployment_the_function_would_refuse_fails_at_synth() -> None:
+    """The stack builds the function's settings, so the function's own rules run before anything deploys."""
+    settings = DeploymentSettings.from_context(cdk_context().get)
+    with pytest.raises(SettingsError, match="SAGEMAKER_ENDPOINT_NAME=''"):
+        settings.for_function("")

@@ -1,0 +1,447 @@
+"""Assertions on the synthesized templates, built with cdk.json's context as `cdk synth` builds them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Capture, Match
+
+from infra.catalog import load_catalog
+from infra.settings import SettingsError
+from tests.cdk_app import build_app, cdk_context, templates
+
+DEFAULT_MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
+ARTIFACTS_PREFIX = "huggingface-llm/huggingface-llm-falcon-7b-instruct-bf16/artifacts/inference-prepack/v2.0.0/"
+REGION = {"Ref": "AWS::Region"}
+PARTITION = {"Ref": "AWS::Partition"}
+
+
+def join(*parts: object) -> dict:
+    """An Fn::Join on the empty string, as CDK renders Fn.join("", ...) and token concatenation."""
+    return {"Fn::Join": ["", list(parts)]}
+
+
+def stack_output_reference(stack_name: Capture, output_name: Capture) -> object:
+    """A weak cross-stack reference (cdk.json: @aws-cdk/core:defaultCrossStackReferences = weak)."""
+    return Match.object_equals({"Fn::GetStackOutput": {"StackName": stack_name, "Region": REGION,
+                                                       "OutputName": output_name}})
+
+
+def assert_refers_to_endpoint_stack(endpoint, stack_name: Capture, output_name: Capture,
+                                    value: dict[str, Any]) -> None:
+    """The captured reference reads the endpoint stack's output, and that output's value is `value`."""
+    assert stack_name.as_string() == f"{cdk_context()['name_prefix']}-endpoint"
+    endpoint.has_output(output_name.as_string(), {"Value": Match.object_equals(value)})
+
+
+# -- endpoint stack --------------------------------------------------------------
+
+
+def test_default_model_image_and_artifacts() -> None:
+    endpoint, _ = templates()
+    endpoint.resource_count_is("AWS::SageMaker::Model", 1)
+    endpoint.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
+        "Image": Match.object_equals(join(
+            {"Fn::FindInMap": ["ImageAccounts", REGION, "account"]}, ".dkr.ecr.", REGION, ".",
+            {"Ref": "AWS::URLSuffix"},
+            "/huggingface-pytorch-tgi-inference:2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04")),
+        "ModelDataSource": Match.object_equals({"S3DataSource": {
+            "S3DataType": "S3Prefix", "CompressionType": "None",
+            "S3Uri": join("s3://jumpstart-cache-prod-", REGION, f"/{ARTIFACTS_PREFIX}")}}),
+        "ModelDataUrl": Match.absent(),
+    }})
+    endpoint.has_mapping("ImageAccounts", {
+        "us-east-1": Match.object_equals({"account": "763104351884"}),
+        "af-south-1": Match.object_equals({"account": "626614931356"}),
+    })
+
+
+def test_model_environment_and_network_isolation() -> None:
+    endpoint, _ = templates()
+    endpoint.resource_count_is("AWS::SageMaker::Model", 1)
+    endpoint.has_resource_properties("AWS::SageMaker::Model", {
+        "EnableNetworkIsolation": True,
+        "PrimaryContainer": {"Environment": Match.object_equals({
+            "ENDPOINT_SERVER_TIMEOUT": "3600", "HF_MODEL_ID": "/opt/ml/model", "MAX_INPUT_LENGTH": "1024",
+            "MAX_TOTAL_TOKENS": "2048", "MODEL_CACHE_ROOT": "/opt/ml/model", "SAGEMAKER_ENV": "1",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SAGEMAKER_PROGRAM": "inference.py", "SM_NUM_GPUS": "1",
+        })},
+    })
+
+
+def test_archive_artifacts_use_model_data_url() -> None:
+    endpoint, _ = templates(model="huggingface-llm-falcon-180b-bf16")
+    endpoint.resource_count_is("AWS::SageMaker::Model", 1)
+    endpoint.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
+        "ModelDataUrl": Match.object_equals(join(
+            "s3://jumpstart-cache-prod-", REGION,
+            Match.string_like_regexp(r"/infer-prepack-huggingface-llm-falcon-180b-bf16\.tar\.gz$"))),
+        "ModelDataSource": Match.absent(),
+    }})
+
+
+@pytest.mark.parametrize(("instance_type", "expected"), [
+    (None, {"SM_NUM_GPUS": "8"}),  # the model's default, ml.g5.48xlarge
+    ("ml.g5.12xlarge", {"SM_NUM_GPUS": "4", "MAX_BATCH_PREFILL_TOKENS": "2048", "MAX_BATCH_TOTAL_TOKENS": "2048"}),
+    ("ml.p4d.24xlarge", {"SM_NUM_GPUS": "8"}),
+])
+def test_per_instance_environment_overrides(instance_type: str | None, expected: dict) -> None:
+    overrides = {"model": "huggingface-llm-falcon-40b-bf16"}
+    if instance_type:
+        overrides["instance_type"] = instance_type
+    endpoint, _ = templates(**overrides)
+    endpoint.resource_count_is("AWS::SageMaker::Model", 1)
+    # object_like: these keys with these values; the rest of the environment is the model's.
+    endpoint.has_resource_properties("AWS::SageMaker::Model", {
+        "PrimaryContainer": {"Environment": Match.object_like(expected)}})
+
+
+def test_endpoint_config_variant() -> None:
+    endpoint, _ = templates()
+    endpoint.resource_count_is("AWS::SageMaker::EndpointConfig", 1)
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {
+        "ProductionVariants": Match.array_equals([Match.object_like({  # exactly one variant
+            "InstanceType": "ml.g5.2xlarge",
+            "InitialInstanceCount": 1,
+            "ModelDataDownloadTimeoutInSeconds": 3600,
+            "ContainerStartupHealthCheckTimeoutInSeconds": 3600,
+            "VolumeSizeInGB": Match.absent(),
+        })]),
+        "KmsKeyId": Match.absent(),
+    })
+    endpoint.has_resource_properties("AWS::SageMaker::Endpoint", {
+        "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]}})
+
+
+def test_generated_names_and_tags() -> None:
+    endpoint, _ = templates()
+    for resource_type in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"):
+        endpoint.resource_count_is(resource_type, 1)
+        names = {} if resource_type == "AWS::SageMaker::EndpointConfig" else {
+            "ModelName": Match.absent(), "EndpointName": Match.absent()}
+        for key, value in (("llm-stream:model-id", DEFAULT_MODEL), ("llm-stream:spec-version", "4.6.16")):
+            endpoint.has_resource_properties(resource_type, {
+                **names, "Tags": Match.array_with([Match.object_equals({"Key": key, "Value": value})])})
+
+
+def test_execution_role_is_least_privilege() -> None:
+    endpoint, _ = templates()
+    endpoint.resource_count_is("AWS::IAM::Role", 1)
+    endpoint.resource_count_is("AWS::IAM::Policy", 1)
+    endpoint.has_resource_properties("AWS::IAM::Role", {
+        "AssumeRolePolicyDocument": {"Statement": Match.array_equals([Match.object_equals({
+            "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}})])},
+        "ManagedPolicyArns": Match.absent(),
+    })
+    bucket_arn = join("arn:", PARTITION, ":s3:::jumpstart-cache-prod-", REGION)
+    log_groups = ("arn:", PARTITION, ":logs:", REGION, ":", {"Ref": "AWS::AccountId"},
+                  ":log-group:/aws/sagemaker/Endpoints/*")
+    # The whole document, statement by statement: nothing else is granted.
+    endpoint.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": Match.object_equals({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadModelArtifacts", "Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": join("arn:", PARTITION, ":s3:::jumpstart-cache-prod-", REGION, f"/{ARTIFACTS_PREFIX}*")},
+            {"Sid": "ListModelArtifacts", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
+             "Condition": {"StringLike": {"s3:prefix": [f"{ARTIFACTS_PREFIX}*"]}}},
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {"Sid": "PullImage", "Effect": "Allow",
+             "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+             "Resource": join("arn:", PARTITION, ":ecr:", REGION, ":",
+                              {"Fn::FindInMap": ["ImageAccounts", REGION, "account"]},
+                              ":repository/huggingface-pytorch-tgi-inference")},
+            {"Sid": "WriteLogs", "Effect": "Allow",
+             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
+                        "logs:PutLogEvents"],
+             "Resource": [join(*log_groups), join(*log_groups[:-1], f"{log_groups[-1]}:log-stream:*")]},
+            {"Sid": "PutMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+        ],
+    })})
+    # The model runs as the role, waits for the policy, and the policy is the role's.
+    role, policy = Capture(), Capture()
+    endpoint.has_resource("AWS::SageMaker::Model", {
+        "Properties": {"ExecutionRoleArn": {"Fn::GetAtt": [role, "Arn"]}},
+        "DependsOn": Match.array_equals([policy]),
+    })
+    assert role.as_string() == endpoint.get_resource_id("AWS::IAM::Role")
+    assert policy.as_string() == endpoint.get_resource_id("AWS::IAM::Policy", {
+        "Properties": {"Roles": Match.array_equals([{"Ref": role.as_string()}])}})
+
+
+def test_no_autoscaling_when_bounds_are_equal() -> None:
+    endpoint, _ = templates()
+    endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
+    endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalingPolicy", 0)
+
+
+def test_target_tracking_autoscaling() -> None:
+    endpoint, _ = templates(min_instances=1, max_instances=4, target_invocations_per_instance=15)
+    endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 1)
+    endpoint.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget", {
+        "ServiceNamespace": "sagemaker",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "MinCapacity": 1,
+        "MaxCapacity": 4,
+        "ResourceId": Match.object_equals(join("endpoint/", {"Fn::GetAtt": ["Endpoint", "EndpointName"]},
+                                               "/variant/AllTraffic")),
+        "RoleARN": Match.absent(),  # the service-linked role
+    })
+    endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalingPolicy", 1)
+    target = Capture()
+    endpoint.has_resource_properties("AWS::ApplicationAutoScaling::ScalingPolicy", {
+        "ScalingTargetId": {"Ref": target},
+        "TargetTrackingScalingPolicyConfiguration": {
+            "PredefinedMetricSpecification": Match.object_equals({
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}),
+            "TargetValue": 15,
+        },
+    })
+    assert target.as_string() == endpoint.get_resource_id("AWS::ApplicationAutoScaling::ScalableTarget")
+    endpoint.resource_count_is("AWS::IAM::Role", 1)
+
+
+# -- streaming stack -------------------------------------------------------------
+
+
+def test_function_runtime_handler_layer_and_environment() -> None:
+    endpoint, streaming = templates()
+    streaming.resource_count_is("AWS::Lambda::Function", 1)
+    stack_name, output_name = Capture(), Capture()
+    streaming.has_resource_properties("AWS::Lambda::Function", {
+        "Runtime": "python3.14",
+        "Architectures": Match.array_equals(["arm64"]),
+        "Handler": "run.sh",
+        "Layers": Match.array_equals([join("arn:", PARTITION, ":lambda:", REGION,
+                                           ":753240598075:layer:LambdaAdapterLayerArm64:28")]),
+        "Environment": {"Variables": Match.object_like({
+            "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap", "AWS_LWA_INVOKE_MODE": "response_stream",
+            "AWS_LWA_PORT": "8080", "AWS_LWA_READINESS_CHECK_PATH": "/healthz",
+            "MODEL_ID": DEFAULT_MODEL, "MODEL_MAX_TOTAL_TOKENS": "2048",
+            "MAX_NEW_TOKENS": "1024", "MAX_INPUT_CHARS": "4096",
+            "DEFAULT_MAX_NEW_TOKENS": "256", "MAX_BODY_BYTES": "65536",
+            "TIME_BUDGET_SECONDS": "285",
+            "LOG_PROMPTS": "false",
+            "MESSAGES_API": "true",  # TGI 2.4
+            "SAGEMAKER_ENDPOINT_NAME": stack_output_reference(stack_name, output_name),
+        })},
+        "Timeout": 300,
+        "ReservedConcurrentExecutions": 10,
+        "MemorySize": 512,
+    })
+    # Resolved at deploy time from the endpoint stack: its endpoint's name.
+    assert_refers_to_endpoint_stack(endpoint, stack_name, output_name,
+                                    {"Fn::GetAtt": [endpoint.get_resource_id("AWS::SageMaker::Endpoint"),
+                                                    "EndpointName"]})
+
+
+def test_log_group_with_retention_destroyed_with_the_stack() -> None:
+    _, streaming = templates(log_retention_days=90)
+    streaming.resource_count_is("AWS::Logs::LogGroup", 1)
+    streaming.has_resource("AWS::Logs::LogGroup", {
+        "Properties": {"RetentionInDays": 90}, "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"})
+    log_group = Capture()
+    streaming.resource_count_is("AWS::Lambda::Function", 1)
+    streaming.has_resource_properties("AWS::Lambda::Function", {
+        "LoggingConfig": Match.object_equals({"LogGroup": {"Ref": log_group}})})
+    assert log_group.as_string() == streaming.get_resource_id("AWS::Logs::LogGroup")
+    # The function's role writes to that log group, and to no other.
+    streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Action": Match.array_with(["logs:PutLogEvents"]),
+                           "Resource": Match.object_equals({"Fn::GetAtt": [log_group.as_string(), "Arn"]})})])}})
+
+
+def test_function_url_streams_with_iam_auth_by_default() -> None:
+    _, streaming = templates()
+    streaming.resource_count_is("AWS::Lambda::Url", 1)
+    streaming.has_resource_properties("AWS::Lambda::Url", {
+        "InvokeMode": "RESPONSE_STREAM",
+        "AuthType": "AWS_IAM",
+        "Cors": Match.absent(),
+    })
+    streaming.resource_count_is("AWS::Lambda::Permission", 0)
+
+
+def test_public_url_grants_both_invoke_permissions_to_everyone() -> None:
+    _, streaming = templates(auth="none")
+    streaming.resource_count_is("AWS::Lambda::Url", 1)
+    streaming.has_resource_properties("AWS::Lambda::Url", {"AuthType": "NONE"})
+    # Two permissions, one of each action (the two patterns cannot match the same resource), both to "*".
+    streaming.resource_count_is("AWS::Lambda::Permission", 2)
+    streaming.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunction", "Principal": "*"})
+    streaming.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunctionUrl", "Principal": "*", "FunctionUrlAuthType": "NONE"})
+
+
+def test_cors_origins() -> None:
+    _, streaming = templates(cors_origins=["https://app.example.com", "http://localhost:3000"])
+    streaming.resource_count_is("AWS::Lambda::Url", 1)
+    methods = Capture()
+    streaming.has_resource_properties("AWS::Lambda::Url", {"Cors": {
+        "AllowOrigins": Match.array_equals(["https://app.example.com", "http://localhost:3000"]),
+        "AllowMethods": methods,
+        "AllowHeaders": Match.array_with(["authorization"]),
+    }})
+    assert sorted(methods.as_array()) == ["GET", "POST"]  # in any order
+
+
+def test_function_may_only_invoke_this_endpoint_and_write_its_logs() -> None:
+    endpoint, streaming = templates()
+    streaming.resource_count_is("AWS::IAM::Role", 1)
+    streaming.has_resource_properties("AWS::IAM::Role", {
+        "AssumeRolePolicyDocument": {"Statement": Match.array_equals([Match.object_equals({
+            "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}})])},
+        "ManagedPolicyArns": Match.absent(),
+    })
+    log_group = Capture()
+    streaming.has_resource_properties("AWS::Lambda::Function", {"LoggingConfig": {"LogGroup": {"Ref": log_group}}})
+    assert log_group.as_string() == streaming.get_resource_id("AWS::Logs::LogGroup")
+    # The whole document: no other statement, action or resource (so no "*" and no "sagemaker:*").
+    streaming.resource_count_is("AWS::IAM::Policy", 1)
+    stack_name, output_name = Capture(), Capture()
+    streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": Match.object_equals({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sagemaker:InvokeEndpoint",
+             "Resource": stack_output_reference(stack_name, output_name)},
+            {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": {"Fn::GetAtt": [log_group.as_string(), "Arn"]}},
+        ],
+    })})
+    # The endpoint stack's ARN, by reference: its output holds the endpoint's Ref (the ARN).
+    assert_refers_to_endpoint_stack(endpoint, stack_name, output_name,
+                                    {"Ref": endpoint.get_resource_id("AWS::SageMaker::Endpoint")})
+
+
+def test_outputs() -> None:
+    endpoint, streaming = templates()
+    for name in ("FunctionUrl", "EndpointName", "ModelId"):
+        streaming.has_output(name, {"Value": Match.any_value()})
+    streaming.has_output("AuthMode", {"Value": "iam"})
+    for name in ("EndpointName", "ModelId"):
+        endpoint.has_output(name, {"Value": Match.any_value()})
+
+
+def test_stacks_are_environment_agnostic_and_named_by_prefix() -> None:
+    _app, endpoint, streaming = build_app(name_prefix="team-b")
+    assert (endpoint.stack_name, streaming.stack_name) == ("team-b-endpoint", "team-b-streaming")
+    assert endpoint.environment == "aws://unknown-account/unknown-region"
+
+
+def test_nothing_is_retained_on_destroy() -> None:
+    for template in (*templates(), *templates(auth="none", max_instances=3)):
+        # Every resource type present, each checked for a policy that is there and is not Delete.
+        for resource_type in {resource["Type"] for resource in template.to_json()["Resources"].values()}:
+            for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+                kept = template.find_resources(resource_type, {policy: Match.not_("Delete")})
+                assert not kept, (policy, sorted(kept))
+
+
+@pytest.mark.parametrize("model_id", sorted(load_catalog().models))
+def test_every_catalog_model_synthesizes(model_id: str) -> None:
+    endpoint, streaming = templates(model=model_id)
+    model = load_catalog().get(model_id)
+    endpoint.resource_count_is("AWS::SageMaker::EndpointConfig", 1)
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {
+        "ProductionVariants": Match.array_equals([Match.object_like({"InstanceType": model.default_instance_type})])})
+    streaming.resource_count_is("AWS::Lambda::Function", 1)
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": {
+        "MODEL_ID": model_id,
+        "MESSAGES_API": "true" if model.supports_messages_api else "false",
+    }}})
+
+
+# -- settings --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"model": "gpt-5"}, "context key 'model': model 'gpt-5' is not in the catalog; allowed: huggingface-llm-"),
+    ({"model": "huggingface-llm-mistral-7b-instruct"}, "carries no container image aliases"),
+    ({"model": "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16"}, "absent from the recorded spec data"),
+    ({"instance_type": "ml.m5.large"}, ("'instance_type': 'ml.m5.large' is not supported by "
+                                        "huggingface-llm-falcon-7b-instruct-bf16; allowed: ml.g5.2xlarge, ")),
+    ({"auth": "open"}, "context key 'auth': 'open' is not allowed; allowed: iam, none"),
+    ({"min_instances": 3, "max_instances": 2}, "'max_instances': 2 is below min_instances (3)"),
+    ({"min_instances": 0}, "'min_instances': 0 is out of range; allowed: 1..20"),
+    ({"reserved_concurrency": "ten"}, "'reserved_concurrency': 'ten' is not a whole number"),
+    ({"log_retention_days": 8}, "'log_retention_days': 8 is not a CloudWatch retention period; allowed: 1, 3, 5"),
+    ({"name_prefix": "1-bad"}, "'name_prefix': '1-bad' is not allowed"),
+    ({"max_new_tokens": 5000}, "'max_new_tokens': 5000 is out of range; allowed: 1..2047"),
+    ({"default_max_new_tokens": 2000}, "'default_max_new_tokens': 2000 is out of range; allowed: 1..1024"),
+    ({"cors_origins": "ftp://x"}, "'cors_origins': ['ftp://x'] are not origins"),
+    ({"function_timeout_seconds": 901}, "'function_timeout_seconds': 901 is out of range; allowed: 30..900"),
+    ({"log_prompts": "yes"}, "'log_prompts': 'yes' is not allowed; allowed: true, false"),
+])
+def test_bad_settings_are_refused_by_name(overrides: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        build_app(**overrides)
+    assert message in str(raised.value)
+
+
+def test_command_line_context_strings_are_converted() -> None:
+    endpoint, streaming = templates(min_instances="2", max_instances="5", log_prompts="true", cors_origins="*")
+    endpoint.resource_count_is("AWS::SageMaker::EndpointConfig", 1)
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {
+        "ProductionVariants": Match.array_equals([Match.object_like({"InitialInstanceCount": 2})])})
+    streaming.resource_count_is("AWS::Lambda::Url", 1)
+    streaming.has_resource_properties("AWS::Lambda::Url", {"Cors": {"AllowOrigins": Match.array_equals(["*"])}})
+
+
+# -- observability ----------------------------------------------------------------
+
+
+def metric_stat(namespace: str, name: str, dimensions: object, stat: object = Match.any_value()) -> dict:
+    """An alarm's MetricStat (the Metrics form), as a pattern."""
+    return {"Stat": stat, "Metric": {"Namespace": namespace, "MetricName": name, "Dimensions": dimensions}}
+
+
+def sagemaker_dimensions() -> object:
+    return Match.array_equals([Match.object_like({"Name": "EndpointName", "Value": Match.any_value()}),
+                               Match.object_equals({"Name": "VariantName", "Value": "AllTraffic"})])
+
+
+def test_alarms_cover_function_and_endpoint() -> None:
+    _, streaming = templates()
+    # Five alarms, and five patterns no two of which one alarm can match: exactly these five.
+    streaming.resource_count_is("AWS::CloudWatch::Alarm", 5)
+    for name in ("Errors", "Throttles"):  # the function's own metrics, rendered inline
+        streaming.has_resource_properties("AWS::CloudWatch::Alarm", {
+            "Namespace": "AWS/Lambda", "MetricName": name, "Threshold": 0})
+    streaming.has_resource_properties("AWS::CloudWatch::Alarm", {"Threshold": 0, "Metrics": Match.array_equals([
+        Match.object_like({"ReturnData": True, "MetricStat": metric_stat(
+            "LlmStream", "ServerErrors", Match.array_equals([{"Name": "Service", "Value": "llm-stream"}]))}),
+    ])})
+    streaming.has_resource_properties("AWS::CloudWatch::Alarm", {"Threshold": 0, "Metrics": Match.array_equals([
+        Match.object_like({"Expression": "e4xx + e5xx", "ReturnData": True}),
+        Match.object_like({"Id": "e4xx", "ReturnData": False, "MetricStat": metric_stat(
+            "AWS/SageMaker", "Invocation4XXErrors", sagemaker_dimensions())}),
+        Match.object_like({"Id": "e5xx", "ReturnData": False, "MetricStat": metric_stat(
+            "AWS/SageMaker", "Invocation5XXErrors", sagemaker_dimensions())}),
+    ])})
+    streaming.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "Threshold": 60_000_000,  # 60 s, in microseconds
+        "Metrics": Match.array_equals([Match.object_like({"ReturnData": True, "MetricStat": metric_stat(
+            "AWS/SageMaker", "ModelLatency", sagemaker_dimensions(), stat="p90")})]),
+    })
+    streaming.all_resources_properties("AWS::CloudWatch::Alarm", {
+        "TreatMissingData": "notBreaching",
+        "AlarmDescription": Match.string_like_regexp(r"\S"),  # not empty
+    })
+
+
+def test_dashboard_shows_function_and_endpoint_side_by_side() -> None:
+    _, streaming = templates()
+    streaming.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    for needle in ("AWS/Lambda", "AWS/SageMaker", "TimeToFirstToken", "ModelLatency", "Invocation5XXErrors",
+                   "ConcurrentExecutions", "alarm"):
+        streaming.has_resource_properties("AWS::CloudWatch::Dashboard", {
+            "DashboardBody": {"Fn::Join": ["", Match.array_with([Match.string_like_regexp(re.escape(needle))])]}})
+
+
+def test_function_metrics_settings_match_the_alarms() -> None:
+    _, streaming = templates(name_prefix="team-b")
+    streaming.resource_count_is("AWS::Lambda::Function", 1)
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": {
+        "METRICS_NAMESPACE": "LlmStream", "SERVICE_NAME": "team-b"}}})
