@@ -61,9 +61,11 @@ lint: install
 test: lint $(CDK) $(CHECKOV_STAMP) $(BROWSER_STAMP)
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
 
-# The edit loop: unit and integration tests with the small hypothesis profile, no lint, no end-to-end tier.
+# The edit loop: unit and integration tests with the small hypothesis profile, on two workers; no lint,
+# no end-to-end tier.
 test-fast: install
-	HYPOTHESIS_PROFILE=dev JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q tests/unit tests/integration
+	HYPOTHESIS_PROFILE=dev JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q -n 2 \
+		tests/unit tests/integration
 
 demo: install
 	$(PY) -m local_mode demo
@@ -84,8 +86,9 @@ refresh-catalog: install
 	$(PY) -m infra.refresh_catalog
 
 fuzz: install
-	HYPOTHESIS_PROFILE=full JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q \
-		tests/integration/test_robustness.py tests/unit/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary"
+	HYPOTHESIS_PROFILE=full FUZZ_REFUSAL_BOUND_SECONDS=0.1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
+		$(PY) -m pytest -q tests/integration/test_robustness.py tests/integration/test_hostile_requests.py \
+		tests/unit/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary or chaos or hostile"
 
 load: install
 	$(PY) benchmarks/function_latency.py --concurrency 50 200 --tokens 48

@@ -89,6 +89,7 @@ class DeploymentSettings:
             time_budget_seconds=self.time_budget_seconds,
             max_concurrent_streams=function_settings.LAMBDA_MAX_CONCURRENT_STREAMS,
             log_prompts=self.log_prompts,
+            cors_origins=self.cors_origins,
             metrics_namespace=function_settings.DEFAULT_METRICS_NAMESPACE,
             service_name=self.name_prefix,
             messages_api=self.model.supports_messages_api,

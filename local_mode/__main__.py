@@ -27,7 +27,7 @@ def demo(max_new_tokens: int) -> int:
         print()
         print(f"\n{result.summary()}", file=sys.stderr)
         if result.error:
-            print(f"error: {result.error['type']}: {result.error['message']}", file=sys.stderr)
+            print(f"error: {result.describe_error()}", file=sys.stderr)
             return 1
         if not result.tokens:
             print("error: the function streamed no tokens", file=sys.stderr)

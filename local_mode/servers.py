@@ -1,4 +1,4 @@
-"""Start the emulator and the function (uvicorn, exactly as run.sh starts it in Lambda) on loopback."""
+"""Start the emulator and the function (its server, exactly as run.sh starts it in Lambda) on loopback."""
 
 from __future__ import annotations
 
@@ -113,8 +113,7 @@ def local_servers(
         )
         processes.append(emulator)
         function = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
-            [sys.executable, "-m", "uvicorn", "--factory", "llm_stream.app:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+            [sys.executable, "-m", "llm_stream.serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT / "lambda", env=function_environment(emulator_url, function_env), stdout=output, stderr=output,
         )
         processes.append(function)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(result.summary(), file=sys.stderr)
     if result.error:
-        print(f"error: {result.error['type']}: {result.error['message']}", file=sys.stderr)
+        print(f"error: {result.describe_error()}", file=sys.stderr)
         return 1
     return 0
 

@@ -30,6 +30,10 @@ class StreamResult:
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 
+    def describe_error(self) -> str | None:
+        """The error event as one line: ``type: message (request id)``."""
+        return None if self.error is None else describe_error(self.error)
+
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
@@ -53,6 +57,12 @@ class StreamResult:
         if self.done and self.done.get("finish_reason"):
             parts.append(f"finish: {self.done['finish_reason']}")
         return ", ".join(parts)
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """``type: message (request id)``: the function's errors carry the id its operators can look up."""
+    described = f"{error['type']}: {error['message']}"
+    return f"{described} (request {error['request_id']})" if error.get("request_id") else described
 
 
 def url_from_outputs(path: Path) -> tuple[str, AuthMode]:
@@ -119,8 +129,7 @@ def stream_answer(
 
 def _describe_http_error(response: httpx.Response) -> str:
     try:
-        error = response.json()["error"]
-        detail = f"{error['type']}: {error['message']}"
+        detail = describe_error(response.json()["error"])
     except (ValueError, KeyError, TypeError):
         detail = response.text[:500] or response.reason_phrase
     hint = ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 
 # jsii (aws-cdk-lib) prints a banner on Node 20 unless told it is known.
@@ -60,12 +63,14 @@ def runtime_client(emulator: EmulatorServer, make_runtime_client, monkeypatch: p
 
 
 class AppServer:
-    """The function's ASGI app under real uvicorn, on an ephemeral loopback port, in a thread."""
+    """The function's app under its real server (uvicorn, configured as in Lambda), on an ephemeral port."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, settings: Any) -> None:
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        from llm_stream.serve import server_config
+
+        self.server = uvicorn.Server(server_config(app, settings, port=0))
         self._thread = threading.Thread(target=self.server.run, name="function-under-test", daemon=True)
 
     def __enter__(self) -> AppServer:
@@ -103,7 +108,7 @@ def start_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Ap
     def start(emulator: EmulatorServer, **overrides: Any) -> AppServer:
         point_boto3_at(monkeypatch, emulator.url)
         settings = Settings(**{"endpoint_name": "test-endpoint", "upstream_max_attempts": 1, **overrides})
-        server = AppServer(create_app(settings)).__enter__()
+        server = AppServer(create_app(settings), settings).__enter__()
         started.append(server)
         return server
 
@@ -115,3 +120,37 @@ def start_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Ap
 @pytest.fixture
 def function(emulator: EmulatorServer, start_function) -> AppServer:
     return start_function(emulator)
+
+
+class LogRecords(list[dict[str, Any]]):
+    """Request log lines as they are emitted (the last one comes after the response has ended)."""
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> LogRecords:
+        deadline = time.monotonic() + timeout
+        while len(self) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+
+@contextlib.contextmanager
+def collect_request_logs() -> Iterator[LogRecords]:
+    """The function's request log lines, parsed, while the block runs."""
+    records = LogRecords()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(json.loads(record.getMessage()))
+
+    logger = logging.getLogger("llm_stream.requests")
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture
+def request_logs() -> Iterator[LogRecords]:
+    with collect_request_logs() as records:
+        yield records

@@ -1,19 +1,41 @@
-"""Errors the function answers with before the stream starts: an HTTP status and a JSON body."""
+"""Errors the function answers with before the stream starts: an HTTP status and a JSON body.
+
+What a caller sees is safe to show anyone: a type, a short message and the request id. What only
+an operator should see (ARNs, account ids, URLs, the container's own text) is the ``detail``,
+which goes to the request's log line and nowhere else.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 
 class ApiError(Exception):
-    """Answered as ``{"error": {"type": ..., "message": ...}}`` with ``status``."""
+    """Answered as ``{"error": {"type", "message", "request_id"}}`` with ``status``."""
 
-    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None,
+                 detail: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.message = message
         self.headers = headers or {}
+        self.detail = detail
 
-    def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.error_type, "message": self.message}}
+    def body(self, request_id: str) -> dict[str, Any]:
+        return error_body(self.error_type, self.message, request_id)
+
+    def response(self, request_id: str) -> JSONResponse:
+        return JSONResponse(self.body(request_id), status_code=self.status,
+                            headers={**self.headers, "x-request-id": request_id})
+
+
+def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
+    return {"error": {"type": error_type, "message": message, "request_id": request_id}}
+
+
+def internal_error() -> ApiError:
+    """A bug: the caller learns only that it happened and which request it was."""
+    return ApiError(500, "internal_error", "the function failed unexpectedly; quote the request id to its operators")

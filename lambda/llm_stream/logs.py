@@ -8,7 +8,7 @@ import sys
 
 from .metrics import emf_fields
 from .settings import Settings
-from .stats import StreamStats
+from .stats import RequestStats
 
 _logger = logging.getLogger("llm_stream.requests")
 
@@ -24,20 +24,20 @@ class _StdoutHandler(logging.Handler):
             self.handleError(record)
 
 
-def _configure() -> None:
-    if not _logger.handlers:
-        handler = _StdoutHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        _logger.addHandler(handler)
-        _logger.setLevel(logging.INFO)
-        _logger.propagate = False
+# Configured once, when the module is first imported: the lines are the function's own output,
+# whatever else (uvicorn, a test) does with logging.
+_logger.addHandler(_StdoutHandler())
+_logger.setLevel(logging.INFO)
+_logger.propagate = False
 
 
-def request_record(stats: StreamStats, settings: Settings) -> dict[str, object]:
+def request_record(stats: RequestStats, settings: Settings) -> dict[str, object]:
     """The request's log line; its EMF fields make CloudWatch extract the metrics from it."""
     record: dict[str, object] = {
         "event": "request",
         "request_id": stats.request_id,
+        "method": stats.method,
+        "path": stats.path,
         "model": stats.model_id,
         "kind": stats.kind,
         "status": stats.status,
@@ -50,11 +50,16 @@ def request_record(stats: StreamStats, settings: Settings) -> dict[str, object]:
         "error_type": stats.error_type,
         "client_disconnected": stats.client_disconnected,
     }
+    if stats.error_detail is not None:
+        record["error_detail"] = stats.error_detail
+    if stats.traceback is not None:
+        record["traceback"] = stats.traceback
     if settings.log_prompts and stats.prompt is not None:
         record["prompt"] = stats.prompt
+    if not stats.metered:  # the page, health checks, unknown routes: logged, not counted as streams
+        return record
     return {**record, **emf_fields(stats, settings.metrics_namespace, settings.service_name)}
 
 
-def log_request(stats: StreamStats, settings: Settings) -> None:
-    _configure()
+def log_request(stats: RequestStats, settings: Settings) -> None:
     _logger.info(json.dumps(request_record(stats, settings), ensure_ascii=False))

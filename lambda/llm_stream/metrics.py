@@ -10,17 +10,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .stats import StreamStats
+from .stats import RequestStats
 
 _PER_REQUEST = (("Requests", "Count"), ("Tokens", "Count"), ("Duration", "Milliseconds"),
                 ("ServerErrors", "Count"))
 
 
-def is_server_error(stats: StreamStats) -> bool:
+def is_server_error(stats: RequestStats) -> bool:
     return bool(stats.error_type) and (stats.status >= 500 or stats.status == 200)
 
 
-def emf_fields(stats: StreamStats, namespace: str, service: str) -> dict[str, Any]:
+def emf_fields(stats: RequestStats, namespace: str, service: str) -> dict[str, Any]:
     metrics = [{"Name": name, "Unit": unit} for name, unit in _PER_REQUEST]
     values: dict[str, Any] = {
         "Service": service,

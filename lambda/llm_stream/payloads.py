@@ -9,37 +9,45 @@ TGI's own (so the container never rejects what passed here) plus the deployer's 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from .errors import ApiError
+from .json_body import load_json
 from .settings import Settings
 
 MAX_STOP_SEQUENCES = 4
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# The container's own number types (TGI's router: f32 sampling parameters, i32 top_k, u32 token
+# counts, u64 seed): a value outside them is refused here, not by the container after a round trip.
+F32_MAX = 3.4028234663852886e38
+I32_MAX = 2**31 - 1
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class GenerateParameters(_Strict):
     """TGI ``parameters`` a caller may set (``details`` and ``stream`` are the function's own)."""
 
-    max_new_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, gt=0)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
+    temperature: float | None = Field(default=None, gt=0, le=F32_MAX)
     top_p: float | None = Field(default=None, gt=0, lt=1)
-    top_k: int | None = Field(default=None, gt=0)
+    top_k: int | None = Field(default=None, gt=0, le=I32_MAX)
     typical_p: float | None = Field(default=None, gt=0, lt=1)
-    repetition_penalty: float | None = Field(default=None, gt=0)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=F32_MAX)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     do_sample: bool | None = None
-    seed: int | None = Field(default=None, ge=0, lt=2**64)
+    seed: int | None = Field(default=None, ge=0, le=U64_MAX)
     stop: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
     return_full_text: bool | None = None
-    truncate: int | None = Field(default=None, ge=1)
+    #: TGI also requires it below the model's input window; the function checks the total window.
+    truncate: int | None = Field(default=None, ge=1, le=U32_MAX)
     watermark: bool | None = None
 
 
@@ -63,12 +71,12 @@ class ChatMessage(_Strict):
 
 class ChatPayload(_Strict):
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = Field(default=None, ge=0, lt=2**64)
-    stop: list[StopSequence] | StopSequence | None = None
+    seed: int | None = Field(default=None, ge=0, le=U64_MAX)
+    stop: Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES)] | StopSequence | None = None
     model: str | None = Field(default=None, max_length=256)
     stream: Literal[True] | None = None
 
@@ -78,13 +86,6 @@ class ChatPayload(_Strict):
         if not any(m.content.strip() for m in messages):
             raise ValueError("at least one message must contain non-whitespace text")
         return messages
-
-    @field_validator("stop")
-    @classmethod
-    def _at_most_four(cls, stop: list[str] | str | None) -> list[str] | str | None:
-        if isinstance(stop, list) and len(stop) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
-        return stop
 
 
 _ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -104,19 +105,16 @@ class UpstreamRequest:
     input_chars: int
     max_new_tokens: int
     prompt: str
+    #: The body as sent upstream, encoded during validation so that it cannot fail later.
+    encoded: bytes = field(init=False, repr=False)
 
-    def encode(self) -> bytes:
-        return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded", json.dumps(self.body, ensure_ascii=False, allow_nan=False).encode())
 
 
 def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
     """Validate a request body; raises :class:`ApiError` (4xx) naming what is wrong."""
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "the body must be a JSON object with `inputs` or `messages`")
     has_inputs, has_messages = "inputs" in data, "messages" in data
@@ -161,7 +159,7 @@ def _parent_kind(loc: tuple[int | str, ...], kind: str) -> str:
     return kind
 
 
-def _check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings, field: str) -> int:
+def _check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings, field_name: str) -> int:
     if input_chars > settings.max_input_chars:
         raise ApiError(
             413, "input_too_large",
@@ -172,7 +170,7 @@ def _check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings
     if max_new_tokens > settings.max_new_tokens:
         raise ApiError(
             422, "validation_error",
-            f"`{field}` is {max_new_tokens}; this deployment allows at most {settings.max_new_tokens}",
+            f"`{field_name}` is {max_new_tokens}; this deployment allows at most {settings.max_new_tokens}",
         )
     return max_new_tokens
 
@@ -181,6 +179,10 @@ def _generate_request(payload: GeneratePayload, settings: Settings) -> UpstreamR
     params = payload.parameters.model_dump(exclude_none=True)
     max_new_tokens = _check_caps(len(payload.inputs), payload.parameters.max_new_tokens, settings,
                                  "parameters.max_new_tokens")
+    truncate = payload.parameters.truncate
+    if truncate is not None and truncate >= settings.model_max_total_tokens:
+        raise ApiError(422, "validation_error", f"`parameters.truncate` is {truncate}; the model's window is "
+                       f"{settings.model_max_total_tokens} tokens, input and answer together")
     params.update(max_new_tokens=max_new_tokens, details=True)
     body = {"inputs": payload.inputs, "parameters": params, "stream": True}
     return UpstreamRequest("generate", body, len(payload.inputs), max_new_tokens, payload.inputs)

@@ -11,15 +11,17 @@ import asyncio
 import contextlib
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 import anyio
 
-from .errors import ApiError
+from .errors import ApiError, internal_error
 from .tokens import StreamError
 from .upstream import StreamEnd, UpstreamStream
 
 Item = str | StreamEnd | StreamError | ApiError
+TOO_MANY_STREAMS_RETRY_AFTER_SECONDS = 1
 
 
 class StreamReader:
@@ -34,12 +36,30 @@ class StreamReader:
         self._thread = threading.Thread(target=self._run, args=(open_upstream,), name="upstream-reader", daemon=True)
 
     @classmethod
-    async def start(cls, open_upstream: Callable[[], UpstreamStream], limiter: anyio.CapacityLimiter) -> StreamReader:
-        """Wait for a free slot (``max_concurrent_streams``), then start reading."""
+    async def reserve(cls, open_upstream: Callable[[], UpstreamStream], limiter: anyio.CapacityLimiter,
+                      wait_seconds: float) -> StreamReader:
+        """A reader holding one of the ``max_concurrent_streams`` slots, after waiting at most ``wait_seconds``.
+
+        Raises :class:`ApiError` 503 ``too_many_streams`` when no slot frees up in time.
+        """
         reader = cls(open_upstream, limiter)
-        await limiter.acquire_on_behalf_of(reader)
-        reader._thread.start()
+        try:
+            limiter.acquire_on_behalf_of_nowait(reader)
+        except anyio.WouldBlock:
+            with anyio.move_on_after(wait_seconds):
+                await limiter.acquire_on_behalf_of(reader)
+                return reader
+            raise ApiError(503, "too_many_streams", "every stream slot is busy; retry shortly",
+                           {"Retry-After": str(TOO_MANY_STREAMS_RETRY_AFTER_SECONDS)}) from None
         return reader
+
+    def start(self) -> None:
+        """Open the stream and read it in the reader's own thread, which gives the slot back when it ends."""
+        self._thread.start()
+
+    def release_unstarted(self) -> None:
+        """Give the slot back without calling the endpoint (the caller left, or its time ran out)."""
+        self._limiter.release_on_behalf_of(self)
 
     async def next(self, deadline: float) -> Item | None:
         """The next item, or ``None`` when ``deadline`` (monotonic) passes first."""
@@ -69,11 +89,16 @@ class StreamReader:
         return True
 
     def _run(self, open_upstream: Callable[[], UpstreamStream]) -> None:
+        # Whatever happens here reaches the event loop as an item at once: the route must never be
+        # left waiting for its deadline because this thread failed in a way nobody foresaw.
         try:
             try:
                 self._stream = open_upstream()
             except ApiError as error:
                 self._put(error)
+                return
+            except Exception:
+                self._put(ApiError(500, "internal_error", internal_error().message, detail=traceback.format_exc()))
                 return
             if self._cancelled.is_set():  # cancelled while the stream was opening
                 self._stream.cancel()
@@ -81,6 +106,8 @@ class StreamReader:
                 item = self._stream.next_item()
                 if not self._put(item) or not isinstance(item, str):
                     return
+        except Exception:
+            self._put(StreamError("internal_error", traceback.format_exc()))
         finally:
             with contextlib.suppress(RuntimeError):  # the event loop is gone, and its limiter with it
                 self._loop.call_soon_threadsafe(self._limiter.release_on_behalf_of, self)

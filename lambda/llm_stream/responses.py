@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+import traceback
 from typing import Protocol
 
 import anyio
@@ -18,21 +18,27 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .reader import StreamReader
-from .stats import StreamStats
+from .stats import RequestStats
 from .tokens import StreamError
 from .upstream import StreamEnd
+from .upstream_errors import stream_message
 
 
 class Encoder(Protocol):
     media_type: str
 
     def token(self, text: str) -> bytes: ...
-    def done(self, stats: StreamStats) -> bytes: ...
-    def error(self, error_type: str, message: str) -> bytes: ...
+    def done(self, stats: RequestStats) -> bytes: ...
+    def error(self, error_type: str, message: str, request_id: str) -> bytes: ...
+
+
+def _utf8(text: str) -> bytes:
+    # A container may send a lone surrogate (a JSON escape); it must not stop the stream.
+    return text.encode("utf-8", "replace")
 
 
 def _sse(event: str, data: dict[str, object]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    return _utf8(f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n")
 
 
 class SseEncoder:
@@ -43,7 +49,7 @@ class SseEncoder:
     def token(self, text: str) -> bytes:
         return _sse("token", {"text": text})
 
-    def done(self, stats: StreamStats) -> bytes:
+    def done(self, stats: RequestStats) -> bytes:
         return _sse("done", {
             "finish_reason": stats.finish_reason,
             "generated_tokens": stats.generated_tokens if stats.generated_tokens is not None else stats.tokens,
@@ -51,23 +57,31 @@ class SseEncoder:
             "duration_ms": stats.duration_ms(),
         })
 
-    def error(self, error_type: str, message: str) -> bytes:
-        return _sse("error", {"type": error_type, "message": message})
+    def error(self, error_type: str, message: str, request_id: str) -> bytes:
+        return _sse("error", {"type": error_type, "message": message, "request_id": request_id})
+
+
+#: Starts the error line of a plain-text stream; never part of the content (see PlainEncoder).
+ERROR_MARK = "\x1e"
 
 
 class PlainEncoder:
-    """``text/plain``: the raw text; a failure ends it with ``[error: <type>] <message>`` on its own line."""
+    """``text/plain``: the raw text; a failure ends it with a line ``\\x1e[error: <type>] <message> ...``.
+
+    The line starts with U+001E (record separator), which the content never holds (it is replaced by
+    U+FFFD), so an answer cannot forge the error line, whatever the model writes.
+    """
 
     media_type = "text/plain; charset=utf-8"
 
     def token(self, text: str) -> bytes:
-        return text.encode()
+        return _utf8(text.replace(ERROR_MARK, "\ufffd"))
 
-    def done(self, stats: StreamStats) -> bytes:
+    def done(self, stats: RequestStats) -> bytes:
         return b"\n"
 
-    def error(self, error_type: str, message: str) -> bytes:
-        return f"\n[error: {error_type}] {message}\n".encode()
+    def error(self, error_type: str, message: str, request_id: str) -> bytes:
+        return _utf8(f"\n{ERROR_MARK}[error: {error_type}] {message} (request {request_id})\n")
 
 
 class TokenStreamResponse(Response):
@@ -76,21 +90,19 @@ class TokenStreamResponse(Response):
         reader: StreamReader,
         first_token: str | None,
         encoder: Encoder,
-        stats: StreamStats,
+        stats: RequestStats,
         deadline: float,
-        on_complete: Callable[[StreamStats], None],
     ) -> None:
         # No body attribute: the length is unknown, so no Content-Length header (chunked encoding).
         self.status_code = 200
         self.media_type = encoder.media_type
         self.background = None
-        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": stats.request_id})
+        self.init_headers({"x-accel-buffering": "no"})
         self.reader = reader
         self.first_token = first_token
         self.encoder = encoder
         self.stats = stats
         self.deadline = deadline
-        self.on_complete = on_complete
         self._finished = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,7 +119,6 @@ class TokenStreamResponse(Response):
             # The one place a stream is given up: client gone, budget spent or upstream failed.
             if self.stats.client_disconnected or self.stats.error_type:
                 self.reader.cancel()
-            self.on_complete(self.stats)
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while True:
@@ -127,8 +138,9 @@ class TokenStreamResponse(Response):
             await self._pump_tokens(send)
         except (OSError, anyio.get_cancelled_exc_class()):
             raise
-        except Exception as exc:  # a bug must still end the stream with a clear error, not a cut connection
-            await self._fail(send, "internal_error", f"the function failed while streaming: {exc!r}")
+        except Exception:  # a bug must still end the stream with a clear error, not a cut connection
+            self.stats.traceback = traceback.format_exc()
+            await self._fail(send, StreamError("internal_error", "the function failed while streaming"))
         self._finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -138,7 +150,7 @@ class TokenStreamResponse(Response):
         while True:
             item = await self.reader.next(self.deadline)
             if item is None:
-                await self._fail(send, "time_budget_exceeded",
+                await self._fail(send, StreamError("time_budget_exceeded", "the time budget ran out"),
                                  "the answer took longer than this deployment's time budget; it was cut short")
                 break
             if isinstance(item, StreamEnd):
@@ -147,7 +159,7 @@ class TokenStreamResponse(Response):
                 await self._send_body(send, self.encoder.done(self.stats))
                 break
             if isinstance(item, StreamError):
-                await self._fail(send, item.error_type, item.message)
+                await self._fail(send, item)
                 break
             await self._send_token(send, item)  # type: ignore[arg-type]
 
@@ -157,6 +169,8 @@ class TokenStreamResponse(Response):
         self.stats.tokens += 1
         await self._send_body(send, self.encoder.token(text))
 
-    async def _fail(self, send: Send, error_type: str, message: str) -> None:
-        self.stats.error_type = error_type
-        await self._send_body(send, self.encoder.error(error_type, message))
+    async def _fail(self, send: Send, error: StreamError, message: str | None = None) -> None:
+        """End the stream with an error event: a safe message for the caller, the detail for the log."""
+        self.stats.error_type, self.stats.error_detail = error.error_type, str(error)
+        await self._send_body(send, self.encoder.error(error.error_type, message or stream_message(error),
+                                                       self.stats.request_id))

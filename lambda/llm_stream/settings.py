@@ -10,6 +10,7 @@ and their defaults here are the default model's, for local runs.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -38,6 +39,10 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 256
 #: In Lambda: an instance is sent one request at a time, so one stream would do; the slack covers
 #: reader threads of cancelled streams that are still winding down when the next request arrives.
 LAMBDA_MAX_CONCURRENT_STREAMS = 4
+#: How long a caller waits for a free stream slot before a 503 ``too_many_streams``.
+DEFAULT_QUEUE_WAIT_SECONDS = 1.0
+#: How long the body may take to arrive once the headers have (a slow or lying client gets a 408).
+DEFAULT_BODY_READ_TIMEOUT_SECONDS = 10.0
 
 
 class SettingsError(ValueError):
@@ -75,6 +80,11 @@ class Settings:
     upstream_max_attempts: int = _env("UPSTREAM_MAX_ATTEMPTS", 2)
     #: Streams served at once by one process.
     max_concurrent_streams: int = _env("MAX_CONCURRENT_STREAMS", DEFAULT_MAX_CONCURRENT_STREAMS)
+    #: Longest wait for a stream slot; 0 refuses at once when every slot is busy.
+    queue_wait_seconds: float = _env("QUEUE_WAIT_SECONDS", DEFAULT_QUEUE_WAIT_SECONDS)
+    body_read_timeout_seconds: float = _env("BODY_READ_TIMEOUT_SECONDS", DEFAULT_BODY_READ_TIMEOUT_SECONDS)
+    #: Web origins (besides the function's own) whose pages may call it; ``*`` allows any.
+    cors_origins: tuple[str, ...] = _env("CORS_ORIGINS", ())
     #: Log prompt text (off by default: prompts may hold personal data).
     log_prompts: bool = _env("LOG_PROMPTS", False)
     #: CloudWatch namespace and ``Service`` dimension of the function's metrics (EMF).
@@ -88,8 +98,11 @@ class Settings:
         for name in ("model_max_total_tokens", "max_new_tokens", "default_max_new_tokens", "max_input_chars",
                      "max_body_bytes", "upstream_max_attempts", "max_concurrent_streams"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
-        for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds"):
-            _require(getattr(self, name) > 0, name, getattr(self, name), "a number > 0")
+        _require(self.queue_wait_seconds >= 0, "queue_wait_seconds", self.queue_wait_seconds, "a number >= 0")
+        for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds",
+                     "body_read_timeout_seconds"):
+            value = getattr(self, name)
+            _require(value > 0 and math.isfinite(value), name, value, "a finite number > 0")
         _require(self.max_new_tokens < self.model_max_total_tokens, "max_new_tokens", self.max_new_tokens,
                  f"less than MODEL_MAX_TOTAL_TOKENS ({self.model_max_total_tokens})")
         _require(self.default_max_new_tokens <= self.max_new_tokens, "default_max_new_tokens",
@@ -127,7 +140,13 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("expected one of true/false/1/0/yes/no/on/off")
 
 
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
 def _format(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -136,7 +155,8 @@ def _format(value: object) -> str:
 
 
 # Field types are strings here (``from __future__ import annotations``).
-_PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _parse_bool}
+_PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _parse_bool,
+                                             "tuple[str, ...]": _parse_list}
 _FIELDS = {setting.name: setting for setting in fields(Settings)}
 
 

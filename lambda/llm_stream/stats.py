@@ -7,12 +7,16 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class StreamStats:
-    """What one request did; logged once at its end."""
+class RequestStats:
+    """What one request did; logged once at its end (``lifecycle.py``)."""
 
     request_id: str
+    method: str = ""
+    path: str = ""
     started: float = field(default_factory=time.monotonic)
     model_id: str = ""
+    #: Whether the request counts in the stream API's metrics (set by the streaming route).
+    metered: bool = False
     kind: str | None = None
     input_chars: int | None = None
     max_new_tokens: int | None = None
@@ -22,6 +26,10 @@ class StreamStats:
     finish_reason: str | None = None
     generated_tokens: int | None = None
     error_type: str | None = None
+    #: What went wrong, for operators only: upstream text, ARNs, URLs. Never sent to the caller.
+    error_detail: str | None = None
+    #: The traceback of an unexpected exception (a bug), for operators only.
+    traceback: str | None = None
     client_disconnected: bool = False
     prompt: str | None = None
 

@@ -114,7 +114,7 @@ def test_cli_exits_non_zero_on_an_error_event(function, emulator) -> None:
     result = run_cli("--url", function.url, "Hello")
     assert result.returncode == 1
     assert result.stdout.strip() == "Here is"
-    assert "error: ModelStreamError: Model stream broken" in result.stderr
+    assert "error: ModelStreamError: the model failed while generating (request " in result.stderr
 
 
 def test_cli_exits_non_zero_on_an_http_error(function) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +11,7 @@ import pytest
 from httpx_sse import EventSource, ServerSentEvent
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
+from tests.conftest import LogRecords
 
 SEED: dict[str, Any] = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
 SSE = {"accept": "text/event-stream"}
@@ -59,7 +58,7 @@ def test_plain_text_streams_the_answer(function, emulator: EmulatorServer) -> No
 def test_sse_streams_token_events_then_done(function) -> None:
     response, events = post_sse(function.url, SEED)
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["cache-control"] == "no-store"
     tokens = tokens_of(events)
     assert "".join(tokens).startswith("建立网站")
     kind, done = last(events)
@@ -204,7 +203,8 @@ def test_mid_stream_failure_in_plain_text_ends_with_an_error_line(function, emul
     assert response.status_code == 200
     text, error_line = response.text.rstrip("\n").rsplit("\n", 1)
     assert text == "建立网站可以"
-    assert error_line == "[error: ModelStreamError] Model stream broken"
+    request_id = response.headers["x-request-id"]
+    assert error_line == f"\x1e[error: ModelStreamError] the model failed while generating (request {request_id})"
 
 
 def test_endpoint_going_silent_mid_stream(start_function) -> None:
@@ -335,31 +335,6 @@ def test_unknown_routes_answer_json(function, method: str, path: str, status: in
 
 
 # -- logs and schema -------------------------------------------------------------
-
-
-class LogRecords(list[dict[str, Any]]):
-    """Request log lines as they are emitted (the last one comes after the response has ended)."""
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> LogRecords:
-        deadline = time.monotonic() + timeout
-        while len(self) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self
-
-
-@pytest.fixture
-def request_logs() -> Iterator[LogRecords]:
-    records = LogRecords()
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(json.loads(record.getMessage()))
-
-    logger = logging.getLogger("llm_stream.requests")
-    handler = Collect()
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def test_one_structured_log_line_per_request_without_the_prompt(function, request_logs: LogRecords) -> None:

@@ -7,7 +7,13 @@ Case counts come from the hypothesis profile (tests/conftest.py): `make test` ru
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -17,54 +23,84 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from sagemaker_emulator import EmulatorConfig, EmulatorServer, tgi
+from llm_stream.app import create_app
+from llm_stream.settings import Settings
+from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault, tgi
+from tests.conftest import AppServer, LogRecords, collect_request_logs, point_boto3_at
 
-scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, width=32) | st.text(
-    max_size=20)
+#: Generous by default (a refusal takes milliseconds, and these machines are shared): it catches a
+#: request that waits out a timeout. `make fuzz` sets the strict figure.
+REFUSAL_BOUND_SECONDS = float(os.environ.get("FUZZ_REFUSAL_BOUND_SECONDS", "2.0"))
+
+#: Any code point, surrogates included, and the characters that break naive handling: NUL, bidi
+#: overrides, line separators, a byte-order mark.
+hostile_characters = st.characters(codec=None, exclude_categories=()) | st.sampled_from(
+    ["\x00", "\u202e", "\u2066", "\u2028", "\u0085", "\ufeff", "\udfff", "\ud800", "\x1e"])
+hostile_text = st.text(hostile_characters, max_size=20)
+hostile_numbers = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-2**70, 2**70)
+                   | st.sampled_from([2**31, 2**32, 2**63, 2**64, 1e39, -1e39, 1e308]))
+scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, width=32)
+           | st.text(max_size=20) | hostile_text | hostile_numbers)
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.text(max_size=8), inner, max_size=4), max_leaves=10)
 parameter_names = st.sampled_from(["max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop",
                                    "seed", "do_sample", "details", "best_of", "typical_p", "watermark", "foo"])
 parameters = st.dictionaries(parameter_names, json_values | st.integers(0, 3000) | st.floats(0, 2), max_size=4)
 messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "bot"]),
-                                           "content": st.text(max_size=30)}), max_size=3)
+                                           "content": st.text(max_size=30) | hostile_text}), max_size=3)
 bodies = st.one_of(
-    st.fixed_dictionaries({"inputs": st.text(max_size=50) | json_values}, optional={
+    st.fixed_dictionaries({"inputs": st.text(max_size=50) | hostile_text | json_values}, optional={
         "parameters": parameters | json_values, "stream": st.booleans() | scalars}),
     st.fixed_dictionaries({"messages": messages | json_values}, optional={
         "max_tokens": st.integers(-5, 3000) | scalars, "temperature": st.floats(-1, 3) | scalars,
         "top_p": st.floats(-1, 2), "stop": st.lists(st.text(max_size=5), max_size=6)}),
     json_values,
-).map(lambda value: json.dumps(value).encode())
+).map(lambda value: json.dumps(value).encode())  # NaN and Infinity come out as the non-JSON tokens
 raw_bodies = st.binary(max_size=200)
+#: A valid body with one value nested anywhere from 1 to 3,000 levels deep.
+deep_bodies = st.tuples(st.integers(1, 3000), st.sampled_from(["[", "{\"a\":"])).map(
+    lambda shape: b'{"inputs": "x", "parameters": {"stop": ' + shape[1].encode() * shape[0] + b"1"
+    + (b"]" if shape[1] == "[" else b"}") * shape[0] + b"}}")
+
+
+class Stack(NamedTuple):
+    emulator: EmulatorServer
+    function: AppServer
+    client: httpx.Client
+    logs: LogRecords
 
 
 @pytest.fixture(scope="module")
-def stack(request):
+def stack() -> Iterator[Stack]:
     """One emulator and one function for the whole module (hypothesis calls the test many times)."""
-    from llm_stream.app import create_app
-    from llm_stream.settings import Settings
-    from tests.conftest import AppServer
-
     monkeypatch = pytest.MonkeyPatch()
-    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=0)) as emulator:
-        from tests.conftest import point_boto3_at
-
+    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=0)) as emulator, collect_request_logs() as logs:
         point_boto3_at(monkeypatch, emulator.url)
         function_settings = Settings(endpoint_name="fuzz", upstream_max_attempts=1, max_new_tokens=64,
-                            default_max_new_tokens=16, upstream_read_timeout_seconds=5)
-        with AppServer(create_app(function_settings)) as function, httpx.Client(timeout=15) as client:
-            yield emulator, function, client
+                                     default_max_new_tokens=16, upstream_read_timeout_seconds=5)
+        app = create_app(function_settings)
+        with AppServer(app, function_settings) as function, httpx.Client(timeout=15) as client:
+            yield Stack(emulator, function, client, logs)
     monkeypatch.undo()
 
 
-def check_response(stack, body: bytes, content_type: str) -> None:
-    emulator, function, client = stack
+def assert_logged_once(logs: LogRecords, request_id: str) -> None:
+    deadline = time.monotonic() + 5
+    while request_id not in [line["request_id"] for line in logs] and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert [line["request_id"] for line in logs].count(request_id) == 1, request_id
+
+
+def check_response(stack: Stack, body: bytes, content_type: str) -> None:
+    emulator, function, client, logs = stack
     before = len(emulator.requests)
+    started = time.monotonic()
     response = client.post(function.url, content=body,
                            headers={"content-type": content_type, "accept": "text/event-stream"})
+    took = time.monotonic() - started
     reached = len(emulator.requests) - before
     assert response.status_code < 500, (body, response.status_code, response.text)
+    assert_logged_once(logs, response.headers["x-request-id"])
     if response.status_code == 200:
         assert reached == 1
         events = list(EventSource(response).iter_sse())
@@ -73,9 +109,11 @@ def check_response(stack, body: bytes, content_type: str) -> None:
         assert all(e.event == "token" for e in events[:-1])
         return
     assert 400 <= response.status_code < 500
+    assert took < REFUSAL_BOUND_SECONDS, (body, took)
     error = response.json()["error"]
     assert error["type"]
     assert error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
     if reached:  # only TGI's own validation, after ours passed, may reach the endpoint and come back a 4xx
         assert reached == 1, body
         assert response.status_code == 422, (body, error)
@@ -89,6 +127,12 @@ def test_fuzzed_json_bodies_get_a_stream_or_a_4xx_json_error(stack, body: bytes)
 
 
 @settings(max_examples=max(settings().max_examples // 3, 1), suppress_health_check=list(HealthCheck))
+@given(body=deep_bodies)
+def test_fuzzed_nesting_depths_get_a_stream_or_a_4xx_json_error(stack, body: bytes) -> None:
+    check_response(stack, body, "application/json")
+
+
+@settings(max_examples=max(settings().max_examples // 3, 1), suppress_health_check=list(HealthCheck))
 @given(body=raw_bodies, content_type=st.sampled_from(["application/json", "text/plain", "application/xml", ""]))
 def test_fuzzed_raw_bodies_never_reach_the_endpoint_unless_valid(stack, body: bytes, content_type: str) -> None:
     check_response(stack, body, content_type)
@@ -97,8 +141,7 @@ def test_fuzzed_raw_bodies_never_reach_the_endpoint_unless_valid(stack, body: by
 @pytest.fixture(scope="module")
 def post_operation(stack):
     """POST / from the function's own OpenAPI document, fetched from the running server."""
-    _, function, _ = stack
-    return schemathesis.openapi.from_url(f"{function.url}/openapi.json")["/"]["POST"]
+    return schemathesis.openapi.from_url(f"{stack.function.url}/openapi.json")["/"]["POST"]
 
 
 @settings(suppress_health_check=list(HealthCheck))
@@ -106,9 +149,11 @@ def post_operation(stack):
 def test_openapi_fuzzing(stack, post_operation, data, mode) -> None:
     """schemathesis cases, valid and invalid by the schema, through the real server."""
     case = data.draw(post_operation.as_strategy(generation_mode=mode))
-    emulator, function, _ = stack
+    emulator, function, _, logs = stack
     before = len(emulator.requests)
     response = case.call(base_url=function.url, headers={"accept": "text/event-stream"}, timeout=15)
+    (request_id,) = response.headers["x-request-id"]  # schemathesis lists each header's values
+    assert_logged_once(logs, request_id)
     reached = len(emulator.requests) - before
     assert response.status_code < 500, (case.body, response.status_code, response.text)
     if response.status_code == 200:
@@ -143,3 +188,93 @@ def test_fifty_concurrent_streams_lose_and_reorder_nothing(start_function) -> No
             assert last_event == "done"
         assert len(emulator.requests) == 50
         assert [r.final_outcome() for r in emulator.requests] == ["completed"] * 50
+
+
+# -- chaos: everything at once --------------------------------------------------------------------------
+
+
+def _open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def _readers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "upstream-reader"]
+
+
+def _rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+CHAOS_BODIES = [
+    b'{"messages": [{"role": "user", "content": "hi \\udfff"}]}',
+    b'{"inputs": "x", "parameters": {"temperature": Infinity}}',
+    b'{"inputs": "x", "parameters": {"stop": ' + b"[" * 2000 + b"]" * 2000 + b"}}",
+    b'{"inputs": "x", "parameters": {"top_k": 1099511627776}}',
+    b"\xff\xfe",
+    b'{"inputs": ""}',
+]
+
+
+def test_chaos_good_bad_faulted_and_aborted_requests_at_once(start_function) -> None:
+    """A concurrent mix: no 5xx but the injected ones, nothing leaked, exactly one log line per request."""
+    with EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=2)) as emulator, collect_request_logs() as logs:
+        function = start_function(emulator, max_concurrent_streams=64)
+        with httpx.Client(timeout=30) as warm:  # first-use costs (imports, pools) are not leaks
+            warm.post(function.url, json={"inputs": "warm up", "parameters": {"max_new_tokens": 2}})
+        time.sleep(0.5)
+        threads, fds, rss = threading.active_count(), _open_fds(), _rss_mib()
+        logs.clear()
+        model_errors, in_band_errors = 8, 8
+        emulator.inject(Fault(kind="model_error", times=model_errors),
+                        Fault(kind="in_band_error", after_tokens=2, times=in_band_errors))
+
+        def good(i: int) -> tuple[str, int, str]:
+            payload = {"inputs": f"question {i}", "parameters": {"max_new_tokens": 12}}
+            with httpx.stream("POST", function.url, json=payload, headers={"accept": "text/event-stream"},
+                              timeout=30) as response:
+                last = "none"
+                if response.status_code == 200:
+                    last = [event.event for event in EventSource(response).iter_sse()][-1]
+                else:
+                    response.read()
+                return response.headers["x-request-id"], response.status_code, last
+
+        def bad(i: int) -> tuple[str, int, str]:
+            response = httpx.post(function.url, content=CHAOS_BODIES[i % len(CHAOS_BODIES)], timeout=30,
+                                  headers={"content-type": "application/json"})
+            return response.headers["x-request-id"], response.status_code, "refused"
+
+        def aborted(i: int) -> tuple[str, int, str]:
+            payload = {"inputs": f"long question {i}", "parameters": {"max_new_tokens": 200}}
+            with httpx.stream("POST", function.url, json=payload, timeout=30) as response:
+                next(response.iter_bytes(), None)  # read a little, then hang up
+                return response.headers["x-request-id"], response.status_code, "aborted"
+
+        plan = [good] * 48 + [bad] * 36 + [aborted] * 24
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            results = list(pool.map(lambda item: item[1](item[0]), enumerate(plan)))
+
+        statuses = [status for _, status, _ in results]
+        modelled = sum(1 for record in emulator.requests if record.final_outcome() == "error:ModelError")
+        assert all(status < 500 or status == 502 for status in statuses), statuses
+        assert statuses.count(502) == modelled  # every 5xx is an injected upstream fault, nothing else
+        assert modelled == model_errors
+        assert all(400 <= status < 500 for _, status, kind in results if kind == "refused")
+        error_events = sum(1 for _, _, last in results if last == "error")
+        assert error_events <= in_band_errors
+
+        request_ids = [request_id for request_id, _, _ in results]
+        deadline = time.monotonic() + 10
+        while len(logs) < len(request_ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(line["request_id"] for line in logs) == sorted(request_ids)  # one line each, no more
+
+        deadline = time.monotonic() + 10  # reader threads of aborted streams wind down
+        while (_readers() or _open_fds() > fds + 16) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _readers() == []
+        # boto3 keeps some connections to the emulator alive, each with an emulator thread and two sockets.
+        assert threading.active_count() <= threads + 8
+        assert _open_fds() <= fds + 16
+        assert _rss_mib() < rss + 150

@@ -92,7 +92,7 @@ def test_unset_and_empty_variables_keep_the_defaults() -> None:
     ({"SAGEMAKER_ENDPOINT_NAME": " "}, "SAGEMAKER_ENDPOINT_NAME=' ' is not valid: expected a non-empty name"),
     ({"MAX_NEW_TOKENS": "0"}, "MAX_NEW_TOKENS=0 is not valid: expected an integer >= 1"),
     ({"MAX_NEW_TOKENS": "many"}, "MAX_NEW_TOKENS='many' is not valid: invalid literal for int()"),
-    ({"TIME_BUDGET_SECONDS": "-1"}, "TIME_BUDGET_SECONDS=-1.0 is not valid: expected a number > 0"),
+    ({"TIME_BUDGET_SECONDS": "-1"}, "TIME_BUDGET_SECONDS=-1.0 is not valid: expected a finite number > 0"),
     ({"LOG_PROMPTS": "maybe"}, "LOG_PROMPTS='maybe' is not valid: expected one of true/false/1/0/yes/no/on/off"),
     ({"MAX_NEW_TOKENS": "2048"}, "MAX_NEW_TOKENS=2048 is not valid: expected less than MODEL_MAX_TOTAL_TOKENS (2048)"),
     ({"DEFAULT_MAX_NEW_TOKENS": "1025"},

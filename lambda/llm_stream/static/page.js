@@ -22,13 +22,18 @@ function payload() {
   return { inputs: $("prompt").value, parameters };
 }
 
+// "type: message (request id)": the function's errors carry the id its operators can look up.
+function describe(error) {
+  return error.request_id ? `${error.type}: ${error.message} (request ${error.request_id})`
+                          : `${error.type}: ${error.message}`;
+}
+
 async function httpError(response) {
-  if (response.status === 403) return IAM_HINT;
-  try {
-    const body = await response.json();
-    if (body.error) return `HTTP ${response.status}: ${body.error.type}: ${body.error.message}`;
-    if (body.Message) return `HTTP ${response.status}: ${body.Message}`;
-  } catch (_) { /* not JSON */ }
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (body && body.error) return `HTTP ${response.status}: ${describe(body.error)}`;
+  if (response.status === 403) return IAM_HINT;  // the function URL's own refusal, before the function
+  if (body && body.Message) return `HTTP ${response.status}: ${body.Message}`;
   return `HTTP ${response.status} ${response.statusText}`;
 }
 
@@ -99,7 +104,7 @@ async function send(event) {
       } else if (kind === "done") {
         setStatus(`Done: ${stats(started, firstAt, tokens)}, finish: ${message.finish_reason}`);
       } else if (kind === "error") {
-        showError(`${message.type}: ${message.message}`);
+        showError(describe(message));
         setStatus(`Failed after ${stats(started, firstAt, tokens)}`);
       }
     }

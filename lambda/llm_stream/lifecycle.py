@@ -1,0 +1,92 @@
+"""Every request's life in one place: its stats, its log line, its headers, and what a crash becomes.
+
+An ASGI middleware around the whole app, so each invariant holds on every path without a
+special case per route:
+
+* every request writes exactly one log line (``logs.py``), after its last byte, crashes included;
+* an exception nobody handled becomes a 500 ``internal_error`` JSON with the request id (or, once
+  the response has started, ends it), and its traceback goes to that log line only;
+* every response carries the request id, ``X-Content-Type-Options: nosniff``, and unless it says
+  otherwise, ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import traceback
+import uuid
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import internal_error
+from .logs import log_request
+from .settings import Settings
+from .stats import RequestStats
+
+_STATS_KEY = "llm_stream.stats"
+
+
+def request_stats(scope: Scope) -> RequestStats:
+    """The stats the middleware opened for this request (routes fill them in)."""
+    stats: RequestStats = scope["state"][_STATS_KEY]
+    return stats
+
+
+def lambda_context(headers: MutableHeaders | Any) -> dict[str, Any]:
+    """The invocation context the Web Adapter passes in ``x-amzn-lambda-context`` (absent locally)."""
+    try:
+        context = json.loads(headers.get("x-amzn-lambda-context", "{}"))
+    except ValueError:
+        return {}
+    return context if isinstance(context, dict) else {}
+
+
+class RequestLifecycle:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = MutableHeaders(scope=scope)
+        request_id = str(lambda_context(headers).get("request_id") or uuid.uuid4())
+        stats = RequestStats(request_id=request_id, method=scope["method"], path=scope["path"],
+                             model_id=self.settings.model_id)
+        scope.setdefault("state", {})[_STATS_KEY] = stats
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                stats.status = message["status"]
+                response_headers = MutableHeaders(scope=message)
+                response_headers["x-request-id"] = request_id
+                response_headers["x-content-type-options"] = "nosniff"
+                response_headers.setdefault("cache-control", "no-store")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            stats.traceback = traceback.format_exc()
+            if stats.error_type is None:
+                stats.error_type = "internal_error"
+            if not started:
+                await internal_error().response(request_id)(scope, receive, send_with_headers)
+            else:
+                stats.status = 500
+                await _end_started_response(send)
+        finally:
+            log_request(stats, self.settings)
+
+
+async def _end_started_response(send: Send) -> None:
+    """Close a response that was already streaming when the bug struck (the client sees it cut short)."""
+    with contextlib.suppress(Exception):  # the connection may be gone or closed already
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
