@@ -64,7 +64,7 @@ test: lint $(CDK) $(CHECKOV_STAMP) $(BROWSER_STAMP)
 # The edit loop: unit and integration tests with the small hypothesis profile, on two workers; no lint,
 # no end-to-end tier.
 test-fast: install
-	HYPOTHESIS_PROFILE=dev JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q -n 2 \
+	HYPOTHESIS_PROFILE=dev JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q -n 2 --dist loadfile \
 		tests/unit tests/integration
 
 demo: install
@@ -86,9 +86,9 @@ refresh-catalog: install
 	$(PY) -m infra.refresh_catalog
 
 fuzz: install
-	HYPOTHESIS_PROFILE=full FUZZ_REFUSAL_BOUND_SECONDS=0.1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
+	HYPOTHESIS_PROFILE=full FUZZ_REFUSAL_P99_SECONDS=0.1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
 		$(PY) -m pytest -q tests/integration/test_robustness.py tests/integration/test_hostile_requests.py \
-		tests/unit/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary or chaos or hostile"
+		tests/unit/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary or chaos or hostile or refusal_latency"
 
 load: install
 	$(PY) benchmarks/function_latency.py --concurrency 50 200 --tokens 48

@@ -28,9 +28,13 @@ from llm_stream.settings import Settings
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault, tgi
 from tests.conftest import AppServer, LogRecords, collect_request_logs, point_boto3_at
 
-#: Generous by default (a refusal takes milliseconds, and these machines are shared): it catches a
-#: request that waits out a timeout. `make fuzz` sets the strict figure.
-REFUSAL_BOUND_SECONDS = float(os.environ.get("FUZZ_REFUSAL_BOUND_SECONDS", "2.0"))
+#: Generous (a refusal takes milliseconds, and these machines are shared): it catches a request that
+#: waits out a timeout. The strict figure is on the 99th percentile, reported at the end of the module;
+#: `make fuzz` sets it to 100 ms.
+REFUSAL_BOUND_SECONDS = 2.0
+REFUSAL_P99_BOUND_SECONDS = float(os.environ.get("FUZZ_REFUSAL_P99_SECONDS", "1.0"))
+#: Seconds each refusal took, for the report.
+refusal_times: list[float] = []
 
 #: Any code point, surrogates included, and the characters that break naive handling: NUL, bidi
 #: overrides, line separators, a byte-order mark.
@@ -68,6 +72,9 @@ class Stack(NamedTuple):
     function: AppServer
     client: httpx.Client
     logs: LogRecords
+
+    def __repr__(self) -> str:  # hypothesis prints it with each failing example; the logs are long
+        return f"Stack(function={self.function.url}, emulator={self.emulator.url})"
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +117,7 @@ def check_response(stack: Stack, body: bytes, content_type: str) -> None:
         return
     assert 400 <= response.status_code < 500
     assert took < REFUSAL_BOUND_SECONDS, (body, took)
+    refusal_times.append(took)
     error = response.json()["error"]
     assert error["type"]
     assert error["message"]
@@ -137,6 +145,17 @@ def test_fuzzed_nesting_depths_get_a_stream_or_a_4xx_json_error(stack, body: byt
 def test_fuzzed_raw_bodies_never_reach_the_endpoint_unless_valid(stack, body: bytes, content_type: str) -> None:
     check_response(stack, body, content_type)
 
+
+
+def test_refusal_latency_report(capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs after the fuzzing tests above: how fast the refusals were (printed even under -q)."""
+    assert refusal_times, "the fuzzing tests above refused nothing"
+    ordered = sorted(refusal_times)
+    p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    with capsys.disabled():
+        print(f"\nrefusals: {len(ordered)}, p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+              f"max {ordered[-1] * 1000:.1f} ms")
+    assert p99 < REFUSAL_P99_BOUND_SECONDS
 
 @pytest.fixture(scope="module")
 def post_operation(stack):
