@@ -60,6 +60,9 @@ class CatalogModel:
     max_total_tokens: int = 2048
     download_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     startup_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    #: How the function renders a conversation for it (lambda/llm_stream/chat_formats.py); None: a base
+    #: model, which answers completions only.
+    chat_format: str | None = None
 
     @property
     def tgi_version(self) -> str:

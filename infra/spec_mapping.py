@@ -36,6 +36,16 @@ BLOG_MODELS = (
     "huggingface-llm-rinna-3-6b-instruction-ppo-bf16", "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16",
 )
 
+#: The chat-tuned models' conversation formats (lambda/llm_stream/chat_formats.py names each one's
+#: source). The specs do not say; the other catalog models are base models, without one.
+CHAT_FORMATS = {
+    "huggingface-llm-falcon-7b-instruct-bf16": "falcon-instruct",
+    "huggingface-llm-falcon-40b-instruct-bf16": "falcon-instruct",
+    "huggingface-llm-falcon-180b-chat-bf16": "falcon-180b-chat",
+    "huggingface-llm-rinna-3-6b-instruction-ppo-bf16": "rinna-instruction",
+    "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16": "rinna-instruction",
+}
+
 
 class SpecError(ValueError):
     """The spec lacks something a deployment needs; the message says what."""
@@ -90,6 +100,7 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         network_isolation=bool(spec.get("networkIsolation", True)),
         download_timeout_seconds=_timeout(spec, "modelDataDownloadTimeout"),
         startup_timeout_seconds=_timeout(spec, "containerStartupHealthCheckTimeout"),
+        chat_format=CHAT_FORMATS.get(model_id),
     )
 
 

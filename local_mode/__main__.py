@@ -42,6 +42,7 @@ def dev(port: int, emulator_port: int) -> int:
             f"open {servers.function_url}/ in a browser to watch answers stream\n"
             f"try:  curl -N {servers.function_url} -d '{{\"inputs\": \"How do I build a website?\"}}'\n"
             f"      python -m stream_client --url {servers.function_url} \"{SEED_PROMPT}\"\n"
+            f"      OpenAI SDKs: base_url={servers.function_url}/v1 (see README, Use it from the OpenAI SDKs)\n"
             "Ctrl-C stops both.\n",
             file=sys.stderr, flush=True,
         )

@@ -23,6 +23,7 @@ from starlette.types import Scope
 from .errors import ApiError, error_body
 from .http_input import check_origin, read_body
 from .lifecycle import RequestLifecycle, lambda_context, request_stats
+from .openai_routes import OpenedStream, add_openai_routes
 from .page import add_page_routes
 from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
 from .reader import StreamReader
@@ -93,22 +94,29 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
     async def invoke(request: Request) -> Response:
         stats = request_stats(request.scope)
         stats.metered = True
-        deadline = _deadline(request, stats.started, settings)
         try:
             check_origin(request, settings)
             upstream_request = parse_body(await read_body(request, settings), settings)
-            stats.kind, stats.input_chars = upstream_request.kind, upstream_request.input_chars
-            stats.max_new_tokens, stats.prompt = upstream_request.max_new_tokens, upstream_request.prompt
-            reader, first = await _open_until_first_token(request, client, settings, upstream_request,
-                                                          stats.request_id, deadline, state["limiter"])
+            opened = await open_upstream(request, upstream_request)
         except ApiError as exc:
             stats.error_type, stats.error_detail = exc.error_type, exc.detail
             return exc.response(stats.request_id)
+        encoder = SseEncoder() if "text/event-stream" in request.headers.get("accept", "") else PlainEncoder()
+        return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline)
+
+    async def open_upstream(request: Request, upstream_request: UpstreamRequest) -> OpenedStream:
+        """Every streaming route's way to the endpoint: counted, within the deadline, first token awaited."""
+        stats = request_stats(request.scope)
+        stats.kind, stats.input_chars = upstream_request.kind, upstream_request.input_chars
+        stats.max_new_tokens, stats.prompt = upstream_request.max_new_tokens, upstream_request.prompt
+        deadline = _deadline(request, stats.started, settings)
+        reader, first = await _open_until_first_token(request, client, settings, upstream_request,
+                                                      stats.request_id, deadline, state["limiter"])
         if first is not None:
             stats.first_token_at = time.monotonic()
-        encoder = SseEncoder() if "text/event-stream" in request.headers.get("accept", "") else PlainEncoder()
-        return TokenStreamResponse(reader, first, encoder, stats, deadline)
+        return OpenedStream(reader, first, deadline)
 
+    add_openai_routes(app, settings, open_upstream)
     _answer_head_on_get_routes(app)
     return app
 

@@ -16,13 +16,15 @@ class ApiError(Exception):
     """Answered as ``{"error": {"type", "message", "request_id"}}`` with ``status``."""
 
     def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None,
-                 detail: str | None = None) -> None:
+                 detail: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.message = message
         self.headers = headers or {}
         self.detail = detail
+        #: The request field at fault, where one is (the OpenAI-compatible routes report it).
+        self.param = param
 
     def body(self, request_id: str) -> dict[str, Any]:
         return error_body(self.error_type, self.message, request_id)

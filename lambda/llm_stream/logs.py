@@ -50,6 +50,8 @@ def request_record(stats: RequestStats, settings: Settings) -> dict[str, object]
         "error_type": stats.error_type,
         "client_disconnected": stats.client_disconnected,
     }
+    if stats.user is not None:
+        record["user"] = stats.user
     if stats.error_detail is not None:
         record["error_detail"] = stats.error_detail
     if stats.traceback is not None:

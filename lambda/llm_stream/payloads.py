@@ -159,7 +159,7 @@ def _parent_kind(loc: tuple[int | str, ...], kind: str) -> str:
     return kind
 
 
-def _check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings, field_name: str) -> int:
+def check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings, field_name: str) -> int:
     if input_chars > settings.max_input_chars:
         raise ApiError(
             413, "input_too_large",
@@ -177,7 +177,7 @@ def _check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings
 
 def _generate_request(payload: GeneratePayload, settings: Settings) -> UpstreamRequest:
     params = payload.parameters.model_dump(exclude_none=True)
-    max_new_tokens = _check_caps(len(payload.inputs), payload.parameters.max_new_tokens, settings,
+    max_new_tokens = check_caps(len(payload.inputs), payload.parameters.max_new_tokens, settings,
                                  "parameters.max_new_tokens")
     truncate = payload.parameters.truncate
     if truncate is not None and truncate >= settings.model_max_total_tokens:
@@ -190,7 +190,7 @@ def _generate_request(payload: GeneratePayload, settings: Settings) -> UpstreamR
 
 def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:
     input_chars = sum(len(m.content) for m in payload.messages)
-    max_tokens = _check_caps(input_chars, payload.max_tokens, settings, "max_tokens")
+    max_tokens = check_caps(input_chars, payload.max_tokens, settings, "max_tokens")
     body = payload.model_dump(exclude_none=True, exclude={"stream", "model"})
     if body.get("top_p") == 1:
         del body["top_p"]  # 1.0 means no nucleus sampling; TGI rejects the value itself

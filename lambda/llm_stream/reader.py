@@ -81,6 +81,10 @@ class StreamReader:
     def generated_tokens(self) -> int | None:
         return self._stream.tokens.generated_tokens if self._stream else None
 
+    @property
+    def input_tokens(self) -> int | None:
+        return self._stream.tokens.input_tokens if self._stream else None
+
     def _put(self, item: Item) -> bool:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)

@@ -156,6 +156,7 @@ class TokenStreamResponse(Response):
             if isinstance(item, StreamEnd):
                 self.stats.finish_reason = self.reader.finish_reason
                 self.stats.generated_tokens = self.reader.generated_tokens
+                self.stats.input_tokens = self.reader.input_tokens
                 await self._send_body(send, self.encoder.done(self.stats))
                 break
             if isinstance(item, StreamError):

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from .chat_formats import FORMATS
+
 _T = TypeVar("_T")
 
 #: The default model and what its container allows (``MAX_TOTAL_TOKENS``, ``MAX_INPUT_LENGTH``).
@@ -34,6 +36,9 @@ DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300
 TIME_BUDGET_MARGIN_SECONDS = 15
 DEFAULT_METRICS_NAMESPACE = "LlmStream"
 DEFAULT_SERVICE_NAME = "llm-stream"
+#: The default model's chat format (``chat_formats.py``), and what a base model has instead.
+DEFAULT_CHAT_FORMAT = "falcon-instruct"
+NO_CHAT_FORMAT = "none"
 #: Streams one process serves at once when it is a long-running server (``make dev``).
 DEFAULT_MAX_CONCURRENT_STREAMS = 256
 #: In Lambda: an instance is sent one request at a time, so one stream would do; the slack covers
@@ -92,12 +97,16 @@ class Settings:
     service_name: str = _env("SERVICE_NAME", DEFAULT_SERVICE_NAME)
     #: Whether the container answers Messages API payloads (TGI >= 2.4); otherwise they are refused.
     messages_api: bool = _env("MESSAGES_API", True)
+    #: How a conversation becomes the model's prompt (``chat_formats.py``); ``none`` for a base model.
+    chat_format: str = _env("CHAT_FORMAT", DEFAULT_CHAT_FORMAT)
 
     def __post_init__(self) -> None:
         _require(bool(self.endpoint_name.strip()), "endpoint_name", self.endpoint_name, "a non-empty name")
         for name in ("model_max_total_tokens", "max_new_tokens", "default_max_new_tokens", "max_input_chars",
                      "max_body_bytes", "upstream_max_attempts", "max_concurrent_streams"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        _require(self.chat_format in (NO_CHAT_FORMAT, *FORMATS), "chat_format", self.chat_format,
+                 f"{NO_CHAT_FORMAT} (a base model) or one of {', '.join(FORMATS)}")
         _require(self.queue_wait_seconds >= 0, "queue_wait_seconds", self.queue_wait_seconds, "a number >= 0")
         for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds",
                      "body_read_timeout_seconds"):

@@ -25,12 +25,16 @@ class RequestStats:
     tokens: int = 0
     finish_reason: str | None = None
     generated_tokens: int | None = None
+    #: The prompt's length in tokens, as the container counted it (None when it did not say).
+    input_tokens: int | None = None
     error_type: str | None = None
     #: What went wrong, for operators only: upstream text, ARNs, URLs. Never sent to the caller.
     error_detail: str | None = None
     #: The traceback of an unexpected exception (a bug), for operators only.
     traceback: str | None = None
     client_disconnected: bool = False
+    #: The OpenAI ``user`` field, for the operators (never sent upstream).
+    user: str | None = None
     prompt: str | None = None
 
     def ttft_ms(self) -> float | None:

@@ -81,6 +81,8 @@ class TokenIterator(Iterator[str]):
       ``stop|length``, LMI's own value.
     * ``generated_tokens``: the container's count of generated tokens (TGI and
       LMI ``details.generated_tokens``, Messages ``usage.completion_tokens``).
+    * ``input_tokens``: the container's count of prompt tokens (TGI ``details.input_length``,
+      Messages ``usage.prompt_tokens``).
     * ``format``: the detected :data:`StreamFormat`.
 
     ``tokens_yielded`` counts the texts yielded so far.
@@ -96,6 +98,7 @@ class TokenIterator(Iterator[str]):
         self.format: StreamFormat | None = None
         self.finish_reason: str | None = None
         self.generated_tokens: int | None = None
+        self.input_tokens: int | None = None
         self.tokens_yielded = 0
         self._texts = self._generate(iter(stream))
 
@@ -219,6 +222,8 @@ class TokenIterator(Iterator[str]):
             self.finish_reason = finish_reason
         if isinstance(generated_tokens, int):
             self.generated_tokens = generated_tokens
+        if isinstance(details.get("input_length"), int):
+            self.input_tokens = details["input_length"]
         special = token.get("special") or token.get("special_token") or text in UNFLAGGED_EOS_TEXTS
         return (text,) if text and isinstance(text, str) and not special else ()
 
@@ -233,6 +238,8 @@ class TokenIterator(Iterator[str]):
         usage = chunk.get("usage")
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             self.generated_tokens = usage["completion_tokens"]
+        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+            self.input_tokens = usage["prompt_tokens"]
         return texts
 
 

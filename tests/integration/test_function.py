@@ -356,12 +356,12 @@ def test_one_structured_log_line_per_request_without_the_prompt(function, reques
 
 
 def test_log_lines_carry_embedded_metrics(function, emulator, request_logs: LogRecords) -> None:
-    httpx.post(function.url, json=SEED, timeout=30)
-    httpx.post(function.url, json={"inputs": "a", "parameters": {"top_k": 0}}, timeout=30)
+    responses = [httpx.post(function.url, json=SEED, timeout=30),
+                 httpx.post(function.url, json={"inputs": "a", "parameters": {"top_k": 0}}, timeout=30)]
     emulator.inject(Fault(kind="model_stream_error", after_tokens=2))
-    httpx.post(function.url, json=SEED, timeout=30)
-    request_logs.wait_for(3)
-    ok, bad, broken = request_logs
+    responses.append(httpx.post(function.url, json=SEED, timeout=30))
+    by_id = {line["request_id"]: line for line in request_logs.wait_for(3)}  # written in any order
+    ok, bad, broken = (by_id[response.headers["x-request-id"]] for response in responses)
     (directive,) = ok["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "LlmStream"
     assert directive["Dimensions"] == [["Service"]]

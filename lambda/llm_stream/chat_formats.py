@@ -1,0 +1,101 @@
+"""How a conversation becomes one prompt, per model family, so chat never depends on the container.
+
+TGI's Messages API works only when the model's tokenizer files ship a chat template, which is not
+established for the JumpStart artifacts; the function renders every conversation itself and sends a
+plain ``inputs`` prompt. Each format names its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    name: str
+    #: Prefix of each role's turn; ``None``: the format has no such turn (see ``system_as``).
+    prefixes: dict[Role, str | None]
+    #: Where system text goes when the format has no system turn: ``"plain"`` (its own unprefixed
+    #: paragraph first) or ``"user"`` (a user turn).
+    system_as: Literal["plain", "user"]
+    #: Between turns, and what newlines inside a turn become (a tokenizer that has no newline).
+    separator: str
+    newline: str
+    #: What ends the prompt, so the model answers as the assistant.
+    generation_prompt: str
+    #: Where the model's answer ends: the next user turn it would otherwise invent.
+    stop: tuple[str, ...]
+    source: str
+
+    def render(self, turns: Sequence[Turn]) -> str:
+        parts: list[str] = []
+        for turn in turns:
+            text = turn.content.replace("\n", self.newline)
+            prefix = self.prefixes[turn.role]
+            if prefix is None:  # a system turn in a format without one
+                prefix = "" if self.system_as == "plain" else self.prefixes["user"]
+            parts.append(f"{prefix}{text}")
+        return self.separator.join([*parts, self.generation_prompt])
+
+    def answer_text(self, text: str) -> str:
+        """The model's text as a reader should see it (``<NL>`` back to newlines where it is used)."""
+        return text if self.newline == "\n" else text.replace(self.newline, "\n")
+
+
+FORMATS: dict[str, ChatFormat] = {
+    "falcon-instruct": ChatFormat(
+        name="falcon-instruct",
+        prefixes={"system": None, "user": "User: ", "assistant": "Assistant: "},
+        system_as="plain",
+        separator="\n", newline="\n", generation_prompt="Assistant:", stop=("\nUser:",),
+        source="Falcon 7B/40B Instruct: TII's answer in tiiuae/falcon-7b-instruct discussion #1; vLLM's "
+               "examples/template_falcon.jinja (which drops system messages: here they lead, unprefixed)",
+    ),
+    "falcon-180b-chat": ChatFormat(
+        name="falcon-180b-chat",
+        prefixes={"system": "System: ", "user": "User: ", "assistant": "Falcon: "},
+        system_as="plain",
+        separator="\n", newline="\n", generation_prompt="Falcon:", stop=("\nUser:",),
+        source="Falcon 180B Chat: vLLM's examples/template_falcon_180b.jinja, from TII's demo",
+    ),
+    "rinna-instruction": ChatFormat(
+        name="rinna-instruction",
+        prefixes={"system": None, "user": "ユーザー: ", "assistant": "システム: "},
+        system_as="user",
+        separator="<NL>", newline="<NL>", generation_prompt="システム: ", stop=("<NL>ユーザー:",),
+        source="rinna/japanese-gpt-neox-3.6b-instruction-ppo model card, I/O Format: ユーザー/システム "
+               "utterances joined by <NL>, newlines written <NL>, the prompt ends with 'システム: '",
+    ),
+}
+
+
+class NewlineRestorer:
+    """Turns a format's newline symbol back into newlines in streamed text, whose tokens may split it."""
+
+    def __init__(self, chat_format: ChatFormat) -> None:
+        self._format = chat_format
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        symbol = self._format.newline
+        if symbol == "\n":
+            return text
+        text = (self._held + text).replace(symbol, "\n")
+        # Hold back a tail that could be the start of the symbol, until the next token says.
+        keep = next((n for n in range(min(len(symbol) - 1, len(text)), 0, -1) if symbol.startswith(text[-n:])), 0)
+        self._held = text[len(text) - keep:] if keep else ""
+        return text[: len(text) - keep] if keep else text
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held

@@ -1,0 +1,203 @@
+"""OpenAI-compatible requests (``/v1/chat/completions``, ``/v1/completions``), validated and mapped to TGI.
+
+Clients send fields this API cannot honour at their neutral values (``n: 1``, ``presence_penalty: 0``,
+``logprobs: false``, ...): those are accepted; any other value is refused by name (400
+``invalid_request_error`` with ``param``). The mapping onto TGI's generate parameters (the TGI
+container family; an LMI family comes with the all-models work):
+
+* ``max_tokens`` / ``max_completion_tokens`` -> ``max_new_tokens`` (the deployment's caps apply);
+* ``temperature``: absent -> sampling at TGI's default (1.0, as OpenAI's default); ``0`` -> greedy
+  (``do_sample: false``; TGI refuses a zero temperature); otherwise sampling at that temperature;
+* ``top_p``: ``1`` -> omitted (no nucleus sampling; TGI refuses 1.0); otherwise passed on;
+* ``stop`` (a string or up to 4) -> ``stop``, together with the chat format's own stop sequence;
+* ``seed`` -> ``seed``; ``user`` is logged, not sent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from .chat_formats import FORMATS, Turn
+from .errors import ApiError
+from .json_body import load_json
+from .payloads import MAX_STOP_SEQUENCES, U32_MAX, U64_MAX, UpstreamRequest, check_caps
+from .settings import NO_CHAT_FORMAT, Settings
+
+Stop = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    model: str = Field(min_length=1, max_length=256)
+    max_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: Annotated[list[Stop], Field(max_length=MAX_STOP_SEQUENCES)] | Stop | None = None
+    seed: int | None = Field(default=None, ge=0, le=U64_MAX)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(default=None, max_length=256)
+    # Accepted only at their neutral values (see NEUTRAL below).
+    n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = Field(default=None, max_length=64)
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class ChatCompletionRequest(_Request):
+    messages: list[Message] = Field(min_length=1, max_length=256)
+
+
+class CompletionRequest(_Request):
+    prompt: str = Field(min_length=1)
+    echo: bool | None = None
+    best_of: int | None = None
+    suffix: str | None = None
+
+
+_Request.model_rebuild()
+ChatCompletionRequest.model_rebuild()
+CompletionRequest.model_rebuild()
+
+#: Fields a client may send but this API cannot honour: the values that change nothing.
+NEUTRAL: dict[str, tuple[object, ...]] = {
+    "n": (None, 1), "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "logprobs": (None, False),
+    "top_logprobs": (None, 0), "logit_bias": (None, {}), "response_format": (None, {"type": "text"}),
+    "tools": (None, []), "tool_choice": (None, "none", "auto"), "parallel_tool_calls": (None, True, False),
+    "store": (None, False), "metadata": (None, {}), "service_tier": (None, "auto", "default"),
+    "echo": (None, False), "best_of": (None, 1), "suffix": (None, ""),
+}
+
+
+class OpenAIRequest:
+    """A validated OpenAI request: what goes upstream, and how to answer."""
+
+    def __init__(self, kind: Literal["chat", "completion"], payload: _Request, upstream: UpstreamRequest,
+                 answer_format: str) -> None:
+        self.kind = kind
+        self.payload = payload
+        self.upstream = upstream
+        #: The chat format whose newline symbol the answer is written with ("" for none).
+        self.answer_format = answer_format
+
+    @property
+    def stream(self) -> bool:
+        return self.payload.stream
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.payload.stream_options and self.payload.stream_options.include_usage)
+
+
+def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
+    payload = _validate(ChatCompletionRequest, raw, settings)
+    if settings.chat_format == NO_CHAT_FORMAT:
+        raise ApiError(400, "model_not_chat", f"{settings.model_id} is a base model without a chat format; "
+                       "send a prompt to /v1/completions, or deploy a chat model", param="messages")
+    chat_format = FORMATS[settings.chat_format]
+    turns = [Turn("system" if m.role == "developer" else m.role, m.text()) for m in payload.messages]
+    if not any(turn.content.strip() for turn in turns):
+        raise ApiError(400, "validation_error", "at least one message must contain text", param="messages")
+    prompt = chat_format.render(turns)
+    input_chars = sum(len(turn.content) for turn in turns)
+    upstream = _upstream(payload, prompt, input_chars, chat_format.stop, settings, "chat")
+    return OpenAIRequest("chat", payload, upstream, settings.chat_format)
+
+
+def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
+    payload = _validate(CompletionRequest, raw, settings)
+    if not payload.prompt.strip():
+        raise ApiError(400, "validation_error", "`prompt` must contain non-whitespace text", param="prompt")
+    upstream = _upstream(payload, payload.prompt, len(payload.prompt), (), settings, "generate")
+    return OpenAIRequest("completion", payload, upstream, "")
+
+
+_R = TypeVar("_R", bound=_Request)
+
+
+def _validate(model: type[_R], raw: bytes, settings: Settings) -> _R:
+    data = load_json(raw)
+    if not isinstance(data, dict):
+        raise ApiError(400, "validation_error", "the body must be a JSON object")
+    try:
+        payload = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        message = (f"`{param}` is not a known field" if first["type"] == "extra_forbidden"
+                   else f"`{param}`: {first['msg']}")
+        raise ApiError(400, "validation_error", message, param=param) from None
+    for name, neutral in NEUTRAL.items():
+        value = getattr(payload, name, None)
+        if value not in neutral:
+            raise ApiError(400, "unsupported_parameter", f"`{name}` can only be {_shown(neutral)} here: the "
+                           "model's container cannot honour other values", param=name)
+    if payload.model != settings.model_id:
+        raise ApiError(404, "model_not_found", f"the model {payload.model!r} is not served here; this "
+                       f"deployment serves {settings.model_id!r} (see /v1/models)", param="model")
+    return payload
+
+
+def _shown(values: tuple[object, ...]) -> str:
+    return " or ".join(repr(value) for value in values if value is not None)
+
+
+def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tuple[str, ...],
+              settings: Settings, kind: Literal["generate", "chat"]) -> UpstreamRequest:
+    requested = payload.max_completion_tokens if payload.max_completion_tokens is not None else payload.max_tokens
+    field = "max_completion_tokens" if payload.max_completion_tokens is not None else "max_tokens"
+    max_new_tokens = check_caps(input_chars, requested, settings, field)
+    stops = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
+    stops = [*stops, *format_stops]
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise ApiError(400, "validation_error", f"`stop` takes at most {MAX_STOP_SEQUENCES - len(format_stops)} "
+                       "sequences with this model (its chat format uses the rest)", param="stop")
+    parameters: dict[str, Any] = {"max_new_tokens": max_new_tokens, "details": True, "return_full_text": False}
+    if payload.temperature == 0:
+        parameters["do_sample"] = False
+    else:
+        parameters["do_sample"] = True
+        if payload.temperature is not None:
+            parameters["temperature"] = payload.temperature
+    if payload.top_p is not None and payload.top_p < 1:
+        parameters["top_p"] = payload.top_p
+    if stops:
+        parameters["stop"] = stops
+    if payload.seed is not None:
+        parameters["seed"] = payload.seed
+    body = {"inputs": prompt, "parameters": parameters, "stream": True}
+    return UpstreamRequest(kind, body, input_chars, max_new_tokens, prompt)

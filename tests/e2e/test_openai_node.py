@@ -1,0 +1,25 @@
+"""The official `openai` npm package, run by Node, against the real function."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests import ROOT
+
+SCRIPT = ROOT / "tests" / "e2e" / "openai_node_client.mjs"
+MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
+
+
+def test_the_node_sdk_lists_answers_streams_and_gets_typed_errors(function, emulator) -> None:
+    assert (ROOT / "node_modules" / "openai").is_dir(), "make test installs the npm packages (npm install)"
+    result = subprocess.run(["node", str(SCRIPT), f"{function.url}/v1", MODEL], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["models"] == [MODEL]
+    assert seen["whole"]["content"]
+    assert seen["whole"]["finish"] == "length"
+    assert len(seen["streamed"]) == 5  # one chunk per token
+    assert seen["refused"] == {"name": "BadRequestError", "status": 400, "param": "n"}
+    assert len(emulator.requests) == 2  # the refused request never reached the endpoint

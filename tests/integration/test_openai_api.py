@@ -1,0 +1,141 @@
+"""The OpenAI-compatible API, driven by the official `openai` Python SDK against the real function."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from sagemaker_emulator import Fault
+from sagemaker_emulator.textgen import count_tokens
+from tests.conftest import LogRecords
+
+MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture
+def client(function) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{function.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_deployed_model(client: openai.OpenAI) -> None:
+    assert [model.id for model in client.models.list()] == [MODEL]
+
+
+def test_chat_not_streamed_renders_the_conversation_for_the_model(client, emulator) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell me more."}]
+    answer = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6)
+    assert answer.object == "chat.completion"
+    assert answer.choices[0].message.role == "assistant"
+    assert answer.choices[0].message.content
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == 6
+    (received,) = emulator.requests
+    sent = received.json()
+    assert sent["inputs"] == "Be brief.\nUser: Hi\nAssistant: Hello!\nUser: Tell me more.\nAssistant:"
+    assert sent["parameters"]["stop"] == ["\nUser:"]
+    assert sent["parameters"]["max_new_tokens"] == 6
+    assert answer.usage.prompt_tokens == count_tokens(sent["inputs"])  # the container's own count
+
+
+def test_chat_streamed_token_by_token_with_usage(client, emulator) -> None:
+    stream = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=5, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(texts) == 5
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in finishing] == ["length"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
+
+
+def test_the_neutral_values_clients_send_are_accepted_and_mapped(client, emulator) -> None:
+    """What LangChain, chat UIs and the SDK defaults send: greedy for temperature 0, no top_p for 1."""
+    client.chat.completions.create(model=MODEL, messages=HI, max_completion_tokens=3, temperature=0, top_p=1,
+                                   n=1, presence_penalty=0, frequency_penalty=0, logprobs=False, seed=7,
+                                   stop="END", user="team-a")
+    parameters = emulator.requests[0].json()["parameters"]
+    assert parameters["do_sample"] is False
+    assert "temperature" not in parameters
+    assert "top_p" not in parameters
+    assert parameters["stop"] == ["END", "\nUser:"]
+    assert parameters["seed"] == 7
+    assert parameters["max_new_tokens"] == 3
+
+
+def test_completions_streamed_and_not(client, emulator) -> None:
+    whole = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=4)
+    assert whole.object == "text_completion"
+    assert whole.choices[0].finish_reason == "length"
+    streamed = "".join(chunk.choices[0].text for chunk in
+                       client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=4, stream=True))
+    assert streamed == whole.choices[0].text
+    assert emulator.requests[0].json()["inputs"] == "Once upon a time"
+
+
+def test_async_client_streams_too(function) -> None:
+    async def run() -> list[str]:
+        async with openai.AsyncOpenAI(base_url=f"{function.url}/v1", api_key="unused", max_retries=0) as client:
+            stream = await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=4, stream=True)
+            return [chunk.choices[0].delta.content async for chunk in stream
+                    if chunk.choices and chunk.choices[0].delta.content]
+
+    assert len(asyncio.run(run())) == 4
+
+
+@pytest.mark.parametrize(("kwargs", "param"), [
+    ({"n": 2}, "n"), ({"presence_penalty": 0.5}, "presence_penalty"), ({"logprobs": True}, "logprobs"),
+    ({"temperature": 3}, "temperature"), ({"stop": ["a", "b", "c", "d"]}, "stop"),
+    ({"max_tokens": 5000}, "max_tokens"),
+])
+def test_values_it_cannot_honour_are_refused_by_name(client, emulator, kwargs, param) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=HI, **kwargs)
+    assert raised.value.param == param or param in str(raised.value.message)
+    assert emulator.requests == []
+
+
+def test_unknown_model_is_a_not_found_naming_the_deployed_one(client, emulator) -> None:
+    with pytest.raises(openai.NotFoundError, match=MODEL):
+        client.chat.completions.create(model="gpt-4o", messages=HI)
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize(("fault", "error"), [
+    ("throttle", openai.RateLimitError), ("model_error", openai.InternalServerError),
+])
+def test_upstream_failures_before_the_first_byte_raise_the_typed_errors(client, emulator, fault, error) -> None:
+    emulator.inject(Fault(kind=fault))
+    with pytest.raises(error):
+        client.chat.completions.create(model=MODEL, messages=HI, max_tokens=4)
+
+
+def test_a_mid_stream_failure_raises_an_api_error_with_our_message(client, emulator, request_logs: LogRecords):
+    emulator.inject(Fault(kind="model_stream_error", after_tokens=2))
+    stream = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=20, stream=True)
+    seen: list[str] = []
+    with pytest.raises(openai.APIError, match="the model failed while generating") as raised:
+        seen.extend(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert type(raised.value) is openai.APIError  # the SDKs raise the generic class for an error event
+    assert "".join(seen)
+    (line,) = request_logs.wait_for(1)
+    assert line["error_type"] == "ModelStreamError"
+    assert line["path"] == "/v1/chat/completions"
+    assert line["Requests"] == 1  # counted in the stream metrics like POST /
+    assert line["ServerErrors"] == 1
+
+
+def test_a_base_model_refuses_chat_and_serves_completions(start_function, emulator) -> None:
+    function = start_function(emulator, model_id="huggingface-llm-falcon-7b-bf16", chat_format="none")
+    client = openai.OpenAI(base_url=f"{function.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="base model"):
+        client.chat.completions.create(model="huggingface-llm-falcon-7b-bf16", messages=HI)
+    assert client.completions.create(model="huggingface-llm-falcon-7b-bf16", prompt="Hi", max_tokens=2).choices

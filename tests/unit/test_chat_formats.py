@@ -1,0 +1,49 @@
+"""Golden prompts: how each catalog chat model sees a conversation."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.catalog import load_catalog
+from infra.spec_mapping import CHAT_FORMATS
+from llm_stream.chat_formats import FORMATS, NewlineRestorer, Turn
+
+CONVERSATION = [Turn("system", "Be brief."), Turn("user", "Hi\nthere"), Turn("assistant", "Hello!"),
+                Turn("user", "Why?")]
+
+
+@pytest.mark.parametrize(("name", "prompt"), [
+    ("falcon-instruct", "Be brief.\nUser: Hi\nthere\nAssistant: Hello!\nUser: Why?\nAssistant:"),
+    ("falcon-180b-chat", "System: Be brief.\nUser: Hi\nthere\nFalcon: Hello!\nUser: Why?\nFalcon:"),
+    ("rinna-instruction",
+     "ユーザー: Be brief.<NL>ユーザー: Hi<NL>there<NL>システム: Hello!<NL>ユーザー: Why?<NL>システム: "),
+])
+def test_golden_prompts(name: str, prompt: str) -> None:
+    assert FORMATS[name].render(CONVERSATION) == prompt
+
+
+def test_every_chat_model_in_the_catalog_has_a_known_format_and_base_models_none() -> None:
+    catalog = load_catalog()
+    for model_id, model in catalog.models.items():
+        assert model.chat_format == CHAT_FORMATS.get(model_id)
+        assert model.chat_format is None or model.chat_format in FORMATS
+    chat_models = {m for m, model in catalog.models.items() if model.chat_format}
+    assert chat_models == {"huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-falcon-40b-instruct-bf16",
+                           "huggingface-llm-falcon-180b-chat-bf16", "huggingface-llm-rinna-3-6b-instruction-ppo-bf16"}
+    assert all(FORMATS[name].source for name in FORMATS)
+
+
+@pytest.mark.parametrize("cut", range(1, 12))
+def test_newline_symbols_split_across_tokens_become_newlines(cut: int) -> None:
+    answer = "こんにちは<NL>元気<NL>"
+    restorer = NewlineRestorer(FORMATS["rinna-instruction"])
+    shown = restorer.feed(answer[:cut]) + restorer.feed(answer[cut:]) + restorer.flush()
+    assert shown == "こんにちは\n元気\n"
+
+
+def test_a_held_back_prefix_that_was_not_a_symbol_is_given_back() -> None:
+    restorer = NewlineRestorer(FORMATS["rinna-instruction"])
+    assert restorer.feed("a <N") == "a "
+    assert restorer.feed("o") == "<No"
+    assert restorer.feed("<") == ""
+    assert restorer.flush() == "<"
