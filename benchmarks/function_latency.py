@@ -78,6 +78,25 @@ def read_function(http: httpx.Client, url: str, seed: int, tokens: int) -> Strea
     return timing
 
 
+def read_openai(http: httpx.Client, url: str, model: str, seed: int, tokens: int) -> StreamTiming:
+    """The same prompt through ``/v1/completions`` (streamed), as an OpenAI SDK would read it."""
+    timing = StreamTiming(seed, time.time())
+    body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "seed": seed, "stream": True}
+    with http.stream("POST", f"{url}/v1/completions", json=body) as response:
+        response.raise_for_status()
+        for event in EventSource(response).iter_sse():
+            if event.data == "[DONE]":
+                break
+            chunk = json.loads(event.data)
+            if "error" in chunk:
+                raise RuntimeError(event.data)
+            text = chunk["choices"][0]["text"]
+            if text:
+                timing.arrivals.append(time.time())
+                timing.texts.append(text)
+    return timing
+
+
 def emulator_records(emulator_url: str) -> dict[int, dict]:
     with urllib.request.urlopen(f"{emulator_url}/_emulator/requests") as response:
         records = json.load(response)["requests"]
@@ -140,6 +159,7 @@ def main() -> None:
             config=Config(max_pool_connections=max(args.concurrency) + 8, retries={"total_max_attempts": 1}),
         )
         http = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=max(args.concurrency) + 8))
+        model = http.get(f"{servers.function_url}/v1/models").json()["data"][0]["id"]
         print(f"emulator: TTFT {args.ttft_ms:.0f} ms, {args.token_ms:.0f} ms/token; {args.tokens} tokens per stream\n")
         print(f"{'streams':>8} {'path':>9} | {'TTFT p50':>9} {'p99':>7} | {'delivery p50':>12} {'p99':>7} | "
               f"{'tokens':>7} {'bad streams':>11}")
@@ -151,6 +171,7 @@ def main() -> None:
             paths = {
                 "direct": lambda s: read_direct(direct, s, args.tokens),
                 "function": lambda s: read_function(http, servers.function_url, s, args.tokens),
+                "openai": lambda s: read_openai(http, servers.function_url, model, s, args.tokens),
             }
             results = {}
             for name, read in paths.items():
@@ -169,6 +190,15 @@ def main() -> None:
                 f"TTFT overhead p50 {statistics.median(f.ttft_ms) - statistics.median(d.ttft_ms):+.1f} ms, "
                 f"p99 {percentile(f.ttft_ms, 99) - percentile(d.ttft_ms, 99):+.1f} ms; "
                 f"lost or reordered: {f.bad_streams} streams"
+            )
+            o = results["openai"]
+            summary.append(
+                f"{concurrency:>3} streams: /v1/completions vs POST /: per-token p50 "
+                f"{statistics.median(o.delivery_ms) - statistics.median(f.delivery_ms):+.2f} ms, "
+                f"p99 {percentile(o.delivery_ms, 99) - percentile(f.delivery_ms, 99):+.2f} ms; "
+                f"TTFT p50 {statistics.median(o.ttft_ms) - statistics.median(f.ttft_ms):+.1f} ms, "
+                f"p99 {percentile(o.ttft_ms, 99) - percentile(f.ttft_ms, 99):+.1f} ms; "
+                f"lost or reordered: {o.bad_streams} streams"
             )
         print("\n" + "\n".join(summary))
 
