@@ -33,6 +33,15 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt >&2
 	@touch $@
 
+SAGEMAKER_STAMP := .venv-sagemaker/.installed
+
+# The sagemaker SDK (~300 MB) has its own environment: it is never in .venv or the Lambda bundle.
+$(SAGEMAKER_STAMP): requirements-sagemaker.txt
+	@echo "Installing the sagemaker SDK into .venv-sagemaker/ (first run: about a minute)" >&2
+	@$(PYTHON) -m venv .venv-sagemaker
+	@.venv-sagemaker/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sagemaker.txt >&2
+	@touch $@
+
 BROWSER_STAMP := $(VENV)/.browser
 
 # The browser test drives Debian's Chromium (no browser download); a CJK font renders the demo answer.
@@ -58,7 +67,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 # The whole suite: lint, then unit, integration and end-to-end tests (the README's contract; CI runs it).
-test: lint $(CDK) $(CHECKOV_STAMP) $(BROWSER_STAMP)
+test: lint $(CDK) $(CHECKOV_STAMP) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
 
 # The edit loop: unit and integration tests with the small hypothesis profile, on two workers; no lint,
@@ -100,4 +109,4 @@ bench-parser: install
 	$(PY) benchmarks/token_iterator.py
 
 clean:
-	rm -rf $(VENV) .venv-checkov node_modules cdk.out .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-sagemaker node_modules cdk.out .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve only these endpoint names (repeatable); default: any name",
     )
     parser.add_argument("--no-split", action="store_true", help="one PayloadPart per event")
+    parser.add_argument("--no-chat-template", action="store_true",
+                        help="the model ships no chat template: Messages payloads get TGI's template error")
     parser.add_argument(
         "--fault", action="append", default=[], metavar="JSON",
         help=f'inject a fault, e.g. \'{{"kind": "stall", "after_tokens": 3}}\'; kinds: {", ".join(FAULT_KINDS)}',
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoints=frozenset(args.endpoints) if args.endpoints else None,
         max_total_tokens=args.max_total_tokens,
         split_parts=not args.no_split,
+        chat_template=not args.no_chat_template,
     )
     server = EmulatorServer(config, host=args.host, port=args.port)
     server.inject(*faults)

@@ -35,7 +35,7 @@ from .textgen import EOS
 
 log = logging.getLogger("sagemaker_emulator")
 
-_INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations-response-stream$")
+_INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<operation>invocations|invocations-response-stream)$")
 _DISCONNECTED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
@@ -50,6 +50,8 @@ class EmulatorConfig:
     split_parts: bool = True
     account: str = "123456789012"
     region: str = "us-east-1"
+    #: Whether the model's tokenizer ships a chat template; without one TGI refuses Messages payloads.
+    chat_template: bool = True
 
 
 #: How often the serving loop checks whether it was asked to stop.
@@ -224,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not match:
             self._send_unknown_operation()
             return
-        self._invoke(match["name"], body)
+        self._invoke(match["name"], body, streaming=match["operation"] == "invocations-response-stream")
 
     def _set_faults(self, body: bytes) -> None:
         try:
@@ -235,9 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.emulator.inject(*faults)
         self._send_json(200, {"faults": [f.to_dict() for f in faults]})
 
-    # -- InvokeEndpointWithResponseStream ----------------------------------
+    # -- InvokeEndpoint and InvokeEndpointWithResponseStream ----------------
 
-    def _invoke(self, endpoint: str, body: bytes) -> None:
+    def _invoke(self, endpoint: str, body: bytes, streaming: bool) -> None:
         emulator = self.server.emulator
         config = emulator.config
         record = ReceivedRequest(
@@ -266,12 +268,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             request = tgi.parse_request(body, config.max_total_tokens)
+            if request.mode == "chat" and not config.chat_template:
+                raise tgi.BodyRejected(422, "Template error: template not found", "template_error")
         except tgi.BodyRejected as rejected:
-            self._send_model_error(record, rejected.status, rejected.message, error_type="validation")
+            self._send_model_error(record, rejected.status, rejected.message, error_type=rejected.error_type)
             return
         except tgi.ValidationFailure as failure:
             message = f"Input validation error: {failure}"
-            if not failure.stream:
+            if not (failure.stream and streaming):
                 self._send_model_error(record, 422, message, error_type="validation")
                 return
             self._start_stream(record)
@@ -279,6 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._end_stream(record, "validation_error")
             return
         renderer = tgi.EventRenderer(request)
+        if not streaming:
+            self._answer_whole(record, renderer)
+            return
         self._start_stream(record, content_type="text/event-stream" if request.stream else "application/json")
         if not request.stream:
             self._write_chunk(eventstream.payload_part(renderer.non_streaming_body()))
@@ -295,6 +302,20 @@ class _Handler(BaseHTTPRequestHandler):
             record.finish("fault:drop_connection")
             return
         self._end_stream(record, outcome)
+
+    def _answer_whole(self, record: ReceivedRequest, renderer: tgi.EventRenderer) -> None:
+        """InvokeEndpoint: the container's whole answer as the HTTP body (a streamed one, buffered)."""
+        body = renderer.buffered_stream() if renderer.request.stream else renderer.non_streaming_body()
+        content_type = "text/event-stream" if renderer.request.stream else "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
+        self.send_header("x-amzn-RequestId", record.request_id)
+        self.end_headers()
+        self.wfile.write(body)
+        record.tokens_sent = sum(1 for _ in tgi.generate(renderer.request))
+        record.finish("completed")
 
     def _stream_tokens(
         self, record: ReceivedRequest, request: tgi.GenerationRequest, renderer: tgi.EventRenderer, fault: Fault | None

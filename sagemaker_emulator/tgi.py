@@ -23,10 +23,11 @@ _CHAT_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"
 class BodyRejected(Exception):
     """The container answers a non-200 status before streaming (SageMaker turns it into ModelError)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, error_type: str = "validation") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.error_type = error_type
 
 
 class ValidationFailure(Exception):
@@ -246,11 +247,31 @@ class EventRenderer:
         return error_event(self.request.mode, message, error_type)
 
     def non_streaming_body(self) -> bytes:
-        """What TGI answers without ``"stream": true``: the whole text at once."""
-        text = "".join(token.text for token, _ in generate(self.request) if not token.special)
-        if self.request.return_full_text:
-            text = self.request.prompt + text
-        return json.dumps([{"generated_text": text}], ensure_ascii=False).encode("utf-8")
+        """What TGI answers without ``"stream": true``: the whole answer at once (a ``chat.completion`` for
+        a Messages payload; ``[{"generated_text", "details"?}]`` otherwise)."""
+        generated = list(generate(self.request))
+        text = "".join(token.text for token, _ in generated if not token.special)
+        finish_reason = generated[-1][1] or "length"
+        if self.request.mode == "chat":
+            usage = {"prompt_tokens": self.request.input_tokens, "completion_tokens": len(generated),
+                     "total_tokens": self.request.input_tokens + len(generated)}
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                      "finish_reason": _CHAT_FINISH.get(finish_reason)}
+            return json.dumps({"object": "chat.completion", "id": "", "created": self._created, "model": "tgi",
+                               "system_fingerprint": f"{TGI_VERSION}-native", "choices": [choice],
+                               "usage": usage}, ensure_ascii=False).encode("utf-8")
+        answer: dict[str, Any] = {"generated_text": self.request.prompt + text if self.request.return_full_text
+                                  else text}
+        if self.request.details:
+            answer["details"] = {"finish_reason": finish_reason, "generated_tokens": len(generated),
+                                 "seed": self.request.seed, "prefill": [], "tokens": []}
+        return json.dumps([answer], ensure_ascii=False).encode("utf-8")
+
+    def buffered_stream(self) -> bytes:
+        """A streamed answer as one body (what InvokeEndpoint returns for a ``"stream": true`` payload)."""
+        events = [self.token(index, token, finish) for index, (token, finish) in
+                  enumerate(generate(self.request), start=1)]
+        return b"".join(events) + self.end()
 
 
 def error_event(mode: Literal["generate", "chat"], message: str, error_type: str) -> bytes:

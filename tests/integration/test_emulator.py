@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -297,3 +298,62 @@ def test_command_line_server_with_admin_routes(make_runtime_client) -> None:
     finally:
         process.terminate()
         assert process.wait(5) == 0
+
+
+# -- InvokeEndpoint (not streamed): what the sagemaker SDK's predict() and LangChain's invoke() call --------
+
+
+def invoke_whole(client, payload: object) -> tuple[Any, dict]:
+    response = client.invoke_endpoint(EndpointName="local", Body=json.dumps(payload),
+                                      ContentType="application/json", Accept="application/json")
+    return json.loads(response["Body"].read()), response
+
+
+def test_invoke_endpoint_answers_tgi_s_whole_answer(runtime_client) -> None:
+    answer, response = invoke_whole(runtime_client, {"inputs": "Hello", "parameters": {"max_new_tokens": 5}})
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    (item,) = answer
+    assert item["generated_text"].startswith("Hello")  # return_full_text defaults to true on /invocations
+    assert "details" not in item
+    streamed, _ = stream_tokens(runtime_client, {"inputs": "Hello", "parameters": {"max_new_tokens": 5},
+                                                 "stream": True})
+    assert item["generated_text"] == "Hello" + "".join(streamed)
+
+
+def test_invoke_endpoint_honours_details(runtime_client) -> None:
+    (item,), _ = invoke_whole(runtime_client, {"inputs": "Hello", "parameters": {"max_new_tokens": 3,
+                                                                                 "details": True,
+                                                                                 "return_full_text": False}})
+    assert item["details"]["finish_reason"] == "length"
+    assert item["details"]["generated_tokens"] == 3
+
+
+def test_invoke_endpoint_answers_a_messages_body_as_tgi_2_4(runtime_client) -> None:
+    answer, _ = invoke_whole(runtime_client, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["role"] == "assistant"
+    assert answer["choices"][0]["finish_reason"] == "length"
+    assert answer["usage"]["completion_tokens"] == 4
+
+
+def test_invoke_endpoint_faults_and_validation_are_client_errors(runtime_client, emulator) -> None:
+    emulator.inject(Fault(kind="throttle"))
+    with pytest.raises(ClientError) as throttled:
+        invoke_whole(runtime_client, {"inputs": "Hello"})
+    assert throttled.value.response["Error"]["Code"] == "ThrottlingException"
+    with pytest.raises(ClientError) as invalid:
+        invoke_whole(runtime_client, {"inputs": "Hello", "parameters": {"temperature": 0}})
+    assert invalid.value.response["Error"]["Code"] == "ModelError"
+    assert invalid.value.response["OriginalStatusCode"] == 422  # type: ignore[typeddict-item]
+
+
+def test_a_model_without_a_chat_template_refuses_messages_as_tgi_does(make_runtime_client) -> None:
+    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=0, chat_template=False)) as server:
+        client = make_runtime_client(server.url)
+        for call in (lambda body: invoke_whole(client, body), lambda body: stream_tokens(client, body)):
+            with pytest.raises(ClientError) as refused:
+                call({"messages": [{"role": "user", "content": "Hi"}], "stream": True})
+            assert refused.value.response["Error"]["Code"] == "ModelError"
+            assert "template not found" in refused.value.response["OriginalMessage"]  # type: ignore[typeddict-item]
+        assert stream_tokens(client, {"inputs": "Hi", "parameters": {"max_new_tokens": 2}, "stream": True})[0]
