@@ -25,21 +25,15 @@ $(STAMP): requirements.txt requirements-dev.txt lambda/requirements.txt
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2
 	@touch $@
 
+# Tools whose many pins must not move the app's get environments of their own, .venv-<name>/ from
+# requirements-<name>.txt: checkov, and the sagemaker SDK (~300 MB, never in .venv or the Lambda bundle).
 CHECKOV_STAMP := .venv-checkov/.installed
-
-$(CHECKOV_STAMP): requirements-checkov.txt
-	@echo "Installing checkov into .venv-checkov/ (first run: about a minute)" >&2
-	@$(PYTHON) -m venv .venv-checkov
-	@.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt >&2
-	@touch $@
-
 SAGEMAKER_STAMP := .venv-sagemaker/.installed
 
-# The sagemaker SDK (~300 MB) has its own environment: it is never in .venv or the Lambda bundle.
-$(SAGEMAKER_STAMP): requirements-sagemaker.txt
-	@echo "Installing the sagemaker SDK into .venv-sagemaker/ (first run: about a minute)" >&2
-	@$(PYTHON) -m venv .venv-sagemaker
-	@.venv-sagemaker/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sagemaker.txt >&2
+.venv-%/.installed: requirements-%.txt
+	@echo "Installing $< into .venv-$*/ (first run: about a minute)" >&2
+	@$(PYTHON) -m venv .venv-$*
+	@.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -r $< >&2
 	@touch $@
 
 BROWSER_STAMP := $(VENV)/.browser
