@@ -157,3 +157,23 @@ def test_markup_in_a_prompt_is_shown_as_text(page, function) -> None:
     assert page.text_content("#asked") == prompt
     assert page.evaluate("window.injected") is None
     assert page.evaluate("document.querySelectorAll('main script, main img').length") == 0
+
+
+def test_chat_mode_holds_a_multi_turn_conversation(page, function, emulator) -> None:
+    page.goto(function.url + "/")
+    page.select_option("#mode", "chat")
+    ask(page, "How do I build a website?", max_new_tokens=6)
+    wait_until(page, "document.querySelectorAll('#conversation li').length === 2")
+    first_answer = page.text_content("#conversation li.assistant")
+    assert first_answer
+    assert page.text_content("#status").startswith("Done")
+    ask(page, "And then?", max_new_tokens=4)
+    wait_until(page, "document.querySelectorAll('#conversation li').length === 4")
+    turns = page.eval_on_selector_all("#conversation li", "items => items.map(i => [i.className, i.textContent])")
+    assert [role for role, _ in turns] == ["user", "assistant", "user", "assistant"]
+    assert turns[0][1] == "How do I build a website?"
+    sent = emulator.requests[-1].json()
+    assert sent["inputs"] == f"User: How do I build a website?\nAssistant: {first_answer}\nUser: And then?\nAssistant:"
+    assert sent["parameters"]["do_sample"] is False  # an empty temperature is greedy here too
+    page.click("#new-chat")
+    assert page.eval_on_selector_all("#conversation li", "items => items.length") == 0

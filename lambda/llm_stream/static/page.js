@@ -1,5 +1,6 @@
-// Streams an answer from this function (POST /, Accept: text/event-stream) and shows each token as it
-// arrives. Text from the network is only ever inserted as text nodes, never parsed as HTML.
+// Streams an answer from this function and shows each token as it arrives: a raw prompt through
+// POST / (Accept: text/event-stream), or a multi-turn chat through /v1/chat/completions (stream: true).
+// Text from the network is only ever inserted as text nodes, never parsed as HTML.
 "use strict";
 
 const IAM_HINT = "This function URL uses IAM auth (HTTP 403): a browser cannot sign requests with SigV4. " +
@@ -8,6 +9,8 @@ const IAM_HINT = "This function URL uses IAM auth (HTTP 403): a browser cannot s
 
 const $ = (id) => document.getElementById(id);
 let controller = null;
+let model = null;          // the deployed model's id, from v1/models (chat mode)
+const history = [];        // the chat so far: {role, content}
 
 function setStatus(text) { $("status").textContent = text; }
 
@@ -22,6 +25,49 @@ function payload() {
   return { inputs: $("prompt").value, parameters };
 }
 
+// An empty temperature means greedy in both modes (the chat API's own default would sample).
+function chatPayload() {
+  const temperature = $("temperature").value === "" ? 0 : Number($("temperature").value);
+  return { model, messages: history, max_tokens: Number($("max-new-tokens").value), temperature, stream: true };
+}
+
+function chatting() { return $("mode").value === "chat"; }
+
+function showConversation() {
+  const list = $("conversation");
+  list.replaceChildren(...history.map((turn) => {
+    const item = document.createElement("li");
+    item.className = turn.role;
+    item.textContent = turn.content;
+    return item;
+  }));
+  list.hidden = !chatting() || history.length === 0;
+}
+
+function setMode() {
+  $("new-chat").hidden = !chatting();
+  $("prompt-label").textContent = chatting() ? "Your message" : "Prompt";
+  showConversation();
+}
+
+// What each streamed item means, in either API: {text} for a token, {done}, or {error}.
+function interpret(kind, data) {
+  if (!chatting()) {
+    const message = JSON.parse(data);
+    if (kind === "token") return { text: message.text };
+    if (kind === "done") return { done: message.finish_reason };
+    if (kind === "error") return { error: describe(message) };
+    return {};
+  }
+  if (data === "[DONE]") return {};
+  const chunk = JSON.parse(data);
+  if (chunk.error) return { error: describe({ ...chunk.error, type: chunk.error.code || chunk.error.type }) };
+  const choice = (chunk.choices || [])[0];
+  if (!choice) return {};
+  if (choice.finish_reason) return { done: choice.finish_reason };
+  return choice.delta && choice.delta.content ? { text: choice.delta.content } : {};
+}
+
 // "type: message (request id)": the function's errors carry the id its operators can look up.
 function describe(error) {
   return error.request_id ? `${error.type}: ${error.message} (request ${error.request_id})`
@@ -31,7 +77,10 @@ function describe(error) {
 async function httpError(response) {
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
-  if (body && body.error) return `HTTP ${response.status}: ${describe(body.error)}`;
+  if (body && body.error) {
+    const error = body.error.code ? { ...body.error, type: body.error.code } : body.error;  // OpenAI's shape
+    return `HTTP ${response.status}: ${describe(error)}`;
+  }
   if (response.status === 403) return IAM_HINT;  // the function URL's own refusal, before the function
   if (body && body.Message) return `HTTP ${response.status}: ${body.Message}`;
   return `HTTP ${response.status} ${response.statusText}`;
@@ -75,18 +124,29 @@ async function send(event) {
   output.textContent = "";
   $("error").hidden = true;
   $("asked").textContent = $("prompt").value;
-  $("asked").hidden = false;
+  $("asked").hidden = chatting();
   $("send").disabled = true;
   $("stop").disabled = false;
   controller = new AbortController();
   const started = performance.now();
   let firstAt = null, tokens = 0;
   setStatus("Waiting for the first token…");
+  let answered = false;
   try {
-    const response = await fetch(".", {
+    let url = ".", body;
+    if (chatting()) {
+      if (model === null) model = (await (await fetch("v1/models")).json()).data[0].id;
+      history.push({ role: "user", content: $("prompt").value });
+      showConversation();
+      url = "v1/chat/completions";
+      body = chatPayload();
+    } else {
+      body = payload();
+    }
+    const response = await fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json", "accept": "text/event-stream" },
-      body: JSON.stringify(payload()),
+      body: JSON.stringify(body),
       signal: controller.signal,
     });
     if (!response.ok) {
@@ -95,16 +155,17 @@ async function send(event) {
       return;
     }
     for await (const { event: kind, data } of events(response.body)) {
-      const message = JSON.parse(data);
-      if (kind === "token") {
+      const item = interpret(kind, data);
+      if (item.text !== undefined) {
         if (firstAt === null) firstAt = performance.now();
         tokens += 1;
-        output.append(document.createTextNode(message.text));
+        output.append(document.createTextNode(item.text));
         setStatus(stats(started, firstAt, tokens));
-      } else if (kind === "done") {
-        setStatus(`Done: ${stats(started, firstAt, tokens)}, finish: ${message.finish_reason}`);
-      } else if (kind === "error") {
-        showError(describe(message));
+      } else if (item.done !== undefined) {
+        answered = true;
+        setStatus(`Done: ${stats(started, firstAt, tokens)}, finish: ${item.done}`);
+      } else if (item.error !== undefined) {
+        showError(item.error);
         setStatus(`Failed after ${stats(started, firstAt, tokens)}`);
       }
     }
@@ -116,6 +177,16 @@ async function send(event) {
       setStatus("Failed.");
     }
   } finally {
+    if (chatting()) {
+      if (answered) {  // the answer joins the conversation; a failed turn is taken back
+        history.push({ role: "assistant", content: output.textContent });
+        output.textContent = "";
+        $("prompt").value = "";
+      } else if (history.length && history[history.length - 1].role === "user") {
+        history.pop();
+      }
+      showConversation();
+    }
     controller = null;
     $("send").disabled = false;
     $("stop").disabled = true;
@@ -124,5 +195,7 @@ async function send(event) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("ask").addEventListener("submit", send);
+  $("mode").addEventListener("change", setMode);
+  $("new-chat").addEventListener("click", () => { history.length = 0; showConversation(); });
   $("stop").addEventListener("click", () => controller && controller.abort());
 });
