@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
+from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -139,3 +143,28 @@ def test_a_base_model_refuses_chat_and_serves_completions(start_function, emulat
     with pytest.raises(openai.BadRequestError, match="base model"):
         client.chat.completions.create(model="huggingface-llm-falcon-7b-bf16", messages=HI)
     assert client.completions.create(model="huggingface-llm-falcon-7b-bf16", prompt="Hi", max_tokens=2).choices
+
+
+CAPTURED = json.loads((Path(__file__).parent / "client_bodies" / "captured.json").read_text())
+
+
+@pytest.mark.parametrize("body", CAPTURED["chat"], ids=lambda body: f"stream={body.get('stream', False)}")
+def test_request_bodies_real_clients_send_are_served(function, body) -> None:
+    response = httpx.post(f"{function.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    if body.get("stream"):
+        assert response.text.rstrip().endswith("data: [DONE]")
+    else:
+        assert response.json()["choices"][0]["message"]["content"]
+
+
+def test_langchain_chat_openai_streams_and_invokes(function) -> None:
+    from langchain_openai import ChatOpenAI
+
+    # As an application configures it (a dict: its pydantic aliases are beyond the type checker).
+    options: dict[str, Any] = {"base_url": f"{function.url}/v1", "api_key": "unused", "model": MODEL,
+                               "max_tokens": 5, "max_retries": 0}
+    llm = ChatOpenAI(**options)
+    chunks = [str(chunk.content) for chunk in llm.stream("Hi")]
+    assert len([text for text in chunks if text]) == 5  # one chunk per token
+    assert llm.invoke([("system", "Be brief."), ("human", "Hi")]).content == "".join(chunks)
