@@ -13,7 +13,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 	CDK_DISABLE_VERSION_CHECK=1
 OUTPUTS ?= outputs.json
 
-.PHONY: install lint test test-fast demo dev synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
+.PHONY: install lint test test-tools test-fast demo dev synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
 
 install: $(STAMP)
 
@@ -61,8 +61,14 @@ lint: install
 	$(VENV)/bin/mypy
 
 # The whole suite: lint, then unit, integration and end-to-end tests (the README's contract; CI runs it).
-test: lint $(CDK) $(CHECKOV_STAMP) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
+# Lint runs while the tools' environments install (a fresh clone spends most of its time there).
+test: install
+	@$(MAKE) --no-print-directory -j4 lint test-tools
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
+
+# What the end-to-end tier drives besides .venv: the CDK CLI and openai npm package, checkov, the
+# sagemaker SDK, Chromium.
+test-tools: $(CDK) $(CHECKOV_STAMP) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
 
 # The edit loop: unit and integration tests with the small hypothesis profile, on two workers; no lint,
 # no end-to-end tier.

@@ -70,12 +70,6 @@ class CatalogModel:
         marker = self.image.tag.split("-tgi", 1)
         return marker[1].split("-", 1)[0] if len(marker) == 2 else "unknown"
 
-    @property
-    def supports_messages_api(self) -> bool:
-        """TGI picks the Messages API on ``/invocations`` for payloads with ``messages`` from 2.4 on."""
-        parts = self.tgi_version.split(".")
-        return parts[0].isdigit() and tuple(int(p) for p in parts[:2] if p.isdigit()) >= (2, 4)
-
     def environment_for(self, instance_type: str) -> dict[str, str]:
         return {**self.environment, **self.instance_environment.get(instance_type, {})}
 

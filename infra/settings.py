@@ -92,7 +92,6 @@ class DeploymentSettings:
             cors_origins=self.cors_origins,
             metrics_namespace=function_settings.DEFAULT_METRICS_NAMESPACE,
             service_name=self.name_prefix,
-            messages_api=self.model.supports_messages_api,
             chat_format=self.model.chat_format or function_settings.NO_CHAT_FORMAT,
         )
 

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sign with SigV4 (iam) or not (none); auto signs *.lambda-url.* URLs")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float)
-    parser.add_argument("--chat", action="store_true", help="send a Messages API payload instead of TGI's")
+    parser.add_argument("--chat", action="store_true", help="send a conversation (messages) instead of a prompt")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds (default: %(default)s)")
     return parser
 

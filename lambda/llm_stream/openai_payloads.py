@@ -19,11 +19,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from .chat_formats import FORMATS, Turn
+from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json
-from .payloads import MAX_STOP_SEQUENCES, U32_MAX, U64_MAX, UpstreamRequest, check_caps
-from .settings import NO_CHAT_FORMAT, Settings
+from .payloads import U32_MAX, U64_MAX, UpstreamRequest, check_caps
+from .settings import Settings
+from .tgi_requests import MAX_STOP_SEQUENCES, generate_parameters, render_conversation
 
 Stop = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -125,16 +126,10 @@ class OpenAIRequest:
 
 def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
     payload = _validate(ChatCompletionRequest, raw, settings)
-    if settings.chat_format == NO_CHAT_FORMAT:
-        raise ApiError(400, "model_not_chat", f"{settings.model_id} is a base model without a chat format; "
-                       "send a prompt to /v1/completions, or deploy a chat model", param="messages")
-    chat_format = FORMATS[settings.chat_format]
     turns = [Turn("system" if m.role == "developer" else m.role, m.text()) for m in payload.messages]
-    if not any(turn.content.strip() for turn in turns):
-        raise ApiError(400, "validation_error", "at least one message must contain text", param="messages")
-    prompt = chat_format.render(turns)
+    prompt, format_stops = render_conversation(turns, settings, status=400)
     input_chars = sum(len(turn.content) for turn in turns)
-    upstream = _upstream(payload, prompt, input_chars, chat_format.stop, settings, "chat")
+    upstream = _upstream(payload, prompt, input_chars, format_stops, settings, "chat")
     return OpenAIRequest("chat", payload, upstream, settings.chat_format)
 
 
@@ -182,22 +177,7 @@ def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tu
     field = "max_completion_tokens" if payload.max_completion_tokens is not None else "max_tokens"
     max_new_tokens = check_caps(input_chars, requested, settings, field)
     stops = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
-    stops = [*stops, *format_stops]
-    if len(stops) > MAX_STOP_SEQUENCES:
-        raise ApiError(400, "validation_error", f"`stop` takes at most {MAX_STOP_SEQUENCES - len(format_stops)} "
-                       "sequences with this model (its chat format uses the rest)", param="stop")
-    parameters: dict[str, Any] = {"max_new_tokens": max_new_tokens, "details": True, "return_full_text": False}
-    if payload.temperature == 0:
-        parameters["do_sample"] = False
-    else:
-        parameters["do_sample"] = True
-        if payload.temperature is not None:
-            parameters["temperature"] = payload.temperature
-    if payload.top_p is not None and payload.top_p < 1:
-        parameters["top_p"] = payload.top_p
-    if stops:
-        parameters["stop"] = stops
-    if payload.seed is not None:
-        parameters["seed"] = payload.seed
+    parameters = generate_parameters(max_new_tokens, payload.temperature, payload.top_p, stops, format_stops,
+                                     payload.seed, status=400)
     body = {"inputs": prompt, "parameters": parameters, "stream": True}
     return UpstreamRequest(kind, body, input_chars, max_new_tokens, prompt)

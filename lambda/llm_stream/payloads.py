@@ -1,9 +1,10 @@
 """What callers may send, validated before anything reaches the endpoint.
 
 Two request shapes are accepted: the blog's TGI payload
-``{"inputs": str, "parameters": {...}, "stream": true}`` and a Messages API payload
-``{"messages": [{"role", "content"}, ...], "max_tokens", ...}``. The rules are
-TGI's own (so the container never rejects what passed here) plus the deployer's caps.
+``{"inputs": str, "parameters": {...}, "stream": true}`` and a conversation
+``{"messages": [{"role", "content"}, ...], "max_tokens", ...}``, which the function renders in the
+model's own chat format and sends as a prompt (``tgi_requests.py``). The rules are TGI's own (so the
+container never rejects what passed here) plus the deployer's caps.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json
 from .settings import Settings
+from .tgi_requests import MAX_STOP_SEQUENCES, generate_parameters, render_conversation
 
-MAX_STOP_SEQUENCES = 4
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # The container's own number types (TGI's router: f32 sampling parameters, i32 top_k, u32 token
 # counts, u64 seed): a value outside them is refused here, not by the container after a round trip.
@@ -120,12 +122,9 @@ def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
     has_inputs, has_messages = "inputs" in data, "messages" in data
     if has_inputs == has_messages:
         raise ApiError(422, "validation_error",
-                       "give exactly one of `inputs` (TGI payload) or `messages` (Messages API)")
+                       "give exactly one of `inputs` (a prompt) or `messages` (a conversation)")
     if has_inputs:
         return _generate_request(_validate(GeneratePayload, data, "inputs"), settings)
-    if not settings.messages_api:
-        raise ApiError(422, "validation_error", "this model's container does not support the Messages API; "
-                       "send a TGI payload: {\"inputs\": ..., \"parameters\": {...}}")
     return _chat_request(_validate(ChatPayload, data, "messages"), settings)
 
 
@@ -189,11 +188,15 @@ def _generate_request(payload: GeneratePayload, settings: Settings) -> UpstreamR
 
 
 def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:
+    """The conversation rendered in the model's own format and sent as a prompt (``tgi_requests.py``)."""
+    turns = [Turn(m.role, m.content) for m in payload.messages]
+    prompt, format_stops = render_conversation(turns, settings)
     input_chars = sum(len(m.content) for m in payload.messages)
     max_tokens = check_caps(input_chars, payload.max_tokens, settings, "max_tokens")
-    body = payload.model_dump(exclude_none=True, exclude={"stream", "model"})
-    if body.get("top_p") == 1:
-        del body["top_p"]  # 1.0 means no nucleus sampling; TGI rejects the value itself
-    body.update(model="tgi", max_tokens=max_tokens, stream=True)
-    prompt = "\n".join(m.content for m in payload.messages)
+    stops = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
+    parameters = generate_parameters(max_tokens, payload.temperature, payload.top_p, stops, format_stops,
+                                     payload.seed)
+    if payload.frequency_penalty is not None:
+        parameters["frequency_penalty"] = payload.frequency_penalty
+    body = {"inputs": prompt, "parameters": parameters, "stream": True}
     return UpstreamRequest("chat", body, input_chars, max_tokens, prompt)

@@ -95,8 +95,6 @@ class Settings:
     #: CloudWatch namespace and ``Service`` dimension of the function's metrics (EMF).
     metrics_namespace: str = _env("METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE)
     service_name: str = _env("SERVICE_NAME", DEFAULT_SERVICE_NAME)
-    #: Whether the container answers Messages API payloads (TGI >= 2.4); otherwise they are refused.
-    messages_api: bool = _env("MESSAGES_API", True)
     #: How a conversation becomes the model's prompt (``chat_formats.py``); ``none`` for a base model.
     chat_format: str = _env("CHAT_FORMAT", DEFAULT_CHAT_FORMAT)
 

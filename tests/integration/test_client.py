@@ -106,7 +106,7 @@ def test_cli_streams_from_the_function(function) -> None:
 
 def test_cli_chat_mode(function, emulator, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--url", function.url, "--chat", "--max-new-tokens", "5", "Hi"]) == 0
-    assert emulator.requests[0].json()["messages"] == [{"role": "user", "content": "Hi"}]
+    assert emulator.requests[0].json()["inputs"] == "User: Hi\nAssistant:"  # rendered for the model
 
 
 def test_cli_exits_non_zero_on_an_error_event(function, emulator) -> None:

@@ -84,16 +84,27 @@ def test_messages_payload(function, emulator: EmulatorServer) -> None:
     assert len(tokens_of(events)) == 7
     assert last(events) == ("done", {**last(events)[1], "finish_reason": "length"})
     sent = emulator.requests[0].json()
-    assert sent["messages"] == payload["messages"]
+    # Rendered in the model's own format, so it never depends on a chat template in the container.
+    assert sent["inputs"] == "Be brief.\nUser: Hi\nAssistant:"
     assert sent["stream"] is True
-    assert sent["max_tokens"] == 7
+    assert sent["parameters"]["max_new_tokens"] == 7
+    assert sent["parameters"]["temperature"] == 0.5
+    assert sent["parameters"]["stop"] == ["\nUser:"]
 
 
-def test_messages_refused_where_the_container_lacks_the_messages_api(start_function, emulator) -> None:
-    function = start_function(emulator, messages_api=False)
+def test_chat_works_on_a_container_without_a_chat_template(start_function) -> None:
+    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=0, chat_template=False)) as emulator:
+        function = start_function(emulator)
+        response, events = post_sse(function.url, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
+        assert response.status_code == 200
+        assert len(tokens_of(events)) == 3
+
+
+def test_messages_refused_on_a_base_model(start_function, emulator) -> None:
+    function = start_function(emulator, model_id="huggingface-llm-falcon-7b-bf16", chat_format="none")
     response = httpx.post(function.url, json={"messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
     assert response.status_code == 422
-    assert "does not support the Messages API" in response.json()["error"]["message"]
+    assert response.json()["error"]["type"] == "model_not_chat"
     assert emulator.requests == []
     assert httpx.post(function.url, json={"inputs": "Hi", "parameters": {"max_new_tokens": 2}}).status_code == 200
 

@@ -32,7 +32,7 @@ def test_default_model_maps_to_the_seed_facts() -> None:
     assert model.image.accounts["us-east-1"] == "763104351884"
     assert model.image.accounts["cn-north-1"] == "727897471807"
     assert model.tgi_version == "2.4.0"
-    assert model.supports_messages_api
+    assert model.chat_format == "falcon-instruct"
     assert (model.max_input_tokens, model.max_total_tokens) == (1024, 2048)
     assert model.network_isolation
 
@@ -53,7 +53,7 @@ def test_instance_overrides_only_for_supported_instances() -> None:
     assert model.environment_for("ml.g5.12xlarge")["MAX_BATCH_TOTAL_TOKENS"] == "2048"
     assert "ml.g4dn.12xlarge" not in model.instance_environment  # not a supported instance type
     assert model.tgi_version == "1.4.0"
-    assert not model.supports_messages_api
+    assert model.chat_format is None  # a base model
 
 
 def test_archive_artifact_and_prepacked_preference() -> None:

@@ -78,7 +78,7 @@ def test_the_readme_documents_every_context_key() -> None:
 
 
 def test_settings_round_trip_through_the_environment() -> None:
-    settings = Settings(endpoint_name="e", time_budget_seconds=12.5, log_prompts=True, messages_api=False,
+    settings = Settings(endpoint_name="e", time_budget_seconds=12.5, log_prompts=True, chat_format="none",
                         max_concurrent_streams=3, metrics_namespace="Other")
     assert Settings.from_env(settings.to_environment()) == settings
 

@@ -223,7 +223,7 @@ def test_function_runtime_handler_layer_and_environment() -> None:
             "DEFAULT_MAX_NEW_TOKENS": "256", "MAX_BODY_BYTES": "65536",
             "TIME_BUDGET_SECONDS": "285",
             "LOG_PROMPTS": "false",
-            "MESSAGES_API": "true",  # TGI 2.4
+            "CHAT_FORMAT": "falcon-instruct",
             "SAGEMAKER_ENDPOINT_NAME": stack_output_reference(stack_name, output_name),
         })},
         "Timeout": 300,
@@ -349,7 +349,7 @@ def test_every_catalog_model_synthesizes(model_id: str) -> None:
     streaming.resource_count_is("AWS::Lambda::Function", 1)
     streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": {
         "MODEL_ID": model_id,
-        "MESSAGES_API": "true" if model.supports_messages_api else "false",
+        "CHAT_FORMAT": model.chat_format or "none",
     }}})
 
 
