@@ -52,31 +52,21 @@ class ChatFormat:
         return text if self.newline == "\n" else text.replace(self.newline, "\n")
 
 
-FORMATS: dict[str, ChatFormat] = {
-    "falcon-instruct": ChatFormat(
-        name="falcon-instruct",
-        prefixes={"system": None, "user": "User: ", "assistant": "Assistant: "},
-        system_as="plain",
-        separator="\n", newline="\n", generation_prompt="Assistant:", stop=("\nUser:",),
-        source="Falcon 7B/40B Instruct: TII's answer in tiiuae/falcon-7b-instruct discussion #1; vLLM's "
-               "examples/template_falcon.jinja (which drops system messages: here they lead, unprefixed)",
-    ),
-    "falcon-180b-chat": ChatFormat(
-        name="falcon-180b-chat",
-        prefixes={"system": "System: ", "user": "User: ", "assistant": "Falcon: "},
-        system_as="plain",
-        separator="\n", newline="\n", generation_prompt="Falcon:", stop=("\nUser:",),
-        source="Falcon 180B Chat: vLLM's examples/template_falcon_180b.jinja, from TII's demo",
-    ),
-    "rinna-instruction": ChatFormat(
-        name="rinna-instruction",
-        prefixes={"system": None, "user": "ユーザー: ", "assistant": "システム: "},
-        system_as="user",
-        separator="<NL>", newline="<NL>", generation_prompt="システム: ", stop=("<NL>ユーザー:",),
-        source="rinna/japanese-gpt-neox-3.6b-instruction-ppo model card, I/O Format: ユーザー/システム "
-               "utterances joined by <NL>, newlines written <NL>, the prompt ends with 'システム: '",
-    ),
-}
+_FALCON_SOURCE = ("Falcon 7B/40B Instruct: TII's answer in tiiuae/falcon-7b-instruct discussion #1; vLLM's "
+                  "examples/template_falcon.jinja (which drops system messages: here they lead, unprefixed)")
+_FALCON_180B_SOURCE = "Falcon 180B Chat: vLLM's examples/template_falcon_180b.jinja, from TII's demo"
+_RINNA_SOURCE = ("rinna/japanese-gpt-neox-3.6b-instruction-ppo model card, I/O Format: ユーザー/システム "
+                 "utterances joined by <NL>, newlines written <NL>, the prompt ends with 'システム: '")
+
+#: name, (system, user, assistant prefixes), system_as, separator and newline, generation prompt, stop, source
+FORMATS: dict[str, ChatFormat] = {format_.name: format_ for format_ in (
+    ChatFormat("falcon-instruct", {"system": None, "user": "User: ", "assistant": "Assistant: "}, "plain",
+               "\n", "\n", "Assistant:", ("\nUser:",), _FALCON_SOURCE),
+    ChatFormat("falcon-180b-chat", {"system": "System: ", "user": "User: ", "assistant": "Falcon: "}, "plain",
+               "\n", "\n", "Falcon:", ("\nUser:",), _FALCON_180B_SOURCE),
+    ChatFormat("rinna-instruction", {"system": None, "user": "ユーザー: ", "assistant": "システム: "}, "user",
+               "<NL>", "<NL>", "システム: ", ("<NL>ユーザー:",), _RINNA_SOURCE),
+)}
 
 
 class NewlineRestorer:
