@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         stats = request_stats(request.scope)
         stats.error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
-        headers = dict(exc.headers or {})
+        headers = {name: value for name, value in (exc.headers or {}).items() if name.lower() != "allow"}
         if exc.status_code == 405:
             headers["allow"] = ", ".join(_methods_of(app, request.scope))
         return JSONResponse(error_body(stats.error_type, str(exc.detail), stats.request_id),
@@ -102,7 +102,8 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
             stats.error_type, stats.error_detail = exc.error_type, exc.detail
             return exc.response(stats.request_id)
         encoder = SseEncoder() if "text/event-stream" in request.headers.get("accept", "") else PlainEncoder()
-        return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline)
+        return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline,
+                                   opened.answer_text())
 
     async def open_upstream(request: Request, upstream_request: UpstreamRequest) -> OpenedStream:
         """Every streaming route's way to the endpoint: counted, within the deadline, first token awaited."""
@@ -114,7 +115,7 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
                                                       stats.request_id, deadline, state["limiter"])
         if first is not None:
             stats.first_token_at = time.monotonic()
-        return OpenedStream(reader, first, deadline)
+        return OpenedStream(reader, first, deadline, upstream_request)
 
     add_openai_routes(app, settings, open_upstream)
     _answer_head_on_get_routes(app)

@@ -47,10 +47,6 @@ class ChatFormat:
             parts.append(f"{prefix}{text}")
         return self.separator.join([*parts, self.generation_prompt])
 
-    def answer_text(self, text: str) -> str:
-        """The model's text as a reader should see it (``<NL>`` back to newlines where it is used)."""
-        return text if self.newline == "\n" else text.replace(self.newline, "\n")
-
 
 _FALCON_SOURCE = ("Falcon 7B/40B Instruct: TII's answer in tiiuae/falcon-7b-instruct discussion #1; vLLM's "
                   "examples/template_falcon.jinja (which drops system messages: here they lead, unprefixed)")
@@ -72,12 +68,12 @@ FORMATS: dict[str, ChatFormat] = {format_.name: format_ for format_ in (
 class NewlineRestorer:
     """Turns a format's newline symbol back into newlines in streamed text, whose tokens may split it."""
 
-    def __init__(self, chat_format: ChatFormat) -> None:
-        self._format = chat_format
+    def __init__(self, symbol: str) -> None:
+        self._symbol = symbol
         self._held = ""
 
     def feed(self, text: str) -> str:
-        symbol = self._format.newline
+        symbol = self._symbol
         if symbol == "\n":
             return text
         text = (self._held + text).replace(symbol, "\n")

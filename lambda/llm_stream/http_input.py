@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import anyio
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from .errors import ApiError
 from .settings import Settings
@@ -36,8 +37,10 @@ def check_origin(request: Request, settings: Settings) -> None:
 async def read_body(request: Request, settings: Settings) -> bytes:
     """The whole body, within ``max_body_bytes`` and ``body_read_timeout_seconds``."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    accepted = (JSON,) if "origin" in request.headers else (JSON, *NON_BROWSER_CONTENT_TYPES)
-    if content_type and content_type not in accepted:
+    browser = "origin" in request.headers
+    accepted = (JSON,) if browser else (JSON, *NON_BROWSER_CONTENT_TYPES)
+    # A browser must say JSON: without a content type its POST is "simple" too (no CORS preflight).
+    if (content_type or browser) and content_type not in accepted:
         raise ApiError(415, "unsupported_media_type",
                        f"content type {content_type!r} is not accepted here; send {' or '.join(accepted)}")
     declared = request.headers.get("content-length")
@@ -48,10 +51,13 @@ async def read_body(request: Request, settings: Settings) -> bytes:
             raise _body_too_large(int(declared), settings)
     body = bytearray()
     with anyio.move_on_after(settings.body_read_timeout_seconds) as waiting:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > settings.max_body_bytes:
-                raise _body_too_large(len(body), settings)
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > settings.max_body_bytes:
+                    raise _body_too_large(len(body), settings)
+        except ClientDisconnect:
+            raise ApiError(499, "client_gone", "the caller left before its body arrived") from None
     if waiting.cancelled_caught:
         raise ApiError(408, "request_timeout", f"the body did not arrive within "
                        f"{settings.body_read_timeout_seconds:g} s", {"connection": "close"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import traceback
 import uuid
 from typing import Any
@@ -27,6 +28,8 @@ from .settings import Settings
 from .stats import RequestStats
 
 _STATS_KEY = "llm_stream.stats"
+_MAX_CONTEXT_CHARS = 4096
+_REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 
 
 def request_stats(scope: Scope) -> RequestStats:
@@ -36,12 +39,24 @@ def request_stats(scope: Scope) -> RequestStats:
 
 
 def lambda_context(headers: MutableHeaders | Any) -> dict[str, Any]:
-    """The invocation context the Web Adapter passes in ``x-amzn-lambda-context`` (absent locally)."""
+    """The invocation context the Web Adapter passes in ``x-amzn-lambda-context`` (absent locally, where a
+    client could send anything: a value that is not a small JSON object counts as absent)."""
+    raw = headers.get("x-amzn-lambda-context", "{}")
+    if len(raw) > _MAX_CONTEXT_CHARS:
+        return {}
     try:
-        context = json.loads(headers.get("x-amzn-lambda-context", "{}"))
-    except ValueError:
+        context = json.loads(raw)
+    except (ValueError, RecursionError):
         return {}
     return context if isinstance(context, dict) else {}
+
+
+def _request_id(headers: MutableHeaders) -> str:
+    """Lambda's request id when it has one that can go in a header; otherwise a new one."""
+    given = lambda_context(headers).get("request_id")
+    if isinstance(given, str) and _REQUEST_ID.fullmatch(given):
+        return given
+    return str(uuid.uuid4())
 
 
 class RequestLifecycle:
@@ -53,8 +68,7 @@ class RequestLifecycle:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = MutableHeaders(scope=scope)
-        request_id = str(lambda_context(headers).get("request_id") or uuid.uuid4())
+        request_id = _request_id(MutableHeaders(scope=scope))
         stats = RequestStats(request_id=request_id, method=scope["method"], path=scope["path"],
                              model_id=self.settings.model_id)
         scope.setdefault("state", {})[_STATS_KEY] = stats
@@ -63,12 +77,12 @@ class RequestLifecycle:
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 stats.status = message["status"]
                 response_headers = MutableHeaders(scope=message)
                 response_headers["x-request-id"] = request_id
                 response_headers["x-content-type-options"] = "nosniff"
                 response_headers.setdefault("cache-control", "no-store")
+                started = True
             await send(message)
 
         try:

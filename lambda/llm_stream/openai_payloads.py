@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from .chat_formats import Turn
+from .chat_formats import FORMATS, Turn
 from .errors import ApiError
 from .json_body import load_json
 from .payloads import U32_MAX, U64_MAX, UpstreamRequest, check_caps
@@ -107,13 +107,10 @@ NEUTRAL: dict[str, tuple[object, ...]] = {
 class OpenAIRequest:
     """A validated OpenAI request: what goes upstream, and how to answer."""
 
-    def __init__(self, kind: Literal["chat", "completion"], payload: _Request, upstream: UpstreamRequest,
-                 answer_format: str) -> None:
+    def __init__(self, kind: Literal["chat", "completion"], payload: _Request, upstream: UpstreamRequest) -> None:
         self.kind = kind
         self.payload = payload
         self.upstream = upstream
-        #: The chat format whose newline symbol the answer is written with ("" for none).
-        self.answer_format = answer_format
 
     @property
     def stream(self) -> bool:
@@ -129,8 +126,9 @@ def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
     turns = [Turn("system" if m.role == "developer" else m.role, m.text()) for m in payload.messages]
     prompt, format_stops = render_conversation(turns, settings, status=400)
     input_chars = sum(len(turn.content) for turn in turns)
-    upstream = _upstream(payload, prompt, input_chars, format_stops, settings, "chat")
-    return OpenAIRequest("chat", payload, upstream, settings.chat_format)
+    upstream = _upstream(payload, prompt, input_chars, format_stops, settings, "chat",
+                         FORMATS[settings.chat_format].newline)
+    return OpenAIRequest("chat", payload, upstream)
 
 
 def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
@@ -138,7 +136,7 @@ def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
     if not payload.prompt.strip():
         raise ApiError(400, "validation_error", "`prompt` must contain non-whitespace text", param="prompt")
     upstream = _upstream(payload, payload.prompt, len(payload.prompt), (), settings, "generate")
-    return OpenAIRequest("completion", payload, upstream, "")
+    return OpenAIRequest("completion", payload, upstream)
 
 
 _R = TypeVar("_R", bound=_Request)
@@ -172,7 +170,7 @@ def _shown(values: tuple[object, ...]) -> str:
 
 
 def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tuple[str, ...],
-              settings: Settings, kind: Literal["generate", "chat"]) -> UpstreamRequest:
+              settings: Settings, kind: Literal["generate", "chat"], newline_symbol: str = "\n") -> UpstreamRequest:
     requested = payload.max_completion_tokens if payload.max_completion_tokens is not None else payload.max_tokens
     field = "max_completion_tokens" if payload.max_completion_tokens is not None else "max_tokens"
     max_new_tokens = check_caps(input_chars, requested, settings, field)
@@ -180,4 +178,6 @@ def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tu
     parameters = generate_parameters(max_new_tokens, payload.temperature, payload.top_p, stops, format_stops,
                                      payload.seed, status=400)
     body = {"inputs": prompt, "parameters": parameters, "stream": True}
-    return UpstreamRequest(kind, body, input_chars, max_new_tokens, prompt)
+    # OpenAI's contract: the stop sequence that ended the answer is not part of it.
+    return UpstreamRequest(kind, body, input_chars, max_new_tokens, prompt, tuple(parameters.get("stop", ())),
+                           newline_symbol)

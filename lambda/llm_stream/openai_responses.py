@@ -16,7 +16,6 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from .chat_formats import FORMATS, NewlineRestorer
 from .errors import ApiError
 from .openai_payloads import OpenAIRequest
 from .stats import RequestStats
@@ -64,17 +63,13 @@ class OpenAIEncoder:
         self._object = "chat.completion.chunk" if self._chat else "text_completion"
         self._base = {"id": f"{'chatcmpl' if self._chat else 'cmpl'}-{uuid.uuid4().hex}", "object": self._object,
                       "created": int(time.time()), "model": model_id}
-        self._restorer = NewlineRestorer(FORMATS[request.answer_format]) if request.answer_format else None
         self._started = False
 
     def token(self, text: str) -> bytes:
-        if self._restorer is not None:
-            text = self._restorer.feed(text)
         return self._choice(text, None)
 
     def done(self, stats: RequestStats) -> bytes:
-        tail = self._restorer.flush() if self._restorer is not None else ""
-        events = (self._choice(tail, None) if tail else b"") + self._choice("", finish_reason(stats))
+        events = self._choice("", finish_reason(stats))
         if self._include_usage:
             events += _data({**self._base, "choices": [], "usage": usage(stats)})
         return events + b"data: [DONE]\n\n"
@@ -95,9 +90,8 @@ class OpenAIEncoder:
 
 
 def complete_answer(request: OpenAIRequest, model_id: str, text: str, stats: RequestStats) -> dict[str, Any]:
-    """The whole answer as one ``chat.completion`` or ``text_completion`` object."""
-    if request.answer_format:
-        text = FORMATS[request.answer_format].answer_text(text)
+    """The whole answer (as the reader sees it: ``answer_text.py``) as one ``chat.completion`` or
+    ``text_completion`` object."""
     base = {"created": int(time.time()), "model": model_id, "usage": usage(stats)}
     if request.kind == "chat":
         message = {"role": "assistant", "content": text}

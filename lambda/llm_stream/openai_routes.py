@@ -10,9 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from .answer_text import AnswerText
 from .errors import ApiError
 from .http_input import check_origin, read_body
 from .lifecycle import request_stats
@@ -33,6 +35,11 @@ class OpenedStream:
     reader: StreamReader
     first: str | None
     deadline: float
+    request: UpstreamRequest
+
+    def answer_text(self) -> AnswerText:
+        """How the reader should see the model's text (stops trimmed, newlines restored)."""
+        return AnswerText(self.request.answer_stops, self.request.newline_symbol)
 
 
 OpenUpstream = Callable[[Request, UpstreamRequest], Awaitable[OpenedStream]]
@@ -60,8 +67,9 @@ def add_openai_routes(app: FastAPI, settings: Settings, open_upstream: OpenUpstr
             return openai_error(exc, stats.request_id)
         if openai_request.stream:
             encoder = OpenAIEncoder(openai_request, settings.model_id)
-            return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline)
-        return await _whole_answer(openai_request, opened, stats, settings)
+            return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline,
+                                       opened.answer_text())
+        return await _whole_answer(request, openai_request, opened, stats, settings)
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat (streamed or not)")
     async def chat_completions(request: Request) -> Response:
@@ -72,27 +80,51 @@ def add_openai_routes(app: FastAPI, settings: Settings, open_upstream: OpenUpstr
         return await answer(request, parse_completion)
 
 
-async def _whole_answer(request: OpenAIRequest, opened: OpenedStream, stats: RequestStats,
+async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: OpenedStream, stats: RequestStats,
                         settings: Settings) -> Response:
-    """Read the stream to its end; as no byte has been sent, a failure on the way is still a status."""
+    """Read the stream to its end; as no byte has been sent, a failure on the way is still a status.
+
+    A caller who leaves meanwhile stops the generation, as with a stream (the watcher below)."""
     texts = [] if opened.first is None else [opened.first]
     failure: ApiError | None = None
-    while failure is None:
-        item = await opened.reader.next(opened.deadline)
-        if isinstance(item, str):
-            texts.append(item)
-        elif isinstance(item, StreamEnd):
-            break
-        elif isinstance(item, StreamError):
-            failure = first_event_error(item)
-        else:
-            failure = ApiError(504, "upstream_timeout", "the answer took longer than this deployment's time budget")
-    stats.tokens = len(texts)
+    finished = False
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_watch_disconnect, http_request, stats, tasks.cancel_scope)
+            while failure is None:
+                item = await opened.reader.next(opened.deadline)
+                if isinstance(item, str):
+                    texts.append(item)
+                elif isinstance(item, StreamEnd):
+                    break
+                elif isinstance(item, StreamError):
+                    failure = first_event_error(item)
+                else:
+                    failure = ApiError(504, "upstream_timeout", "the answer took longer than this deployment's "
+                                       "time budget")
+            tasks.cancel_scope.cancel()
+        finished = failure is None and not stats.client_disconnected
+    finally:
+        stats.tokens = len(texts)
+        if not finished:  # failed, caller gone, or cancelled: the endpoint stops generating for nobody
+            opened.reader.cancel()
+    if stats.client_disconnected:
+        return Response(status_code=499)  # nobody is listening; the status is for the log line
     if failure is not None:
-        opened.reader.cancel()
         stats.error_type, stats.error_detail = failure.error_type, failure.detail
         return openai_error(failure, stats.request_id)
     stats.finish_reason = opened.reader.finish_reason
     stats.generated_tokens = opened.reader.generated_tokens
     stats.input_tokens = opened.reader.input_tokens
-    return JSONResponse(complete_answer(request, settings.model_id, "".join(texts), stats))
+    answer = opened.answer_text()
+    text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason == "stop_sequence")
+    return JSONResponse(complete_answer(request, settings.model_id, text, stats))
+
+
+async def _watch_disconnect(request: Request, stats: RequestStats, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            stats.client_disconnected = True
+            scope.cancel()
+            return

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from .chat_formats import Turn
+from .chat_formats import FORMATS, Turn
 from .errors import ApiError
 from .json_body import load_json
 from .settings import Settings
@@ -107,6 +107,10 @@ class UpstreamRequest:
     input_chars: int
     max_new_tokens: int
     prompt: str
+    #: Stop sequences the reader must not see at the end of the answer (TGI includes them), and the
+    #: chat format's newline symbol to turn back into newlines (see answer_text.py).
+    answer_stops: tuple[str, ...] = ()
+    newline_symbol: str = "\n"
     #: The body as sent upstream, encoded during validation so that it cannot fail later.
     encoded: bytes = field(init=False, repr=False)
 
@@ -191,6 +195,7 @@ def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:
     """The conversation rendered in the model's own format and sent as a prompt (``tgi_requests.py``)."""
     turns = [Turn(m.role, m.content) for m in payload.messages]
     prompt, format_stops = render_conversation(turns, settings)
+    newline_symbol = FORMATS[settings.chat_format].newline
     input_chars = sum(len(m.content) for m in payload.messages)
     max_tokens = check_caps(input_chars, payload.max_tokens, settings, "max_tokens")
     stops = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
@@ -199,4 +204,5 @@ def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:
     if payload.frequency_penalty is not None:
         parameters["frequency_penalty"] = payload.frequency_penalty
     body = {"inputs": prompt, "parameters": parameters, "stream": True}
-    return UpstreamRequest("chat", body, input_chars, max_tokens, prompt)
+    return UpstreamRequest("chat", body, input_chars, max_tokens, prompt, tuple(parameters.get("stop", ())),
+                           newline_symbol)

@@ -17,6 +17,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .answer_text import AnswerText
 from .reader import StreamReader
 from .stats import RequestStats
 from .tokens import StreamError
@@ -92,6 +93,7 @@ class TokenStreamResponse(Response):
         encoder: Encoder,
         stats: RequestStats,
         deadline: float,
+        answer: AnswerText | None = None,
     ) -> None:
         # No body attribute: the length is unknown, so no Content-Length header (chunked encoding).
         self.status_code = 200
@@ -103,6 +105,7 @@ class TokenStreamResponse(Response):
         self.encoder = encoder
         self.stats = stats
         self.deadline = deadline
+        self.answer = answer or AnswerText()
         self._finished = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,6 +160,7 @@ class TokenStreamResponse(Response):
                 self.stats.finish_reason = self.reader.finish_reason
                 self.stats.generated_tokens = self.reader.generated_tokens
                 self.stats.input_tokens = self.reader.input_tokens
+                await self._send_text(send, self.answer.finish(self.stats.finish_reason == "stop_sequence"))
                 await self._send_body(send, self.encoder.done(self.stats))
                 break
             if isinstance(item, StreamError):
@@ -168,10 +172,15 @@ class TokenStreamResponse(Response):
         if self.stats.first_token_at is None:
             self.stats.first_token_at = time.monotonic()
         self.stats.tokens += 1
-        await self._send_body(send, self.encoder.token(text))
+        await self._send_text(send, self.answer.feed(text))
+
+    async def _send_text(self, send: Send, text: str) -> None:
+        if text:  # nothing when the token is held back (it may start a stop sequence or a newline symbol)
+            await self._send_body(send, self.encoder.token(text))
 
     async def _fail(self, send: Send, error: StreamError, message: str | None = None) -> None:
         """End the stream with an error event: a safe message for the caller, the detail for the log."""
+        await self._send_text(send, self.answer.finish(stopped_by_sequence=False))
         self.stats.error_type, self.stats.error_detail = error.error_type, str(error)
         await self._send_body(send, self.encoder.error(error.error_type, message or stream_message(error),
                                                        self.stats.request_id))

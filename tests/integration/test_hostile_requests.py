@@ -273,3 +273,40 @@ def test_foreign_origins_are_refused_and_browsers_must_send_json(start_function,
     assert curl.status_code == 200
     assert len(emulator.requests) == 3
 
+
+
+def test_one_allow_header_on_a_405(function) -> None:
+    response = httpx.put(f"{function.url}/v1/models")
+    assert response.status_code == 405
+    assert response.headers.get_list("allow") == ["GET, HEAD"]
+
+
+def test_a_caller_leaving_mid_body_is_not_a_server_error(start_function, emulator, request_logs: LogRecords) -> None:
+    function = start_function(emulator)
+    host, port = function.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        time.sleep(0.2)
+    (line,) = request_logs.wait_for(1)
+    assert line["status"] == 499
+    assert line["error_type"] == "client_gone"
+    assert "traceback" not in line
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("context", ["[" * 5000, '{"request_id": "\\u4e00"}', '{"request_id": "a b\\r\\nx: y"}'])
+def test_a_forged_lambda_context_header_changes_nothing(function, request_logs: LogRecords, context: str) -> None:
+    response = httpx.get(f"{function.url}/healthz", headers={"x-amzn-lambda-context": context})
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    assert len(request_id) == 36  # a fresh id, not the forged one
+    (line,) = request_logs.wait_for(1)
+    assert line["request_id"] == request_id
+
+
+def test_a_browser_must_say_json_even_with_no_content_type(function, emulator) -> None:
+    host = function.url.removeprefix("http://")
+    response = httpx.post(function.url, content=b'{"inputs": "hi"}', timeout=30,
+                          headers={"origin": f"http://{host}", "content-type": ""})
+    assert_safe_json_error(response, 415, "unsupported_media_type")
+    assert emulator.requests == []

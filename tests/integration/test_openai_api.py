@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from sagemaker_emulator import Fault
+from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from sagemaker_emulator.textgen import count_tokens
 from tests.conftest import LogRecords
 
@@ -168,3 +168,26 @@ def test_langchain_chat_openai_streams_and_invokes(function) -> None:
     chunks = [str(chunk.content) for chunk in llm.stream("Hi")]
     assert len([text for text in chunks if text]) == 5  # one chunk per token
     assert llm.invoke([("system", "Be brief."), ("human", "Hi")]).content == "".join(chunks)
+
+
+def test_the_stop_sequence_that_ended_the_answer_is_not_part_of_it(client, emulator) -> None:
+    whole = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=20, stop=" short")
+    assert whole.choices[0].text == "Here is a"
+    assert whole.choices[0].finish_reason == "stop"
+    streamed = "".join(chunk.choices[0].text for chunk in client.completions.create(
+        model=MODEL, prompt="Once upon a time", max_tokens=20, stop=" short", stream=True))
+    assert streamed == "Here is a"
+
+
+def test_a_caller_leaving_a_whole_answer_stops_the_generation(start_function, request_logs: LogRecords) -> None:
+    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=50)) as emulator:
+        function = start_function(emulator)
+        client = openai.OpenAI(base_url=f"{function.url}/v1", api_key="unused", max_retries=0, timeout=0.5)
+        with pytest.raises(openai.APITimeoutError):
+            client.chat.completions.create(model=MODEL, messages=HI, max_tokens=200)
+        (received,) = emulator.requests
+        assert received.final_outcome() == "client_disconnected"
+        assert received.tokens_sent < 100
+        (line,) = request_logs.wait_for(1)
+        assert line["client_disconnected"] is True
+        assert line["status"] == 499

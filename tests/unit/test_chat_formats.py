@@ -6,6 +6,7 @@ import pytest
 
 from infra.catalog import load_catalog
 from infra.spec_mapping import CHAT_FORMATS
+from llm_stream.answer_text import AnswerText
 from llm_stream.chat_formats import FORMATS, NewlineRestorer, Turn
 
 CONVERSATION = [Turn("system", "Be brief."), Turn("user", "Hi\nthere"), Turn("assistant", "Hello!"),
@@ -36,14 +37,35 @@ def test_every_chat_model_in_the_catalog_has_a_known_format_and_base_models_none
 @pytest.mark.parametrize("cut", range(1, 12))
 def test_newline_symbols_split_across_tokens_become_newlines(cut: int) -> None:
     answer = "こんにちは<NL>元気<NL>"
-    restorer = NewlineRestorer(FORMATS["rinna-instruction"])
+    restorer = NewlineRestorer(FORMATS["rinna-instruction"].newline)
     shown = restorer.feed(answer[:cut]) + restorer.feed(answer[cut:]) + restorer.flush()
     assert shown == "こんにちは\n元気\n"
 
 
 def test_a_held_back_prefix_that_was_not_a_symbol_is_given_back() -> None:
-    restorer = NewlineRestorer(FORMATS["rinna-instruction"])
+    restorer = NewlineRestorer(FORMATS["rinna-instruction"].newline)
     assert restorer.feed("a <N") == "a "
     assert restorer.feed("o") == "<No"
     assert restorer.feed("<") == ""
     assert restorer.flush() == "<"
+
+
+@pytest.mark.parametrize("cut", range(1, 12))
+def test_a_stop_sequence_split_across_tokens_is_held_back_and_dropped(cut: int) -> None:
+    answer = AnswerText(stops=("\nUser:",))
+    raw = "Fine.\nUser:"
+    assert answer.feed(raw[:cut]) + answer.feed(raw[cut:]) + answer.finish(stopped_by_sequence=True) == "Fine."
+
+
+def test_held_back_text_that_was_no_stop_is_shown() -> None:
+    answer = AnswerText(stops=("\nUser:",))
+    assert answer.feed("a\nUs") == "a"
+    assert answer.feed("e it") == "\nUse it"
+    assert answer.feed("\n") == ""
+    assert answer.finish(stopped_by_sequence=False) == "\n"  # the answer ended another way: nothing dropped
+
+
+def test_stops_are_matched_in_the_model_s_text_and_newlines_restored_after() -> None:
+    answer = AnswerText(stops=("<NL>ユーザー:",), newline_symbol="<NL>")
+    shown = answer.feed("はい<N") + answer.feed("L>どうぞ<NL>ユー") + answer.feed("ザー:")
+    assert shown + answer.finish(stopped_by_sequence=True) == "はい\nどうぞ"
