@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._start_stream(record, content_type="text/event-stream" if request.stream else "application/json")
         if not request.stream:
-            self._write_chunk(eventstream.payload_part(renderer.non_streaming_body()))
+            self._write_chunk(eventstream.payload_part(renderer.whole_body()[0]))
             self._end_stream(record, "completed")
             return
         mid_stream_fault = fault if fault and fault.kind not in PRE_STREAM_FAULTS else None
@@ -305,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer_whole(self, record: ReceivedRequest, renderer: tgi.EventRenderer) -> None:
         """InvokeEndpoint: the container's whole answer as the HTTP body (a streamed one, buffered)."""
-        body = renderer.buffered_stream() if renderer.request.stream else renderer.non_streaming_body()
+        body, record.tokens_sent = renderer.whole_body()
         content_type = "text/event-stream" if renderer.request.stream else "application/json"
         self.send_response(200)
         self.send_header("Content-Type", content_type)
@@ -314,7 +314,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("x-amzn-RequestId", record.request_id)
         self.end_headers()
         self.wfile.write(body)
-        record.tokens_sent = sum(1 for _ in tgi.generate(renderer.request))
         record.finish("completed")
 
     def _stream_tokens(

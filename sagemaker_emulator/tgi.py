@@ -246,10 +246,17 @@ class EventRenderer:
     def error(self, message: str, error_type: str) -> bytes:
         return error_event(self.request.mode, message, error_type)
 
-    def non_streaming_body(self) -> bytes:
-        """What TGI answers without ``"stream": true``: the whole answer at once (a ``chat.completion`` for
-        a Messages payload; ``[{"generated_text", "details"?}]`` otherwise)."""
+    def whole_body(self) -> tuple[bytes, int]:
+        """The whole answer as one body, and how many tokens it holds: what TGI answers without
+        ``"stream": true``, or the streamed events buffered (what InvokeEndpoint returns for a streamed payload)."""
         generated = list(generate(self.request))
+        if self.request.stream:
+            events = [self.token(index, token, finish) for index, (token, finish) in enumerate(generated, start=1)]
+            return b"".join(events) + self.end(), len(generated)
+        return self._non_streaming_body(generated), len(generated)
+
+    def _non_streaming_body(self, generated: list[tuple[Token, str | None]]) -> bytes:
+        """A ``chat.completion`` for a Messages payload; ``[{"generated_text", "details"?}]`` otherwise."""
         text = "".join(token.text for token, _ in generated if not token.special)
         finish_reason = generated[-1][1] or "length"
         if self.request.mode == "chat":
@@ -266,12 +273,6 @@ class EventRenderer:
             answer["details"] = {"finish_reason": finish_reason, "generated_tokens": len(generated),
                                  "seed": self.request.seed, "prefill": [], "tokens": []}
         return json.dumps([answer], ensure_ascii=False).encode("utf-8")
-
-    def buffered_stream(self) -> bytes:
-        """A streamed answer as one body (what InvokeEndpoint returns for a ``"stream": true`` payload)."""
-        events = [self.token(index, token, finish) for index, (token, finish) in
-                  enumerate(generate(self.request), start=1)]
-        return b"".join(events) + self.end()
 
 
 def error_event(mode: Literal["generate", "chat"], message: str, error_type: str) -> bytes:

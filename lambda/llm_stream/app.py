@@ -169,7 +169,7 @@ def _methods_of(app: FastAPI, scope: Scope) -> list[str]:
 def _deadline(request: Request, started: float, settings: Settings) -> float:
     """Monotonic time by which the stream must end: the budget, or Lambda's deadline if sooner."""
     deadline = started + settings.time_budget_seconds
-    lambda_deadline_ms = lambda_context(request.headers).get("deadline")
+    lambda_deadline_ms = lambda_context(request.scope).get("deadline")
     if isinstance(lambda_deadline_ms, int | float):
         remaining = lambda_deadline_ms / 1000 - time.time() - DEADLINE_MARGIN_SECONDS
         deadline = min(deadline, time.monotonic() + max(remaining, 0))

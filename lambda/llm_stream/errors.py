@@ -38,6 +38,10 @@ def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]
     return {"error": {"type": error_type, "message": message, "request_id": request_id}}
 
 
-def internal_error() -> ApiError:
-    """A bug: the caller learns only that it happened and which request it was."""
-    return ApiError(500, "internal_error", "the function failed unexpectedly; quote the request id to its operators")
+#: What a caller learns of a bug: only that it happened (the request id says which request it was).
+INTERNAL_ERROR_MESSAGE = "the function failed unexpectedly; quote the request id to its operators"
+
+
+def internal_error(detail: str | None = None) -> ApiError:
+    """A bug, as an error answer; ``detail`` (the traceback) is for the log."""
+    return ApiError(500, "internal_error", INTERNAL_ERROR_MESSAGE, detail=detail)

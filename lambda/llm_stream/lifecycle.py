@@ -19,7 +19,7 @@ import traceback
 import uuid
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import internal_error
@@ -28,6 +28,7 @@ from .settings import Settings
 from .stats import RequestStats
 
 _STATS_KEY = "llm_stream.stats"
+_CONTEXT_KEY = "llm_stream.lambda_context"
 _MAX_CONTEXT_CHARS = 4096
 _REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 
@@ -38,10 +39,18 @@ def request_stats(scope: Scope) -> RequestStats:
     return stats
 
 
-def lambda_context(headers: MutableHeaders | Any) -> dict[str, Any]:
-    """The invocation context the Web Adapter passes in ``x-amzn-lambda-context`` (absent locally, where a
-    client could send anything: a value that is not a small JSON object counts as absent)."""
-    raw = headers.get("x-amzn-lambda-context", "{}")
+def lambda_context(scope: Scope) -> dict[str, Any]:
+    """The invocation context the Web Adapter passes in ``x-amzn-lambda-context``, parsed once per request
+    (absent locally, where a client could send anything: a value that is not a small JSON object counts
+    as absent)."""
+    state = scope.setdefault("state", {})
+    if _CONTEXT_KEY not in state:
+        state[_CONTEXT_KEY] = _parse_context(Headers(scope=scope).get("x-amzn-lambda-context", "{}"))
+    context: dict[str, Any] = state[_CONTEXT_KEY]
+    return context
+
+
+def _parse_context(raw: str) -> dict[str, Any]:
     if len(raw) > _MAX_CONTEXT_CHARS:
         return {}
     try:
@@ -51,9 +60,9 @@ def lambda_context(headers: MutableHeaders | Any) -> dict[str, Any]:
     return context if isinstance(context, dict) else {}
 
 
-def _request_id(headers: MutableHeaders) -> str:
+def _request_id(scope: Scope) -> str:
     """Lambda's request id when it has one that can go in a header; otherwise a new one."""
-    given = lambda_context(headers).get("request_id")
+    given = lambda_context(scope).get("request_id")
     if isinstance(given, str) and _REQUEST_ID.fullmatch(given):
         return given
     return str(uuid.uuid4())
@@ -68,7 +77,7 @@ class RequestLifecycle:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(MutableHeaders(scope=scope))
+        request_id = _request_id(scope)
         stats = RequestStats(request_id=request_id, method=scope["method"], path=scope["path"],
                              model_id=self.settings.model_id)
         scope.setdefault("state", {})[_STATS_KEY] = stats

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from .chat_formats import FORMATS, Turn
+from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json
 from .payloads import U32_MAX, U64_MAX, UpstreamRequest, check_caps
@@ -124,10 +124,9 @@ class OpenAIRequest:
 def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
     payload = _validate(ChatCompletionRequest, raw, settings)
     turns = [Turn("system" if m.role == "developer" else m.role, m.text()) for m in payload.messages]
-    prompt, format_stops = render_conversation(turns, settings, status=400)
+    prompt, chat_format = render_conversation(turns, settings, status=400)
     input_chars = sum(len(turn.content) for turn in turns)
-    upstream = _upstream(payload, prompt, input_chars, format_stops, settings, "chat",
-                         FORMATS[settings.chat_format].newline)
+    upstream = _upstream(payload, prompt, input_chars, chat_format.stop, settings, "chat", chat_format.newline)
     return OpenAIRequest("chat", payload, upstream)
 
 
@@ -174,10 +173,6 @@ def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tu
     requested = payload.max_completion_tokens if payload.max_completion_tokens is not None else payload.max_tokens
     field = "max_completion_tokens" if payload.max_completion_tokens is not None else "max_tokens"
     max_new_tokens = check_caps(input_chars, requested, settings, field)
-    stops = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
-    parameters = generate_parameters(max_new_tokens, payload.temperature, payload.top_p, stops, format_stops,
-                                     payload.seed, status=400)
-    body = {"inputs": prompt, "parameters": parameters, "stream": True}
-    # OpenAI's contract: the stop sequence that ended the answer is not part of it.
-    return UpstreamRequest(kind, body, input_chars, max_new_tokens, prompt, tuple(parameters.get("stop", ())),
-                           newline_symbol)
+    parameters = generate_parameters(max_new_tokens, payload.temperature, payload.top_p, payload.stop,
+                                     format_stops, payload.seed, status=400)
+    return UpstreamRequest.for_prompt(kind, prompt, parameters, input_chars, newline_symbol)

@@ -22,7 +22,7 @@ from .openai_payloads import OpenAIRequest, parse_chat, parse_completion
 from .openai_responses import OpenAIEncoder, complete_answer, openai_error
 from .payloads import UpstreamRequest
 from .reader import StreamReader
-from .responses import TokenStreamResponse
+from .responses import TokenStreamResponse, watch_disconnect
 from .settings import Settings
 from .stats import RequestStats
 from .tokens import StreamError
@@ -90,7 +90,7 @@ async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: O
     finished = False
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_watch_disconnect, http_request, stats, tasks.cancel_scope)
+            tasks.start_soon(watch_disconnect, http_request.receive, stats, tasks.cancel_scope)
             while failure is None:
                 item = await opened.reader.next(opened.deadline)
                 if isinstance(item, str):
@@ -113,18 +113,8 @@ async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: O
     if failure is not None:
         stats.error_type, stats.error_detail = failure.error_type, failure.detail
         return openai_error(failure, stats.request_id)
-    stats.finish_reason = opened.reader.finish_reason
-    stats.generated_tokens = opened.reader.generated_tokens
-    stats.input_tokens = opened.reader.input_tokens
+    opened.reader.record_end(stats)
     answer = opened.answer_text()
     text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason == "stop_sequence")
     return JSONResponse(complete_answer(request, settings.model_id, text, stats))
 
-
-async def _watch_disconnect(request: Request, stats: RequestStats, scope: anyio.CancelScope) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            stats.client_disconnected = True
-            scope.cancel()
-            return

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from .chat_formats import FORMATS, Turn
+from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json
 from .settings import Settings
@@ -117,6 +117,14 @@ class UpstreamRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoded", json.dumps(self.body, ensure_ascii=False, allow_nan=False).encode())
 
+    @classmethod
+    def for_prompt(cls, kind: Literal["generate", "chat"], prompt: str, parameters: dict[str, Any],
+                   input_chars: int, newline_symbol: str = "\n") -> UpstreamRequest:
+        """A streamed generate request whose answer the reader sees without its stop sequence."""
+        body = {"inputs": prompt, "parameters": parameters, "stream": True}
+        return cls(kind, body, input_chars, parameters["max_new_tokens"], prompt,
+                   tuple(parameters.get("stop", ())), newline_symbol)
+
 
 def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
     """Validate a request body; raises :class:`ApiError` (4xx) naming what is wrong."""
@@ -194,15 +202,11 @@ def _generate_request(payload: GeneratePayload, settings: Settings) -> UpstreamR
 def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:
     """The conversation rendered in the model's own format and sent as a prompt (``tgi_requests.py``)."""
     turns = [Turn(m.role, m.content) for m in payload.messages]
-    prompt, format_stops = render_conversation(turns, settings)
-    newline_symbol = FORMATS[settings.chat_format].newline
+    prompt, chat_format = render_conversation(turns, settings)
     input_chars = sum(len(m.content) for m in payload.messages)
     max_tokens = check_caps(input_chars, payload.max_tokens, settings, "max_tokens")
-    stops = [payload.stop] if isinstance(payload.stop, str) else list(payload.stop or [])
-    parameters = generate_parameters(max_tokens, payload.temperature, payload.top_p, stops, format_stops,
-                                     payload.seed)
+    parameters = generate_parameters(max_tokens, payload.temperature, payload.top_p, payload.stop,
+                                     chat_format.stop, payload.seed)
     if payload.frequency_penalty is not None:
         parameters["frequency_penalty"] = payload.frequency_penalty
-    body = {"inputs": prompt, "parameters": parameters, "stream": True}
-    return UpstreamRequest("chat", body, input_chars, max_tokens, prompt, tuple(parameters.get("stop", ())),
-                           newline_symbol)
+    return UpstreamRequest.for_prompt("chat", prompt, parameters, input_chars, chat_format.newline)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import anyio
 
 from .errors import ApiError, internal_error
+from .stats import RequestStats
 from .tokens import StreamError
 from .upstream import StreamEnd, UpstreamStream
 
@@ -73,17 +74,12 @@ class StreamReader:
         if self._stream is not None:
             self._stream.cancel()
 
-    @property
-    def finish_reason(self) -> str | None:
-        return self._stream.tokens.finish_reason if self._stream else None
-
-    @property
-    def generated_tokens(self) -> int | None:
-        return self._stream.tokens.generated_tokens if self._stream else None
-
-    @property
-    def input_tokens(self) -> int | None:
-        return self._stream.tokens.input_tokens if self._stream else None
+    def record_end(self, stats: RequestStats) -> None:
+        """What the container said about the finished answer: why it ended, and its token counts."""
+        if self._stream is not None:
+            tokens = self._stream.tokens
+            stats.finish_reason, stats.generated_tokens = tokens.finish_reason, tokens.generated_tokens
+            stats.input_tokens = tokens.input_tokens
 
     def _put(self, item: Item) -> bool:
         try:
@@ -102,7 +98,7 @@ class StreamReader:
                 self._put(error)
                 return
             except Exception:
-                self._put(ApiError(500, "internal_error", internal_error().message, detail=traceback.format_exc()))
+                self._put(internal_error(detail=traceback.format_exc()))
                 return
             if self._cancelled.is_set():  # cancelled while the stream was opening
                 self._stream.cancel()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
@@ -111,7 +112,7 @@ class TokenStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._watch_disconnect, receive, tasks.cancel_scope)
+                tasks.start_soon(watch_disconnect, receive, self.stats, tasks.cancel_scope, lambda: self._finished)
                 try:
                     await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
                     await self._pump(send)
@@ -122,16 +123,6 @@ class TokenStreamResponse(Response):
             # The one place a stream is given up: client gone, budget spent or upstream failed.
             if self.stats.client_disconnected or self.stats.error_type:
                 self.reader.cancel()
-
-    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                if self._finished:  # the server reports the end of a completed exchange this way too
-                    return
-                self.stats.client_disconnected = True
-                scope.cancel()
-                return
 
     async def _send_body(self, send: Send, data: bytes) -> None:
         await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -157,9 +148,7 @@ class TokenStreamResponse(Response):
                                  "the answer took longer than this deployment's time budget; it was cut short")
                 break
             if isinstance(item, StreamEnd):
-                self.stats.finish_reason = self.reader.finish_reason
-                self.stats.generated_tokens = self.reader.generated_tokens
-                self.stats.input_tokens = self.reader.input_tokens
+                self.reader.record_end(self.stats)
                 await self._send_text(send, self.answer.finish(self.stats.finish_reason == "stop_sequence"))
                 await self._send_body(send, self.encoder.done(self.stats))
                 break
@@ -184,3 +173,17 @@ class TokenStreamResponse(Response):
         self.stats.error_type, self.stats.error_detail = error.error_type, str(error)
         await self._send_body(send, self.encoder.error(error.error_type, message or stream_message(error),
                                                        self.stats.request_id))
+
+
+async def watch_disconnect(receive: Receive, stats: RequestStats, scope: anyio.CancelScope,
+                           finished: Callable[[], bool] = lambda: False) -> None:
+    """Cancel ``scope`` when the caller goes away. The server reports the end of a completed exchange as a
+    disconnect too: ``finished`` says whether the answer was already complete."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if finished():
+                return
+            stats.client_disconnected = True
+            scope.cancel()
+            return

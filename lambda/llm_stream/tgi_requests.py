@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .chat_formats import FORMATS, Turn
+from .chat_formats import FORMATS, ChatFormat, Turn
 from .errors import ApiError
 from .settings import NO_CHAT_FORMAT, Settings
 
 MAX_STOP_SEQUENCES = 4  # TGI's default max_stop_sequences
 
 
-def render_conversation(turns: Sequence[Turn], settings: Settings, status: int = 422) -> tuple[str, tuple[str, ...]]:
-    """The model's prompt for these turns and the stop sequences its format needs."""
+def render_conversation(turns: Sequence[Turn], settings: Settings, status: int = 422) -> tuple[str, ChatFormat]:
+    """The model's prompt for these turns, and its chat format (whose stop and newline the answer needs)."""
     if settings.chat_format == NO_CHAT_FORMAT:
         raise ApiError(status, "model_not_chat", f"{settings.model_id} is a base model without a chat format; "
                        "send a prompt instead (`inputs`, or /v1/completions), or deploy a chat model",
@@ -25,15 +25,16 @@ def render_conversation(turns: Sequence[Turn], settings: Settings, status: int =
     if not any(turn.content.strip() for turn in turns):
         raise ApiError(status, "validation_error", "at least one message must contain text", param="messages")
     chat_format = FORMATS[settings.chat_format]
-    return chat_format.render(turns), chat_format.stop
+    return chat_format.render(turns), chat_format
 
 
 def generate_parameters(max_new_tokens: int, temperature: float | None, top_p: float | None,
-                        stops: Sequence[str], format_stops: Sequence[str], seed: int | None,
+                        stop: str | Sequence[str] | None, format_stops: Sequence[str], seed: int | None,
                         status: int = 422) -> dict[str, Any]:
     """TGI parameters: ``temperature`` 0 is greedy (TGI refuses 0), absent samples at TGI's 1.0; ``top_p`` 1
-    means no nucleus sampling (TGI refuses 1.0); the caller's stops come first, the format's after."""
-    all_stops = [*stops, *format_stops]
+    means no nucleus sampling (TGI refuses 1.0); the caller's stops (one or a list) come first, the
+    format's after."""
+    all_stops = [*([stop] if isinstance(stop, str) else stop or ()), *format_stops]
     if len(all_stops) > MAX_STOP_SEQUENCES:
         raise ApiError(status, "validation_error", f"`stop` takes at most {MAX_STOP_SEQUENCES - len(format_stops)} "
                        "sequences with this model (its chat format uses the rest)", param="stop")

@@ -21,7 +21,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .errors import ApiError
+from .errors import INTERNAL_ERROR_MESSAGE, ApiError
 from .tokens import StreamError
 
 _RETRY_SOON: Final = {"Retry-After": "1"}
@@ -55,7 +55,7 @@ _STREAM_MESSAGES: Final[Mapping[str, str]] = {
     "malformed": "the endpoint sent something that is not a token",
     "connection_lost": "the connection to the endpoint broke",
     "read_timeout": "the endpoint went silent",
-    "internal_error": "the function failed unexpectedly; quote the request id to its operators",
+    "internal_error": INTERNAL_ERROR_MESSAGE,
 }
 _DEFAULT_STREAM_MESSAGE: Final = "the endpoint's stream failed"
 _SHOWN_CHARS: Final = 300
