@@ -13,7 +13,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 	CDK_DISABLE_VERSION_CHECK=1
 OUTPUTS ?= outputs.json
 
-.PHONY: install lint test test-tools test-fast demo dev synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
+.PHONY: install lint test test-tools test-fast demo dev api-key synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
 
 install: $(STAMP)
 
@@ -76,11 +76,19 @@ test-fast: install
 	HYPOTHESIS_PROFILE=dev JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q -n 2 --dist loadfile \
 		tests/unit tests/integration
 
+# API_KEY=<key>: the local function runs with api_key auth and accepts that one key.
+LOCAL_AUTH = $(if $(API_KEY),--api-key '$(API_KEY)')
+
 demo: install
-	$(PY) -m local_mode demo
+	$(PY) -m local_mode demo $(LOCAL_AUTH)
 
 dev: install
-	$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT)
+	$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT) $(LOCAL_AUTH)
+
+# A deployment with auth=api_key: issue a key for consumer NAME (printed once); EXPIRES=90d or 12h.
+api-key: install
+	@test -n "$(NAME)" || { echo "usage: make api-key NAME=<consumer> [EXPIRES=90d]" >&2; exit 2; }
+	@$(PY) -m stream_client keys --outputs $(OUTPUTS) create '$(NAME)' $(if $(EXPIRES),--expires '$(EXPIRES)')
 
 synth: install $(CDK)
 	AWS_EC2_METADATA_DISABLED=true $(CDK_ENV) $(CDK) synth --quiet $(CDK_ARGS)

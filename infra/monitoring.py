@@ -27,6 +27,7 @@ class Monitoring(Construct):
         endpoint_name: str,
         service_name: str,
         model_latency_alarm_seconds: int,
+        per_consumer: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -83,3 +84,16 @@ class Monitoring(Construct):
                 function.metric("ConcurrentExecutions", statistic="Maximum", period=FIVE_MINUTES)]),
             cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=self.alarms),
         )
+        if per_consumer:  # api_key auth: the function adds the key's name as the Consumer dimension
+            def per_consumer_metric(name: str) -> cloudwatch.MathExpression:
+                return cloudwatch.MathExpression(
+                    expression=f"SEARCH('{{{METRICS_NAMESPACE},Service,Consumer}} MetricName=\"{name}\" "
+                               f"Service=\"{service_name}\"', 'Sum', 300)",
+                    using_metrics={}, label="", period=FIVE_MINUTES)
+
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(title="Tokens per consumer (API key name)", width=12,
+                                       left=[per_consumer_metric("Tokens")]),
+                cloudwatch.GraphWidget(title="Requests per consumer (API key name)", width=12,
+                                       left=[per_consumer_metric("Requests")]),
+            )

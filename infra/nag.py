@@ -11,9 +11,21 @@ _LOG_GROUPS = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-grou
 
 
 def acknowledge_findings(stack: Stack, settings: DeploymentSettings) -> None:
-    if isinstance(stack, EndpointStack):
-        for rule, reason in endpoint_findings(settings).items():
-            Validations.of(stack).acknowledge(Acknowledgment(id=rule, reason=reason))
+    findings = endpoint_findings(settings) if isinstance(stack, EndpointStack) else streaming_findings(settings)
+    for rule, reason in findings.items():
+        Validations.of(stack).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def streaming_findings(settings: DeploymentSettings) -> dict[str, str]:
+    """The streaming stack's accepted findings (only api_key auth has any)."""
+    if settings.auth != "api_key":
+        return {}
+    return {
+        "AwsSolutions-SMG4":
+            "The secret lists API keys that people issue to consumers and revoke (python -m stream_client keys); "
+            "a rotation function would replace keys consumers hold without telling them. A key is rotated by "
+            "issuing a new one, optionally with --expires, and revoking the old one.",
+    }
 
 
 def endpoint_findings(settings: DeploymentSettings) -> dict[str, str]:

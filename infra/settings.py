@@ -38,8 +38,10 @@ CONTEXT_KEYS = (
     "model", "instance_type", "auth", "min_instances", "max_instances", "target_invocations_per_instance",
     "cors_origins", "max_new_tokens", "default_max_new_tokens", "max_input_chars", "max_body_bytes",
     "reserved_concurrency", "function_timeout_seconds", "function_memory_mb", "log_retention_days", "name_prefix",
-    "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds",
+    "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds", "api_keys_refresh_seconds",
+    "api_keys_max_stale_intervals",
 )
+AUTH_MODES = function_settings.AUTH_MODES
 
 
 class SettingsError(ValueError):
@@ -50,7 +52,7 @@ class SettingsError(ValueError):
 class DeploymentSettings:
     model: CatalogModel
     instance_type: str
-    auth: Literal["iam", "none"]
+    auth: Literal["iam", "none", "api_key"]
     min_instances: int
     max_instances: int
     target_invocations_per_instance: int
@@ -67,6 +69,8 @@ class DeploymentSettings:
     web_adapter_layer_version: int
     log_prompts: bool
     model_latency_alarm_seconds: int
+    api_keys_refresh_seconds: int
+    api_keys_max_stale_intervals: int
 
     @property
     def autoscaling(self) -> bool:
@@ -76,8 +80,9 @@ class DeploymentSettings:
     def time_budget_seconds(self) -> int:
         return self.function_timeout_seconds - TIME_BUDGET_MARGIN_SECONDS
 
-    def for_function(self, endpoint_name: str) -> FunctionSettings:
-        """The function's settings for this deployment, validated by the function's own rules."""
+    def for_function(self, endpoint_name: str, api_keys_secret_id: str = "") -> FunctionSettings:
+        """The function's settings for this deployment, validated by the function's own rules
+        (``api_keys_secret_id``: the key document's secret, with api_key auth)."""
         return FunctionSettings(
             endpoint_name=endpoint_name,
             model_id=self.model.model_id,
@@ -93,6 +98,10 @@ class DeploymentSettings:
             metrics_namespace=function_settings.DEFAULT_METRICS_NAMESPACE,
             service_name=self.name_prefix,
             chat_format=self.model.chat_format or function_settings.NO_CHAT_FORMAT,
+            auth_mode=self.auth,
+            api_keys_secret_id=api_keys_secret_id,
+            api_keys_refresh_seconds=self.api_keys_refresh_seconds,
+            api_keys_max_stale_intervals=self.api_keys_max_stale_intervals,
         )
 
     @classmethod
@@ -111,8 +120,8 @@ class DeploymentSettings:
             raise SettingsError(f"context key 'instance_type': {instance_type!r} is not supported by {model.model_id}; "
                                 f"allowed: {', '.join(model.instance_types)}")
         auth = str(_required(raw, "auth")).lower()
-        if auth not in ("iam", "none"):
-            raise SettingsError(f"context key 'auth': {raw['auth']!r} is not allowed; allowed: iam, none")
+        if auth not in AUTH_MODES:
+            raise SettingsError(f"context key 'auth': {raw['auth']!r} is not allowed; allowed: {', '.join(AUTH_MODES)}")
 
         number = _IntReader(raw)
         min_instances = number("min_instances", 1, 20)
@@ -156,6 +165,10 @@ class DeploymentSettings:
             web_adapter_layer_version=number("web_adapter_layer_version", 1, 1000),
             log_prompts=_boolean(raw, "log_prompts", default=False),
             model_latency_alarm_seconds=number("model_latency_alarm_seconds", 1, 3600),
+            api_keys_refresh_seconds=number("api_keys_refresh_seconds", 1, 3600,
+                                            default=int(function_settings.DEFAULT_API_KEYS_REFRESH_SECONDS)),
+            api_keys_max_stale_intervals=number("api_keys_max_stale_intervals", 1, 1000,
+                                                default=function_settings.DEFAULT_API_KEYS_MAX_STALE_INTERVALS),
         )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
 from .bundling import function_code
 from .endpoint_stack import EndpointStack
+from .function_settings import api_keys, function_settings
 from .monitoring import Monitoring
 from .settings import LOG_RETENTION, DeploymentSettings
 
@@ -19,10 +21,13 @@ WEB_ADAPTER_ACCOUNT = "753240598075"
 WEB_ADAPTER_LAYER = {lambda_.Architecture.ARM_64.name: "LambdaAdapterLayerArm64",
                      lambda_.Architecture.X86_64.name: "LambdaAdapterLayerX86"}
 APP_PORT = "8080"
-READINESS_PATH = "/healthz"
-#: Headers a browser may send: JSON body, SSE, and SigV4's own.
-CORS_HEADERS = ["content-type", "accept", "authorization", "x-amz-date", "x-amz-security-token",
+READINESS_PATH = function_settings.READINESS_PATH
+#: Headers a browser may send: JSON body, SSE, an API key, and SigV4's own.
+CORS_HEADERS = ["content-type", "accept", "authorization", "x-api-key", "x-amz-date", "x-amz-security-token",
                 "x-amz-content-sha256"]
+#: What the function URL checks itself; with api_key auth the function is the gate.
+URL_AUTH = {"iam": lambda_.FunctionUrlAuthType.AWS_IAM, "none": lambda_.FunctionUrlAuthType.NONE,
+            "api_key": lambda_.FunctionUrlAuthType.NONE}
 
 
 def cfn_resource(construct: IConstruct) -> CfnResource:
@@ -65,6 +70,7 @@ class StreamingStack(Stack):
                         description="Streams from one SageMaker endpoint; writes its own logs")
         endpoint.grant_invoke(role)
         log_group.grant_write(role)
+        self.api_keys = self._api_key_secret(role) if settings.auth == "api_key" else None
 
         self.function = lambda_.Function(
             self, "Function",
@@ -80,7 +86,7 @@ class StreamingStack(Stack):
             reserved_concurrent_executions=settings.reserved_concurrency,
             role=role,
             log_group=log_group,
-            environment=_environment(settings, endpoint_name),
+            environment=_environment(settings, endpoint_name, self.api_keys),
         )
         # The function must wait for the role's policy (CDK adds that), but the role itself is already
         # ordered by the function's GetAtt on it; the extra DependsOn is what cfn-lint W3005 reports.
@@ -100,8 +106,7 @@ class StreamingStack(Stack):
         })
 
         self.url = self.function.add_function_url(
-            auth_type=(lambda_.FunctionUrlAuthType.AWS_IAM if settings.auth == "iam"
-                       else lambda_.FunctionUrlAuthType.NONE),
+            auth_type=URL_AUTH[settings.auth],
             invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM,
             cors=lambda_.FunctionUrlCorsOptions(
                 allowed_origins=list(settings.cors_origins),
@@ -116,24 +121,56 @@ class StreamingStack(Stack):
                 "CKV_AWS_258": "The deployer asked for a public URL (context auth=none, off by default); reserved "
                                "concurrency and the token, input and body caps bound what callers can spend.",
             })
+        elif settings.auth == "api_key":
+            skip_checkov(self.url, {
+                "CKV_AWS_258": "The deployer chose API keys (context auth=api_key): the function itself refuses "
+                               "every request without a valid key (401) before reading its body or calling the "
+                               "endpoint; only /healthz and the page's static files are open.",
+            })
 
         self.monitoring = Monitoring(
             self, "Monitoring", function=self.function, endpoint_name=endpoint_name,
-            service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds)
+            service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds,
+            per_consumer=settings.auth == "api_key")
 
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         CfnOutput(self, "AuthMode", value=settings.auth)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
         CfnOutput(self, "EndpointName", value=endpoint_name)
         CfnOutput(self, "ModelId", value=settings.model.model_id)
+        if self.api_keys is not None:
+            CfnOutput(self, "ApiKeysSecretArn", value=self.api_keys.secret_arn,
+                      description="API keys' digests: python -m stream_client keys create|list|revoke")
+
+    def _api_key_secret(self, role: iam.IRole) -> secretsmanager.Secret:
+        """The key document's secret, and the function's read access to it (GetSecretValue, this secret only).
+
+        Its initial value is an empty key list, public by nature; ``stream_client keys`` writes to it
+        afterwards. CloudFormation updates a property only when the template's value changes, and this
+        one never does, so a redeploy leaves the issued keys alone."""
+        secret = secretsmanager.Secret(
+            self, "ApiKeys",
+            description="Digests of the API keys the streaming function accepts (python -m stream_client keys)",
+            secret_string_value=SecretValue.unsafe_plain_text(api_keys.EMPTY_DOCUMENT),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"],
+                                                         resources=[secret.secret_arn]))
+        skip_checkov(secret, {
+            "CKV_AWS_149": "The secret holds SHA-256 digests of random keys, not keys: a customer managed KMS key "
+                           "would add a key policy and cost without protecting anything a digest does not.",
+        })
+        return secret
 
 
-def _environment(settings: DeploymentSettings, endpoint_name: str) -> dict[str, str]:
+def _environment(settings: DeploymentSettings, endpoint_name: str,
+                 api_keys_secret: secretsmanager.Secret | None) -> dict[str, str]:
+    secret_id = "" if api_keys_secret is None else api_keys_secret.secret_arn
     return {
         # Lambda Web Adapter: run run.sh's server, stream its responses, wait for /healthz.
         "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
         "AWS_LWA_INVOKE_MODE": "response_stream",
         "AWS_LWA_PORT": APP_PORT,
         "AWS_LWA_READINESS_CHECK_PATH": READINESS_PATH,
-        **settings.for_function(endpoint_name).to_environment(),
+        **settings.for_function(endpoint_name, secret_id).to_environment(),
     }

@@ -6,24 +6,25 @@ import argparse
 import sys
 import time
 
-from stream_client.client import ClientError, stream_answer
+from stream_client.client import API_KEY_VARIABLE, ClientError, stream_answer
 
-from .servers import LocalModeError, local_servers
+from .servers import LOCAL_KEY_NAME, LocalModeError, local_servers
 
 SEED_PROMPT = "我该如何建立一个网站?"
 
 
-def demo(max_new_tokens: int) -> int:
+def demo(max_new_tokens: int, api_key: str | None) -> int:
     payload = {"inputs": SEED_PROMPT, "parameters": {"max_new_tokens": max_new_tokens}}
     print("Starting the SageMaker runtime emulator and the function (uvicorn) on loopback...", file=sys.stderr)
-    with local_servers() as servers:
+    with local_servers(api_key=api_key) as servers:
         print(f"POST {servers.function_url}  {payload}\n", file=sys.stderr)
 
         def show(text: str) -> None:
             sys.stdout.write(text)
             sys.stdout.flush()
 
-        result = stream_answer(servers.function_url, payload, on_token=show, auth="none")
+        result = stream_answer(servers.function_url, payload, on_token=show, auth="api_key" if api_key else "none",
+                               api_key=api_key)
         print()
         print(f"\n{result.summary()}", file=sys.stderr)
         if result.error:
@@ -35,12 +36,15 @@ def demo(max_new_tokens: int) -> int:
     return 0
 
 
-def dev(port: int, emulator_port: int) -> int:
-    with local_servers(port=port, emulator_port=emulator_port, quiet=False) as servers:
+def dev(port: int, emulator_port: int, api_key: str | None) -> int:
+    with local_servers(port=port, emulator_port=emulator_port, quiet=False, api_key=api_key) as servers:
+        key_header = " -H 'x-api-key: $LLM_STREAM_API_KEY'" if api_key else ""
+        key_note = (f"api_key auth: only the key you gave is accepted (consumer {LOCAL_KEY_NAME!r}); "
+                    f"export {API_KEY_VARIABLE}=<that key> for the commands below\n" if api_key else "")
         print(
-            f"\nfunction: {servers.function_url}   emulator: {servers.emulator_url}\n"
+            f"\nfunction: {servers.function_url}   emulator: {servers.emulator_url}\n{key_note}"
             f"open {servers.function_url}/ in a browser to watch answers stream\n"
-            f"try:  curl -N {servers.function_url} -d '{{\"inputs\": \"How do I build a website?\"}}'\n"
+            f"try:  curl -N{key_header} {servers.function_url} -d '{{\"inputs\": \"How do I build a website?\"}}'\n"
             f"      python -m stream_client --url {servers.function_url} \"{SEED_PROMPT}\"\n"
             f"      OpenAI SDKs: base_url={servers.function_url}/v1 (see README, Use it from the OpenAI SDKs)\n"
             "Ctrl-C stops both.\n",
@@ -62,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser = commands.add_parser("dev", help="serve the function and the emulator until Ctrl-C")
     dev_parser.add_argument("--port", type=int, default=8080)
     dev_parser.add_argument("--emulator-port", type=int, default=8081)
+    for command in (demo_parser, dev_parser):
+        command.add_argument("--api-key", help="run with api_key auth, accepting this one key (default: no auth)")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            return demo(args.max_new_tokens)
-        return dev(args.port, args.emulator_port)
+            return demo(args.max_new_tokens, args.api_key)
+        return dev(args.port, args.emulator_port, args.api_key)
     except (LocalModeError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

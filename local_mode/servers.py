@@ -6,17 +6,21 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_ENDPOINT_NAME = "local-falcon-7b-instruct"
 READY_TIMEOUT_SECONDS = 30.0
+#: The consumer name of the one key a local run with ``--api-key`` accepts.
+LOCAL_KEY_NAME = "local"
 
 
 class LocalModeError(RuntimeError):
@@ -97,8 +101,35 @@ def local_servers(
     emulator_args: list[str] | None = None,
     function_env: Mapping[str, str] | None = None,
     quiet: bool = True,
+    api_key: str | None = None,
 ) -> Iterator[LocalServers]:
-    """Run both processes until the block ends; ports default to free ones."""
+    """Run both processes until the block ends; ports default to free ones. With ``api_key``, the function
+    runs with api_key auth and accepts that one key (from a key file, the local stand-in for Secrets Manager)."""
+    with tempfile.TemporaryDirectory(prefix="llm-stream-keys-") as key_folder:
+        env = {**(function_env or {}), **_key_file_settings(api_key, Path(key_folder))} if api_key else function_env
+        with _processes(port, emulator_port, emulator_args, env, quiet) as servers:
+            yield servers
+
+
+def _key_file_settings(api_key: str, folder: Path) -> dict[str, str]:
+    from stream_client.key_document import KeyRecord, KeyRing, api_keys
+
+    if not api_key.strip() or api_key != api_key.strip():
+        raise LocalModeError("the API key must be non-empty, without surrounding spaces")
+    record = KeyRecord(name=LOCAL_KEY_NAME, sha256=api_keys.key_digest(api_key), created_at=datetime.now(UTC))
+    key_file = folder / "api-keys.json"
+    key_file.write_text(KeyRing((record,)).to_document(), encoding="utf-8")
+    return {"AUTH_MODE": "api_key", "API_KEYS_FILE": str(key_file)}
+
+
+@contextmanager
+def _processes(
+    port: int | None,
+    emulator_port: int | None,
+    emulator_args: list[str] | None,
+    function_env: Mapping[str, str] | None,
+    quiet: bool,
+) -> Iterator[LocalServers]:
     port = port or free_port()
     emulator_port = emulator_port or free_port()
     emulator_url = f"http://127.0.0.1:{emulator_port}"

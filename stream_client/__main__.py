@@ -1,5 +1,7 @@
 """``python -m stream_client [--url URL | --outputs FILE] [options] PROMPT``
 
+(``python -m stream_client keys ...`` manages API keys: ``keys --help``.)
+
 Streams the answer to stdout as it arrives; TTFT, tokens and tokens/s go to stderr.
 Exit status: 0 done, 1 HTTP error or error event, 2 bad usage, 130 interrupted.
 """
@@ -7,13 +9,15 @@ Exit status: 0 done, 1 HTTP error or error event, 2 bad usage, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .client import AuthMode, ClientError, StreamResult, stream_answer, url_from_outputs
+from . import keys
+from .client import API_KEY_VARIABLE, AUTH_MODES, AuthMode, ClientError, StreamResult, stream_answer, url_from_outputs
 from .signing import MissingCredentials
 
 DEFAULT_OUTPUTS = Path("outputs.json")
@@ -27,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--url", help="function URL (default: read from --outputs)")
     target.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS,
                         help="outputs file written by `make deploy` (default: %(default)s)")
-    parser.add_argument("--auth", choices=("auto", "iam", "none"), default=None,
-                        help="sign with SigV4 (iam) or not (none); auto signs *.lambda-url.* URLs")
+    parser.add_argument("--auth", choices=AUTH_MODES, default=None,
+                        help="sign with SigV4 (iam), send an API key (api_key) or nothing (none); default: the "
+                             "deployment's AuthMode from --outputs, or with --url: auto (the key if given, else "
+                             "SigV4 for *.lambda-url.* URLs)")
+    parser.add_argument("--api-key", default=os.environ.get(API_KEY_VARIABLE) or None,
+                        help=f"API key for auth=api_key deployments (default: ${API_KEY_VARIABLE})")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--chat", action="store_true", help="send a conversation (messages) instead of a prompt")
@@ -55,13 +63,16 @@ def print_token(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return keys.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         url: str
         auth: AuthMode
         url, auth = (args.url, "auto") if args.url else url_from_outputs(args.outputs)
         result: StreamResult = stream_answer(url, build_payload(args), auth=args.auth or auth,
-                                             on_token=print_token, timeout=args.timeout)
+                                             api_key=args.api_key, on_token=print_token, timeout=args.timeout)
     except (ClientError, MissingCredentials) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,10 @@ from httpx_sse import EventSource
 
 from .signing import function_url_region, sign_headers
 
-AuthMode = Literal["auto", "iam", "none"]
+AuthMode = Literal["auto", "iam", "none", "api_key"]
+AUTH_MODES: tuple[AuthMode, ...] = ("auto", "iam", "none", "api_key")
+#: Where the client finds an API key when none is passed.
+API_KEY_VARIABLE = "LLM_STREAM_API_KEY"
 
 
 class ClientError(Exception):
@@ -75,15 +78,23 @@ def url_from_outputs(path: Path) -> tuple[str, AuthMode]:
         raise ClientError(f"{path} is not valid JSON: {exc}") from None
     for stack_outputs in outputs.values():
         if isinstance(stack_outputs, dict) and "FunctionUrl" in stack_outputs:
-            auth: AuthMode = "iam" if stack_outputs.get("AuthMode", "iam") == "iam" else "none"
+            auth = stack_outputs.get("AuthMode", "iam")
+            if auth not in AUTH_MODES[1:]:
+                raise ClientError(f"{path}: AuthMode {auth!r} is none of {', '.join(AUTH_MODES[1:])}")
             return str(stack_outputs["FunctionUrl"]), auth
     raise ClientError(f"no stack in {path} has a FunctionUrl output")
 
 
-def request_headers(url: str, body: bytes, auth: AuthMode) -> dict[str, str]:
+def request_headers(url: str, body: bytes, auth: AuthMode, api_key: str | None = None) -> dict[str, str]:
+    """``auto``: the API key if one is given, else SigV4 for a Lambda function URL, else nothing."""
     headers = {"content-type": "application/json", "accept": "text/event-stream"}
     region = function_url_region(url)
-    if auth == "iam" or (auth == "auto" and region is not None):
+    if auth == "api_key" or (auth == "auto" and api_key):
+        if not api_key:
+            raise ClientError(f"this deployment needs an API key: pass --api-key or set {API_KEY_VARIABLE} "
+                              "(its operators issue one with `make api-key NAME=...`)")
+        headers["authorization"] = f"Bearer {api_key}"
+    elif auth == "iam" or (auth == "auto" and region is not None):
         if region is None:
             raise ClientError(f"cannot sign for {url}: IAM auth needs a Lambda function URL "
                               "(*.lambda-url.<region>.on.aws)")
@@ -96,12 +107,13 @@ def stream_answer(
     payload: dict[str, Any],
     *,
     auth: AuthMode = "auto",
+    api_key: str | None = None,
     on_token: Callable[[str], None] = lambda text: None,
     timeout: float = 900.0,
 ) -> StreamResult:
     """POST ``payload`` and call ``on_token`` for each token as it arrives."""
     body = json.dumps(payload, ensure_ascii=False).encode()
-    headers = request_headers(url, body, auth)
+    headers = request_headers(url, body, auth, api_key)
     started = time.monotonic()
     with httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as http, \
             http.stream("POST", url, content=body, headers=headers) as response:
@@ -133,6 +145,9 @@ def _describe_http_error(response: httpx.Response) -> str:
     except (ValueError, KeyError, TypeError):
         detail = response.text[:500] or response.reason_phrase
     hint = ""
-    if response.status_code == 403:
+    if response.status_code == 401:
+        hint = (f" (API key auth: pass a valid key with --api-key or {API_KEY_VARIABLE}; "
+                "`python -m stream_client keys list` shows which keys exist)")
+    elif response.status_code == 403:
         hint = " (IAM auth: are your credentials allowed lambda:InvokeFunctionUrl on this function?)"
     return f"HTTP {response.status_code}: {detail}{hint}"

@@ -20,15 +20,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from .auth_gate import ApiKeyGate
 from .errors import ApiError, error_body
 from .http_input import check_origin, read_body
+from .key_store import KeyStore, create_key_store
 from .lifecycle import RequestLifecycle, lambda_context, request_stats
 from .openai_routes import OpenedStream, add_openai_routes
-from .page import add_page_routes
+from .page import PAGE_PATHS, add_page_routes
 from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
 from .reader import StreamReader
 from .responses import PlainEncoder, SseEncoder, TokenStreamResponse
-from .settings import Settings
+from .settings import READINESS_PATH, Settings
 from .tokens import StreamError
 from .upstream import StreamEnd, create_client, open_stream
 from .upstream_errors import first_event_error
@@ -41,21 +43,28 @@ DEADLINE_MARGIN_SECONDS = 2.0
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
 
 
-def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient | None = None,
+               key_store: KeyStore | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     client = client or create_client(settings)
+    key_store = key_store or create_key_store(settings)
     state: dict[str, anyio.CapacityLimiter] = {}
     request_body, component_schemas = _request_schemas()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["limiter"] = anyio.CapacityLimiter(settings.max_concurrent_streams)
+        if key_store is not None:
+            await key_store.ring()  # read the keys at start-up (Lambda's init), not on the first request
         yield
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a third-party CDN, which the page's
     # Content-Security-Policy forbids; /openapi.json describes the API for any tool.
     app = FastAPI(title="LLM streaming function", summary=f"Streams {settings.model_id} token by token",
                   lifespan=lifespan, docs_url=None, redoc_url=None, redirect_slashes=False)
+    if key_store is not None:  # inside the lifecycle: a refusal is a logged request like any other
+        app.add_middleware(ApiKeyGate, store=key_store, open_paths=(READINESS_PATH, *PAGE_PATHS),
+                           realm=settings.service_name)
     app.add_middleware(RequestLifecycle, settings=settings)
     _with_component_schemas(app, component_schemas)
 
@@ -71,9 +80,9 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
 
     add_page_routes(app)
 
-    @app.get("/healthz", summary="Readiness: never calls the endpoint")
+    @app.get(READINESS_PATH, summary="Readiness: never calls the endpoint; says which auth mode is in force")
     async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "auth": settings.auth_mode}
 
     @app.post(
         "/",

@@ -50,6 +50,8 @@ def request_record(stats: RequestStats, settings: Settings) -> dict[str, object]
         "error_type": stats.error_type,
         "client_disconnected": stats.client_disconnected,
     }
+    if stats.consumer is not None:
+        record["consumer"] = stats.consumer
     if stats.user is not None:
         record["user"] = stats.user
     if stats.error_detail is not None:
@@ -64,4 +66,9 @@ def request_record(stats: RequestStats, settings: Settings) -> dict[str, object]
 
 
 def log_request(stats: RequestStats, settings: Settings) -> None:
-    _logger.info(json.dumps(request_record(stats, settings), ensure_ascii=False))
+    log_event(request_record(stats, settings))
+
+
+def log_event(record: dict[str, object]) -> None:
+    """One JSON line: a request's (``event: request``) or something an operator must know about."""
+    _logger.info(json.dumps(record, ensure_ascii=False))

@@ -2,7 +2,8 @@
 
 Per request, dimension ``Service``: ``Requests``, ``Tokens``, ``Duration``, ``TimeToFirstToken`` (when a
 token was sent), ``ServerErrors`` (the endpoint or the function failed: a 5xx status, or an error after
-the first byte). Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included.
+the first byte). Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included. Dimensions
+``Service, Consumer`` (api_key auth, the key's name): ``Requests`` and ``Tokens`` per consumer.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def emf_fields(stats: RequestStats, namespace: str, service: str) -> dict[str, A
         metrics.append({"Name": "TimeToFirstToken", "Unit": "Milliseconds"})
         values["TimeToFirstToken"] = ttft
     directives = [{"Namespace": namespace, "Dimensions": [["Service"]], "Metrics": metrics}]
+    if stats.consumer is not None:
+        directives.append({"Namespace": namespace, "Dimensions": [["Service", "Consumer"]],
+                           "Metrics": [{"Name": "Requests", "Unit": "Count"}, {"Name": "Tokens", "Unit": "Count"}]})
+        values["Consumer"] = stats.consumer
     if stats.error_type:
         directives.append({"Namespace": namespace, "Dimensions": [["Service", "ErrorType"]],
                            "Metrics": [{"Name": "Errors", "Unit": "Count"}]})

@@ -36,6 +36,10 @@ async def _no_icon() -> Response:
     return Response(status_code=204)
 
 
+#: Every path the page is served from (none holds a secret: api_key auth leaves them open).
+PAGE_PATHS = (*FILES, "/favicon.ico")
+
+
 def add_page_routes(app: FastAPI) -> None:
     for path, (name, media_type) in FILES.items():
         app.add_api_route(path, _file_route((STATIC / name).read_bytes(), media_type), methods=["GET"],

@@ -48,6 +48,15 @@ LAMBDA_MAX_CONCURRENT_STREAMS = 4
 DEFAULT_QUEUE_WAIT_SECONDS = 1.0
 #: How long the body may take to arrive once the headers have (a slow or lying client gets a 408).
 DEFAULT_BODY_READ_TIMEOUT_SECONDS = 10.0
+#: The Web Adapter's readiness check (the stack sets ``AWS_LWA_READINESS_CHECK_PATH`` to it); always open.
+READINESS_PATH = "/healthz"
+#: Who may call: ``iam`` (the function URL checks SigV4), ``none`` (anyone), ``api_key`` (the function
+#: checks a key). Locally nothing stands in front of the function, so its default is ``none``.
+AUTH_MODES = ("iam", "none", "api_key")
+#: api_key auth: how often the key document is read again (so a revocation takes effect within it), and
+#: for how many such intervals a last good copy keeps serving while reads fail.
+DEFAULT_API_KEYS_REFRESH_SECONDS = 60.0
+DEFAULT_API_KEYS_MAX_STALE_INTERVALS = 5
 
 
 class SettingsError(ValueError):
@@ -97,23 +106,44 @@ class Settings:
     service_name: str = _env("SERVICE_NAME", DEFAULT_SERVICE_NAME)
     #: How a conversation becomes the model's prompt (``chat_formats.py``); ``none`` for a base model.
     chat_format: str = _env("CHAT_FORMAT", DEFAULT_CHAT_FORMAT)
+    #: One of :data:`AUTH_MODES`; only ``api_key`` changes what the function does.
+    auth_mode: str = _env("AUTH_MODE", "none")
+    #: api_key auth: the key document's Secrets Manager secret (ARN or name), or its file (local runs).
+    api_keys_secret_id: str = _env("API_KEYS_SECRET_ID", "")
+    api_keys_file: str = _env("API_KEYS_FILE", "")
+    api_keys_refresh_seconds: float = _env("API_KEYS_REFRESH_SECONDS", DEFAULT_API_KEYS_REFRESH_SECONDS)
+    api_keys_max_stale_intervals: int = _env("API_KEYS_MAX_STALE_INTERVALS", DEFAULT_API_KEYS_MAX_STALE_INTERVALS)
 
     def __post_init__(self) -> None:
         _require(bool(self.endpoint_name.strip()), "endpoint_name", self.endpoint_name, "a non-empty name")
         for name in ("model_max_total_tokens", "max_new_tokens", "default_max_new_tokens", "max_input_chars",
-                     "max_body_bytes", "upstream_max_attempts", "max_concurrent_streams"):
+                     "max_body_bytes", "upstream_max_attempts", "max_concurrent_streams",
+                     "api_keys_max_stale_intervals"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         _require(self.chat_format in (NO_CHAT_FORMAT, *FORMATS), "chat_format", self.chat_format,
                  f"{NO_CHAT_FORMAT} (a base model) or one of {', '.join(FORMATS)}")
         _require(self.queue_wait_seconds >= 0, "queue_wait_seconds", self.queue_wait_seconds, "a number >= 0")
         for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds",
-                     "body_read_timeout_seconds"):
+                     "body_read_timeout_seconds", "api_keys_refresh_seconds"):
             value = getattr(self, name)
             _require(value > 0 and math.isfinite(value), name, value, "a finite number > 0")
         _require(self.max_new_tokens < self.model_max_total_tokens, "max_new_tokens", self.max_new_tokens,
                  f"less than MODEL_MAX_TOTAL_TOKENS ({self.model_max_total_tokens})")
         _require(self.default_max_new_tokens <= self.max_new_tokens, "default_max_new_tokens",
                  self.default_max_new_tokens, f"at most MAX_NEW_TOKENS ({self.max_new_tokens})")
+        _require(self.auth_mode in AUTH_MODES, "auth_mode", self.auth_mode, f"one of {', '.join(AUTH_MODES)}")
+        key_sources = [name for name in ("api_keys_secret_id", "api_keys_file") if getattr(self, name)]
+        if self.auth_mode == "api_key":
+            _require(len(key_sources) == 1, "api_keys_secret_id", self.api_keys_secret_id,
+                     f"with AUTH_MODE=api_key, exactly one of {env_name('api_keys_secret_id')} and "
+                     f"{env_name('api_keys_file')}")
+        for name in key_sources:
+            _require(self.auth_mode == "api_key", name, getattr(self, name), "nothing unless AUTH_MODE=api_key")
+
+    @property
+    def api_keys_max_age_seconds(self) -> float:
+        """How old the last good copy of the keys may be before requests are refused (fail closed)."""
+        return self.api_keys_refresh_seconds * self.api_keys_max_stale_intervals
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -33,6 +33,8 @@ class RequestStats:
     #: The traceback of an unexpected exception (a bug), for operators only.
     traceback: str | None = None
     client_disconnected: bool = False
+    #: The name of the API key the request came with (api_key auth), never the key.
+    consumer: str | None = None
     #: The OpenAI ``user`` field, for the operators (never sent upstream).
     user: str | None = None
     prompt: str | None = None

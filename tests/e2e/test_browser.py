@@ -11,6 +11,7 @@ import pytest
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
+from tests.conftest import write_key_file
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -177,3 +178,36 @@ def test_chat_mode_holds_a_multi_turn_conversation(page, function, emulator) -> 
     assert sent["parameters"]["do_sample"] is False  # an empty temperature is greedy here too
     page.click("#new-chat")
     assert page.eval_on_selector_all("#conversation li", "items => items.length") == 0
+
+
+def test_an_api_key_deployment_asks_for_the_key_and_keeps_it_in_the_tab(
+        page, emulator, start_function, tmp_path: Path) -> None:
+    key = "lsk-browser-test-key"
+    function = start_function(emulator, auth_mode="api_key",
+                              api_keys_file=str(write_key_file(tmp_path / "keys.json", browser=key)))
+    page.goto(function.url + "/")
+    page.wait_for_selector("#key-row:not([hidden])")  # /healthz said auth=api_key
+    ask(page, "Hello", max_new_tokens=3)
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error").startswith("This function needs an API key (HTTP 401)")
+    assert "missing_api_key" in page.text_content("#error")
+    assert emulator.requests == []
+
+    page.fill("#api-key", key)
+    page.click("#send")
+    wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
+    assert page.is_hidden("#error")
+    page.select_option("#mode", "chat")  # v1/models and the chat route take the key too
+    ask(page, "Hi", max_new_tokens=3)
+    wait_until(page, "document.querySelectorAll('#conversation li.assistant').length === 1")
+    assert key not in page.url
+    page.reload()
+    assert page.input_value("#api-key") == key  # the tab's sessionStorage, not a cookie or the URL
+    assert page.evaluate("document.cookie") == ""
+
+
+def test_other_deployments_show_no_key_field(page, function) -> None:
+    page.goto(function.url + "/")
+    wait_until(page, "document.readyState === 'complete'")
+    page.wait_for_timeout(200)  # the page has asked /healthz
+    assert page.is_hidden("#key-row")

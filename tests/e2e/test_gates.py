@@ -19,6 +19,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "public-url-cors-autoscaling": {"auth": "none", "cors_origins": ["https://app.example.com"], "max_instances": 3},
     "falcon-180b-archive": {"model": "huggingface-llm-falcon-180b-bf16"},
+    "api-keys": {"auth": "api_key", "cors_origins": ["https://app.example.com"]},
     "falcon-40b-g5-12xlarge": {"model": "huggingface-llm-falcon-40b-instruct-bf16", "instance_type": "ml.g5.12xlarge"},
 }
 
@@ -45,16 +46,20 @@ def test_cdk_nag_is_really_checking() -> None:
 
 
 def test_every_acknowledgment_has_a_specific_reason() -> None:
-    from infra.nag import endpoint_findings
+    from infra.nag import endpoint_findings, streaming_findings
     from infra.settings import DeploymentSettings
     from tests.cdk_app import cdk_context
 
     findings = endpoint_findings(DeploymentSettings.from_context(cdk_context().get))
     assert findings
-    for rule, reason in findings.items():
+    for rule in findings:
         assert rule.startswith("AwsSolutions-IAM5[Resource::"), rule
-        assert len(reason) > 60, (rule, reason)
-    assert len(set(findings.values())) == len(findings), "reasons are copy-pasted"
+    keyed = streaming_findings(DeploymentSettings.from_context(cdk_context(auth="api_key").get))
+    assert list(keyed) == ["AwsSolutions-SMG4"]
+    assert streaming_findings(DeploymentSettings.from_context(cdk_context().get)) == {}
+    reasons = [*findings.values(), *keyed.values()]
+    assert all(len(reason) > 60 for reason in reasons), reasons
+    assert len(set(reasons)) == len(reasons), "reasons are copy-pasted"
 
 
 def test_cfn_lint_finds_nothing(synthesized: Path) -> None:

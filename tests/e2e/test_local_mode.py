@@ -34,3 +34,27 @@ def test_local_dev_stack_serves_until_stopped() -> None:
         assert result.done["finish_reason"] == "length"
     with pytest.raises(httpx.ConnectError):  # both processes are gone
         stream_answer(servers.function_url, {"inputs": "Hi"}, timeout=2)
+
+
+def test_make_dev_with_an_api_key_serves_only_callers_with_that_key() -> None:
+    """`make dev API_KEY=...`: the function process reads its key file, as it reads Secrets Manager deployed."""
+    key = "local-dev-key-7f3a"
+    with local_servers(api_key=key) as servers:
+        url = servers.function_url
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "auth": "api_key"}
+        for method, path in (("POST", "/"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
+                             ("POST", "/v1/completions")):
+            assert httpx.request(method, url + path, json={}).status_code == 401, path
+            assert httpx.request(method, url + path, json={}, headers={"x-api-key": "wrong"}).status_code == 401
+        assert httpx.get(f"{url}/v1/models", headers={"authorization": f"Bearer {key}"}).status_code == 200
+        result = stream_answer(url, {"inputs": "Hi", "parameters": {"max_new_tokens": 4}}, auth="api_key",
+                               api_key=key)
+        assert result.tokens == 4
+
+
+def test_make_demo_with_an_api_key() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = subprocess.run(["make", "--no-print-directory", "demo", "API_KEY=demo-key-1234"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "finish: eos_token" in result.stderr

@@ -40,7 +40,7 @@ def last(events: list[ServerSentEvent]) -> tuple[str, dict]:
 def test_health_route_never_calls_the_endpoint(function, emulator: EmulatorServer) -> None:
     response = httpx.get(f"{function.url}/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "auth": "none"}
     assert emulator.requests == []
 
 

@@ -275,6 +275,50 @@ def test_public_url_grants_both_invoke_permissions_to_everyone() -> None:
         "Action": "lambda:InvokeFunctionUrl", "Principal": "*", "FunctionUrlAuthType": "NONE"})
 
 
+def test_api_key_auth_makes_the_function_the_gate_with_its_own_secret() -> None:
+    _, streaming = templates(auth="api_key")
+    # The URL lets everyone reach the function (both invoke permissions, as for a public URL) ...
+    streaming.has_resource_properties("AWS::Lambda::Url", {"AuthType": "NONE", "InvokeMode": "RESPONSE_STREAM"})
+    streaming.resource_count_is("AWS::Lambda::Permission", 2)
+    streaming.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunction", "Principal": "*", "InvokedViaFunctionUrl": True})
+    streaming.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunctionUrl", "Principal": "*", "FunctionUrlAuthType": "NONE"})
+    # ... which checks keys against one secret, created empty and deleted with the stack.
+    streaming.resource_count_is("AWS::SecretsManager::Secret", 1)
+    streaming.has_resource("AWS::SecretsManager::Secret", {
+        "Properties": {"SecretString": '{\n "format": "llm-stream-api-keys/1",\n "keys": []\n}',
+                       "Name": Match.absent(), "GenerateSecretString": Match.absent()},
+        "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"})
+    secret = streaming.get_resource_id("AWS::SecretsManager::Secret")
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "AUTH_MODE": "api_key", "API_KEYS_SECRET_ID": {"Ref": secret}, "API_KEYS_FILE": "",
+        "API_KEYS_REFRESH_SECONDS": "60", "API_KEYS_MAX_STALE_INTERVALS": "5"})}})
+    # The function may read that one secret's value, and nothing else of Secrets Manager.
+    streaming.resource_count_is("AWS::IAM::Policy", 1)
+    streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_equals({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                             "Resource": {"Ref": secret}})])}})
+    policy = Capture()
+    streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": policy}})
+    secret_actions = [s["Action"] for s in policy.as_array() if "secretsmanager" in str(s["Action"])]
+    assert secret_actions == ["secretsmanager:GetSecretValue"]
+    streaming.has_output("AuthMode", {"Value": "api_key"})
+    streaming.has_output("ApiKeysSecretArn", {"Value": {"Ref": secret}})
+    per_consumer = re.escape('{LlmStream,Service,Consumer} MetricName=\\"Tokens\\" Service=\\"llm-stream\\"')
+    streaming.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardBody": {"Fn::Join": [
+        "", Match.array_with([Match.string_like_regexp(per_consumer)])]}})
+
+
+@pytest.mark.parametrize("auth", ["iam", "none"])
+def test_other_auth_modes_have_no_secret(auth: str) -> None:
+    _, streaming = templates(auth=auth)
+    streaming.resource_count_is("AWS::SecretsManager::Secret", 0)
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "AUTH_MODE": auth, "API_KEYS_SECRET_ID": ""})}})
+    assert "ApiKeysSecretArn" not in streaming.to_json()["Outputs"]
+
+
 def test_cors_origins() -> None:
     _, streaming = templates(cors_origins=["https://app.example.com", "http://localhost:3000"])
     streaming.resource_count_is("AWS::Lambda::Url", 1)
@@ -282,7 +326,7 @@ def test_cors_origins() -> None:
     streaming.has_resource_properties("AWS::Lambda::Url", {"Cors": {
         "AllowOrigins": Match.array_equals(["https://app.example.com", "http://localhost:3000"]),
         "AllowMethods": methods,
-        "AllowHeaders": Match.array_with(["authorization"]),
+        "AllowHeaders": Match.array_with(["authorization", "x-api-key"]),
     }})
     assert sorted(methods.as_array()) == ["GET", "POST"]  # in any order
 
@@ -331,7 +375,7 @@ def test_stacks_are_environment_agnostic_and_named_by_prefix() -> None:
 
 
 def test_nothing_is_retained_on_destroy() -> None:
-    for template in (*templates(), *templates(auth="none", max_instances=3)):
+    for template in (*templates(), *templates(auth="none", max_instances=3), *templates(auth="api_key")):
         # Every resource type present, each checked for a policy that is there and is not Delete.
         for resource_type in {resource["Type"] for resource in template.to_json()["Resources"].values()}:
             for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
@@ -362,7 +406,8 @@ def test_every_catalog_model_synthesizes(model_id: str) -> None:
     ({"model": "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16"}, "absent from the recorded spec data"),
     ({"instance_type": "ml.m5.large"}, ("'instance_type': 'ml.m5.large' is not supported by "
                                         "huggingface-llm-falcon-7b-instruct-bf16; allowed: ml.g5.2xlarge, ")),
-    ({"auth": "open"}, "context key 'auth': 'open' is not allowed; allowed: iam, none"),
+    ({"auth": "open"}, "context key 'auth': 'open' is not allowed; allowed: iam, none, api_key"),
+    ({"api_keys_refresh_seconds": 0}, "'api_keys_refresh_seconds': 0 is out of range; allowed: 1..3600"),
     ({"min_instances": 3, "max_instances": 2}, "'max_instances': 2 is below min_instances (3)"),
     ({"min_instances": 0}, "'min_instances': 0 is out of range; allowed: 1..20"),
     ({"reserved_concurrency": "ten"}, "'reserved_concurrency': 'ten' is not a whole number"),

@@ -7,6 +7,10 @@ const IAM_HINT = "This function URL uses IAM auth (HTTP 403): a browser cannot s
   "Use the command-line client (python -m stream_client), or deploy with -c auth=none to serve this page " +
   "publicly (read the README's warning first).";
 
+const KEY_HINT = "This function needs an API key (HTTP 401): enter the key its operators issued you in the " +
+  "API key field. It stays in this tab only (sessionStorage), never in the URL.";
+const KEY_STORAGE = "llm-stream-api-key";
+
 const $ = (id) => document.getElementById(id);
 let controller = null;
 let model = null;          // the deployed model's id, from v1/models (chat mode)
@@ -74,13 +78,24 @@ function describe(error) {
                           : `${error.type}: ${error.message}`;
 }
 
+// Headers for every call to the function: the API key, when the deployment needs one and it was given.
+function authHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
+function showKeyField() { $("key-row").hidden = false; }
+
 async function httpError(response) {
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
-  if (body && body.error) {
-    const error = body.error.code ? { ...body.error, type: body.error.code } : body.error;  // OpenAI's shape
-    return `HTTP ${response.status}: ${describe(error)}`;
+  let error = body && body.error;
+  if (error && error.code) error = { ...error, type: error.code };  // OpenAI's shape
+  if (response.status === 401) {
+    showKeyField();
+    return `${KEY_HINT} ${error ? describe(error) : ""}`.trim();
   }
+  if (error) return `HTTP ${response.status}: ${describe(error)}`;
   if (response.status === 403) return IAM_HINT;  // the function URL's own refusal, before the function
   if (body && body.Message) return `HTTP ${response.status}: ${body.Message}`;
   return `HTTP ${response.status} ${response.statusText}`;
@@ -135,7 +150,15 @@ async function send(event) {
   try {
     let url = ".", body;
     if (chatting()) {
-      if (model === null) model = (await (await fetch("v1/models")).json()).data[0].id;
+      if (model === null) {
+        const models = await fetch("v1/models", { headers: authHeaders(), signal: controller.signal });
+        if (!models.ok) {
+          showError(await httpError(models));
+          setStatus("Failed.");
+          return;
+        }
+        model = (await models.json()).data[0].id;
+      }
       history.push({ role: "user", content: $("prompt").value });
       showConversation();
       url = "v1/chat/completions";
@@ -145,7 +168,7 @@ async function send(event) {
     }
     const response = await fetch(url, {
       method: "POST",
-      headers: { "content-type": "application/json", "accept": "text/event-stream" },
+      headers: { "content-type": "application/json", "accept": "text/event-stream", ...authHeaders() },
       body: JSON.stringify(body),
       signal: controller.signal,
     });
@@ -193,7 +216,18 @@ async function send(event) {
   }
 }
 
+// The server says which auth it uses (/healthz needs no key): api_key shows the key field.
+async function checkAuth() {
+  $("api-key").value = sessionStorage.getItem(KEY_STORAGE) || "";
+  try {
+    const health = await (await fetch("healthz")).json();
+    if (health.auth === "api_key") showKeyField();
+  } catch (_) { /* an older function, or offline: a 401 shows the field anyway */ }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  checkAuth();
+  $("api-key").addEventListener("input", () => sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim()));
   $("ask").addEventListener("submit", send);
   $("mode").addEventListener("change", setMode);
   $("new-chat").addEventListener("click", () => { history.length = 0; showConversation(); });

@@ -1,0 +1,93 @@
+"""api_key auth: an ASGI middleware that refuses a request without a valid key before any route runs.
+
+It sits inside :class:`~llm_stream.lifecycle.RequestLifecycle` (so a refusal is logged like any request)
+and in front of every route, so no route can forget it: nothing of the body is read and the endpoint is
+never called for a refused request. Open without a key: ``GET``/``HEAD`` of ``/healthz`` (the Web
+Adapter's readiness check) and of the page's files, which hold no secret.
+
+A key comes as ``Authorization: Bearer <key>`` (what the OpenAI SDKs send) or ``x-api-key: <key>``.
+The key's name becomes the request's ``consumer`` (log line, metrics); the key itself goes nowhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import ApiError
+from .key_store import KeyStore
+from .lifecycle import request_stats
+from .openai_responses import openai_error
+
+_OPEN_METHODS = ("GET", "HEAD")
+HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+
+
+class ApiKeyGate:
+    def __init__(self, app: ASGIApp, store: KeyStore, open_paths: Iterable[str], realm: str) -> None:
+        self.app = app
+        self.store = store
+        self.open_paths = frozenset(open_paths)
+        self.realm = realm
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"] in _OPEN_METHODS and scope["path"] in self.open_paths):
+            await self.app(scope, receive, send)
+            return
+        stats = request_stats(scope)
+        try:
+            stats.consumer = await self._consumer(Headers(scope=scope))
+        except ApiError as refusal:
+            stats.metered = True  # refusals count (Errors by ErrorType): a burst of them is worth an alarm
+            stats.error_type, stats.error_detail = refusal.error_type, refusal.detail
+            await _refusal_response(scope["path"], refusal, stats.request_id)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _consumer(self, headers: Headers) -> str:
+        """The name of the key the request carries; :class:`ApiError` when there is no valid one."""
+        presented = _presented_keys(headers)
+        if not presented:
+            raise self._unauthorized("missing_api_key", f"this function needs an API key: {HOW_TO_SEND}",
+                                     invalid=False)
+        if len(presented) > 1:
+            raise self._unauthorized("invalid_api_key", "the request carries more than one different API key")
+        ring = await self.store.ring()
+        if ring is None:
+            raise ApiError(503, "key_store_unavailable", "API keys cannot be checked right now; try again shortly",
+                           headers={"retry-after": str(self.store.retry_after_seconds())},
+                           detail=f"no key document young enough from {self.store.source.description}")
+        record = ring.find(presented.pop())
+        if record is None:
+            raise self._unauthorized("invalid_api_key", "the API key is not valid (unknown or revoked)")
+        now = datetime.now(UTC)
+        if record.expired(now):
+            raise self._unauthorized("expired_api_key", "the API key has expired: ask the operators for a new one",
+                                     detail=f"key {record.name!r} expired at {record.expires_at}")
+        return record.name
+
+    def _unauthorized(self, error_type: str, message: str, invalid: bool = True,
+                      detail: str | None = None) -> ApiError:
+        # RFC 6750 section 3: a request with no token gets the bare challenge; a bad token, error="invalid_token".
+        challenge = f'Bearer realm="{self.realm}"' + (', error="invalid_token"' if invalid else "")
+        return ApiError(401, error_type, message, headers={"www-authenticate": challenge}, detail=detail)
+
+
+def _presented_keys(headers: Headers) -> set[str]:
+    keys = {value.strip() for value in headers.getlist("x-api-key") if value.strip()}
+    for value in headers.getlist("authorization"):
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            keys.add(token.strip())
+        elif value.strip():
+            keys.add(value.strip())  # another scheme (say, a SigV4 signature) is a key that matches nothing
+    return keys
+
+
+def _refusal_response(path: str, refusal: ApiError, request_id: str) -> JSONResponse:
+    """The OpenAI error shape on the OpenAI-compatible routes, the function's own elsewhere."""
+    return openai_error(refusal, request_id) if path.startswith("/v1/") else refusal.response(request_id)

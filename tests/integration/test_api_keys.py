@@ -1,0 +1,402 @@
+"""api_key auth end to end: the real function under uvicorn, its keys in a file (local mode) or in
+Secrets Manager (moto's server, started here, with the real boto3 client), managed by the real CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import httpx
+import openai
+import pytest
+from fastapi.routing import APIRoute
+
+from llm_stream.api_keys import EMPTY_DOCUMENT, KeyRecord, KeyRing, key_digest, new_key
+from llm_stream.app import create_app
+from llm_stream.settings import Settings
+from local_mode.servers import free_port
+from sagemaker_emulator import EmulatorServer
+from stream_client import keys as keys_cli
+from stream_client.__main__ import main as client_main
+from stream_client.client import stream_answer
+from tests import ROOT
+from tests.conftest import AppServer, LogRecords
+
+MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
+PROMPT = {"inputs": "Hello", "parameters": {"max_new_tokens": 8}}
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 8}
+COMPLETION = {"model": MODEL, "prompt": "Hi", "max_tokens": 8}
+BODIES = {"/": PROMPT, "/v1/chat/completions": CHAT, "/v1/completions": COMPLETION}
+OPEN = {("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/"), ("HEAD", "/"), ("GET", "/page.js"),
+        ("HEAD", "/page.js"), ("GET", "/page.css"), ("HEAD", "/page.css"), ("GET", "/favicon.ico"),
+        ("HEAD", "/favicon.ico")}
+
+
+def protected_routes() -> list[tuple[str, str]]:
+    """Every (method, path) the app answers, except the open ones, and a path it does not know."""
+    app = create_app(Settings(endpoint_name="e"), client=object())  # type: ignore[arg-type]
+    routes = {(method, route.path) for route in app.routes if isinstance(route, APIRoute)
+              for method in route.methods or ()}
+    routes |= {("GET", "/openapi.json"), ("HEAD", "/openapi.json")}
+    assert routes >= OPEN, OPEN - routes
+    return [*sorted(routes - OPEN), ("GET", "/no-such-page"), ("POST", "/healthz")]
+
+
+PROTECTED = protected_routes()
+
+
+def write_keys(path: Path, *records: KeyRecord) -> None:
+    path.write_text(KeyRing(records).to_document())
+
+
+def key_record(name: str, key: str, expires_in: timedelta | None = None) -> KeyRecord:
+    created = datetime.now(UTC) - timedelta(days=1)
+    return KeyRecord(name=name, sha256=key_digest(key), created_at=created,
+                     expires_at=None if expires_in is None else datetime.now(UTC) + expires_in)
+
+
+def call(url: str, method: str, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = BODIES.get(path) if method == "POST" else None
+    return httpx.request(method, url + path, json=body, headers=headers or {}, timeout=10)
+
+
+class Keys:
+    """A key file with three consumers: valid, expired, and one whose key is then revoked."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "keys.json"
+        self.valid, self.expired, self.revoked = new_key(), new_key(), new_key()
+        write_keys(self.path, key_record("team-a", self.valid), key_record("old", self.expired, timedelta(seconds=-1)))
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    return Keys(tmp_path)
+
+
+@pytest.fixture
+def keyed_function(emulator: EmulatorServer, start_function, keys: Keys) -> AppServer:
+    return start_function(emulator, auth_mode="api_key", api_keys_file=str(keys.path), api_keys_refresh_seconds=0.2)
+
+
+# -- the gate --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_every_protected_route_refuses_missing_wrong_revoked_and_expired_keys(
+        keyed_function, keys: Keys, emulator: EmulatorServer, method: str, path: str) -> None:
+    cases = {
+        "missing_api_key": {},
+        "invalid_api_key": {"authorization": f"Bearer {keys.revoked}"},
+        "expired_api_key": {"x-api-key": keys.expired},
+    }
+    for error_type, headers in cases.items():
+        response = call(keyed_function.url, method, path, headers)
+        assert response.status_code == 401, (error_type, response.text)
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="llm-stream"')
+        assert ('error="invalid_token"' in challenge) == (error_type != "missing_api_key")
+        if method == "HEAD":
+            continue
+        error = response.json()["error"]
+        if path.startswith("/v1/"):  # the OpenAI SDKs' shape: they raise AuthenticationError from it
+            assert error["type"] == "authentication_error"
+            assert error["code"] == error_type
+        else:
+            assert error["type"] == error_type
+        assert error["request_id"] == response.headers["x-request-id"]
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("headers", [
+    {"authorization": "Bearer"}, {"authorization": "Token"}, {"x-api-key": ""},
+    {"authorization": "Basic dXNlcjpwYXNz"}, {"authorization": "AWS4-HMAC-SHA256 Credential=AKIA/x"},
+    {"x-api-key": "lsk-" + "A" * 300},
+])
+def test_malformed_credentials_are_refused(keyed_function, emulator: EmulatorServer, headers) -> None:
+    response = call(keyed_function.url, "POST", "/", headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] in ("missing_api_key", "invalid_api_key")
+    assert emulator.requests == []
+
+
+def test_two_different_keys_in_one_request_are_refused(keyed_function, keys: Keys, emulator) -> None:
+    response = call(keyed_function.url, "POST", "/", {"authorization": f"Bearer {keys.valid}",
+                                                       "x-api-key": keys.expired})
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "the request carries more than one different API key"
+    assert call(keyed_function.url, "POST", "/", {"authorization": f"bearer {keys.valid}",
+                                                  "x-api-key": keys.valid}).status_code == 200
+    assert emulator.requests[0].final_outcome() == "completed"
+
+
+def test_a_refusal_comes_before_the_body_is_read(keyed_function) -> None:
+    """Headers announce a body that never comes: the answer is the 401 at once, not the 408 after 10 s."""
+    host, port = keyed_function.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                           b"content-length: 60000\r\n\r\n{\"inputs\":")
+        started = time.monotonic()
+        head = connection.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 401"), head
+    assert time.monotonic() - started < 2
+
+
+def test_open_paths_need_no_key_and_health_says_which_auth(keyed_function, emulator) -> None:
+    health = httpx.get(f"{keyed_function.url}/healthz")
+    assert health.json() == {"status": "ok", "auth": "api_key"}
+    for method, path in OPEN:
+        assert httpx.request(method, keyed_function.url + path).status_code in (200, 204), (method, path)
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("header", ["authorization", "x-api-key"])
+def test_a_valid_key_streams_and_names_its_consumer_in_logs_and_metrics(
+        keyed_function, keys: Keys, header: str, request_logs: LogRecords, capsys) -> None:
+    value = f"Bearer {keys.valid}" if header == "authorization" else keys.valid
+    response = httpx.post(keyed_function.url, json=PROMPT, headers={header: value, "accept": "text/event-stream"},
+                          timeout=10)
+    assert response.status_code == 200
+    assert "event: done" in response.text
+    refused = call(keyed_function.url, "POST", "/", {"x-api-key": keys.revoked})
+    assert refused.status_code == 401
+    served, refusal = request_logs.wait_for(2)[-2:]
+    assert served["consumer"] == "team-a"
+    assert served["Consumer"] == "team-a"
+    directives = served["_aws"]["CloudWatchMetrics"]
+    assert {"Namespace": "LlmStream", "Dimensions": [["Service", "Consumer"]],
+            "Metrics": [{"Name": "Requests", "Unit": "Count"}, {"Name": "Tokens", "Unit": "Count"}]} in directives
+    assert served["Tokens"] > 0
+    assert "consumer" not in refusal
+    assert refusal["error_type"] == "invalid_api_key"
+    assert refusal["Errors"] == 1  # refusals are counted, by error type
+    everything = json.dumps(list(request_logs)) + capsys.readouterr().out
+    for key in (keys.valid, keys.revoked, keys.expired):
+        assert key not in everything
+
+
+def test_the_openai_sdk_uses_the_key_and_raises_authentication_error_without_it(keyed_function, keys) -> None:
+    base_url = f"{keyed_function.url}/v1"
+    good = openai.OpenAI(base_url=base_url, api_key=keys.valid, max_retries=0)
+    answer = good.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert answer.choices[0].message.content
+    bad = openai.OpenAI(base_url=base_url, api_key=keys.revoked, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        bad.models.list()
+    assert raised.value.code == "invalid_api_key"
+
+
+def test_a_revoked_key_stops_working_within_the_refresh_interval(keyed_function, keys: Keys) -> None:
+    headers = {"x-api-key": keys.valid}
+    assert call(keyed_function.url, "GET", "/v1/models", headers).status_code == 200
+    write_keys(keys.path)  # revoke everything
+    revoked_at = time.monotonic()
+    while call(keyed_function.url, "GET", "/v1/models", headers).status_code == 200:
+        assert time.monotonic() - revoked_at < 0.2 + 1.0, "still accepted well after the refresh interval"
+        time.sleep(0.02)
+
+
+def test_no_readable_keys_is_503_and_nothing_reaches_the_endpoint(
+        emulator, start_function, tmp_path: Path, request_logs: LogRecords) -> None:
+    function = start_function(emulator, auth_mode="api_key", api_keys_file=str(tmp_path / "missing.json"))
+    for headers in ({"x-api-key": new_key()}, {"authorization": f"Bearer {new_key()}"}):
+        response = call(function.url, "POST", "/v1/chat/completions", headers)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "key_store_unavailable"
+        assert int(response.headers["retry-after"]) >= 1
+    assert call(function.url, "POST", "/", {}).status_code == 401  # no key at all: no need to read keys
+    assert emulator.requests == []
+    failures = [line for line in request_logs if line["event"] == "api_keys_read_failed"]
+    assert failures
+    assert "FileNotFoundError" in failures[0]["error"]
+    refusal = next(line for line in request_logs if line.get("error_type") == "key_store_unavailable")
+    assert "missing.json" in refusal["error_detail"]  # where it looked goes to the log, not to the caller
+
+
+def test_the_last_good_copy_serves_while_reads_fail_then_requests_are_refused(
+        emulator, start_function, keys: Keys) -> None:
+    function = start_function(emulator, auth_mode="api_key", api_keys_file=str(keys.path),
+                              api_keys_refresh_seconds=0.2, api_keys_max_stale_intervals=3)
+    headers = {"x-api-key": keys.valid}
+    assert call(function.url, "GET", "/v1/models", headers).status_code == 200
+    keys.path.write_text("not a key document")
+    broken_at = time.monotonic()
+    assert call(function.url, "GET", "/v1/models", headers).status_code == 200
+    statuses = []
+    while time.monotonic() - broken_at < 1.5:
+        statuses.append(call(function.url, "GET", "/v1/models", headers).status_code)
+        time.sleep(0.05)
+    assert statuses[0] == 200
+    assert statuses[-1] == 503
+    assert set(statuses) == {200, 503}
+    assert statuses.index(503) == len(statuses) - statuses[::-1].index(200)  # once refused, stays refused
+
+
+# -- Secrets Manager: moto's server, the real boto3 client, the real CLI ---------------------------
+
+
+@pytest.fixture(scope="module")
+def secrets_manager() -> Iterator[str]:
+    """moto's Secrets Manager on a free port, as its own process."""
+    port = free_port()
+    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/moto-api/", timeout=1)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "moto_server did not start"
+            assert process.poll() is None, "moto_server exited"
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def secret_arn(secrets_manager: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
+    """A fresh secret holding the empty key document, as the stack creates it; boto3 here (the CLI and the
+    function alike) reaches moto through AWS_ENDPOINT_URL_SECRETS_MANAGER."""
+    from tests.conftest import point_boto3_at
+
+    point_boto3_at(monkeypatch, emulator.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_manager)
+    name = f"api-keys-{time.monotonic_ns()}"
+    return boto3.client("secretsmanager").create_secret(Name=name, SecretString=EMPTY_DOCUMENT)["ARN"]
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    status = client_main(["keys", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_create_list_revoke_round_trip(secret_arn: str, capsys, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"llm-stream-streaming": {"FunctionUrl": "https://x", "AuthMode": "api_key",
+                                                            "ApiKeysSecretArn": secret_arn}}))
+    status, key, message = run_cli(capsys, "--outputs", str(outputs), "create", "team-a", "--expires", "90d")
+    key = key.strip()
+    assert status == 0
+    assert key.startswith("lsk-")
+    assert len(key) == 47
+    assert "expires" in message
+    assert "shown only now" in message
+    stored = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn,
+                                                             VersionStage="AWSCURRENT")["SecretString"]
+    assert key not in stored
+    assert key_digest(key) in stored
+
+    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "create", "team-a")
+    assert status == 1
+    assert "a key named 'team-a' exists already" in message
+    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "create", "bad name")
+    assert status == 1
+    assert "not a valid key name" in message
+    assert run_cli(capsys, "--secret-id", secret_arn, "create", "team-b")[0] == 0
+
+    status, table, _ = run_cli(capsys, "--secret-id", secret_arn, "list")
+    assert status == 0
+    lines = table.splitlines()
+    assert lines[0].split() == ["NAME", "CREATED", "EXPIRES", "STATUS"]
+    assert [line.split()[0] for line in lines[1:]] == ["team-a", "team-b"]
+    assert "never" in lines[2]
+    assert lines[1].endswith("active")
+    assert key not in table
+    assert key_digest(key) not in table
+
+    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "revoke", "team-a")
+    assert status == 0
+    assert "within its refresh interval" in message
+    assert [line.split()[0] for line in run_cli(capsys, "--secret-id", secret_arn, "list")[1].splitlines()[1:]] \
+        == ["team-b"]
+    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "revoke", "team-a")
+    assert status == 1
+    assert "no key named 'team-a'" in message
+
+
+def test_cli_refuses_bad_lifetimes_and_deployments_without_keys(capsys, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        client_main(["keys", "--secret-id", "x", "create", "a", "--expires", "tomorrow"])
+    assert "is not a lifetime: use Nd or Nh" in capsys.readouterr().err
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"s": {"FunctionUrl": "https://x", "AuthMode": "iam"}}))
+    status, _, message = run_cli(capsys, "--outputs", str(outputs), "list")
+    assert status == 1
+    assert "is the deployment's auth api_key?" in message
+
+
+def test_concurrent_admins_lose_no_change(secret_arn: str) -> None:
+    """Writes are compare-and-swap on the AWSCURRENT label: four admins at once, four keys kept. (A write
+    fails only when another succeeded since it read, so four writers need at most four attempts each.)"""
+    admins = [keys_cli.KeyAdmin(boto3.client("secretsmanager"), secret_arn) for _ in range(4)]
+    errors: list[Exception] = []
+    start = threading.Barrier(len(admins))
+
+    def create(admin: keys_cli.KeyAdmin, name: str) -> None:
+        start.wait()
+        try:
+            admin.create(name, None)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(admin, f"c{index}")) for index, admin in enumerate(admins)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sorted(record.name for record in admins[0].ring().records) == ["c0", "c1", "c2", "c3"]
+
+
+def test_the_function_checks_keys_from_secrets_manager(
+        secret_arn: str, emulator: EmulatorServer, start_function, capsys) -> None:
+    admin = keys_cli.KeyAdmin(boto3.client("secretsmanager"), secret_arn)
+    key, _ = admin.create("team-a", timedelta(days=1))
+    function = start_function(emulator, auth_mode="api_key", api_keys_secret_id=secret_arn,
+                              api_keys_refresh_seconds=0.3)
+    result = stream_answer(function.url, PROMPT, auth="api_key", api_key=key)
+    assert result.done is not None
+    assert result.tokens > 0
+    admin.revoke("team-a")
+    revoked_at = time.monotonic()
+    while call(function.url, "POST", "/", {"x-api-key": key}).status_code == 200:
+        assert time.monotonic() - revoked_at < 0.3 + 1.5, "still accepted well after the refresh interval"
+        time.sleep(0.05)
+
+
+def test_an_unreadable_secret_is_503_and_nothing_reaches_the_endpoint(
+        secret_arn: str, emulator: EmulatorServer, start_function, request_logs: LogRecords) -> None:
+    function = start_function(emulator, auth_mode="api_key", api_keys_secret_id=secret_arn + "-gone")
+    response = call(function.url, "POST", "/", {"x-api-key": new_key()})
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "key_store_unavailable"
+    assert "arn:" not in response.text
+    assert emulator.requests == []
+    failure = next(line for line in request_logs if line["event"] == "api_keys_read_failed")
+    assert "ResourceNotFoundException" in failure["error"]
+
+
+def test_the_client_sends_the_key_from_the_environment(
+        keyed_function, keys: Keys, capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"s": {"FunctionUrl": keyed_function.url, "AuthMode": "api_key"}}))
+    monkeypatch.delenv("LLM_STREAM_API_KEY", raising=False)
+    assert client_main(["--outputs", str(outputs), "Hi"]) == 1
+    assert "this deployment needs an API key: pass --api-key or set LLM_STREAM_API_KEY" in capsys.readouterr().err
+    assert client_main(["--outputs", str(outputs), "--api-key", keys.revoked, "Hi"]) == 1
+    assert "HTTP 401: invalid_api_key" in capsys.readouterr().err
+    monkeypatch.setenv("LLM_STREAM_API_KEY", keys.valid)
+    assert client_main(["--outputs", str(outputs), "Hi"]) == 0
+    assert "finish:" in capsys.readouterr().err
