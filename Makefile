@@ -80,10 +80,10 @@ test-fast: install
 LOCAL_AUTH = $(if $(API_KEY),--api-key '$(API_KEY)')
 
 demo: install
-	$(PY) -m local_mode demo $(LOCAL_AUTH)
+	@$(PY) -m local_mode demo $(LOCAL_AUTH)
 
 dev: install
-	$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT) $(LOCAL_AUTH)
+	@$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT) $(LOCAL_AUTH)
 
 # A deployment with auth=api_key: issue a key for consumer NAME (printed once); EXPIRES=90d or 12h.
 api-key: install

@@ -38,7 +38,7 @@ def demo(max_new_tokens: int, api_key: str | None) -> int:
 
 def dev(port: int, emulator_port: int, api_key: str | None) -> int:
     with local_servers(port=port, emulator_port=emulator_port, quiet=False, api_key=api_key) as servers:
-        key_header = " -H 'x-api-key: $LLM_STREAM_API_KEY'" if api_key else ""
+        key_header = ' -H "x-api-key: $LLM_STREAM_API_KEY"' if api_key else ""
         key_note = (f"api_key auth: only the key you gave is accepted (consumer {LOCAL_KEY_NAME!r}); "
                     f"export {API_KEY_VARIABLE}=<that key> for the commands below\n" if api_key else "")
         print(

@@ -114,8 +114,8 @@ def local_servers(
 def _key_file_settings(api_key: str, folder: Path) -> dict[str, str]:
     from stream_client.key_document import KeyRecord, KeyRing, api_keys
 
-    if not api_key.strip() or api_key != api_key.strip():
-        raise LocalModeError("the API key must be non-empty, without surrounding spaces")
+    if not api_key or not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+        raise LocalModeError("the API key must be printable ASCII without spaces (as issued keys are)")
     record = KeyRecord(name=LOCAL_KEY_NAME, sha256=api_keys.key_digest(api_key), created_at=datetime.now(UTC))
     key_file = folder / "api-keys.json"
     key_file.write_text(KeyRing((record,)).to_document(), encoding="utf-8")

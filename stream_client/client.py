@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from httpx_sse import EventSource
@@ -18,6 +19,8 @@ AuthMode = Literal["auto", "iam", "none", "api_key"]
 AUTH_MODES: tuple[AuthMode, ...] = ("auto", "iam", "none", "api_key")
 #: Where the client finds an API key when none is passed.
 API_KEY_VARIABLE = "LLM_STREAM_API_KEY"
+#: The only hosts an API key may be sent to without TLS (a local `make dev`).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ClientError(Exception):
@@ -93,6 +96,9 @@ def request_headers(url: str, body: bytes, auth: AuthMode, api_key: str | None =
         if not api_key:
             raise ClientError(f"this deployment needs an API key: pass --api-key or set {API_KEY_VARIABLE} "
                               "(its operators issue one with `make api-key NAME=...`)")
+        parts = urlsplit(url)
+        if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            raise ClientError(f"refusing to send an API key over plain {parts.scheme} to {parts.hostname}: use https")
         headers["authorization"] = f"Bearer {api_key}"
     elif auth == "iam" or (auth == "auto" and region is not None):
         if region is None:

@@ -69,7 +69,7 @@ class KeyAdmin:
         record = KeyRecord(name=name, sha256=api_keys.key_digest(key), created_at=created,
                            expires_at=None if lifetime is None else created + lifetime)
 
-        self._update(lambda ring: ring.adding(record))
+        self._update(lambda ring: ring if ring.named(name) == record else ring.adding(record))
         return key, record
 
     def revoke(self, name: str) -> KeyRecord:
@@ -87,9 +87,12 @@ class KeyAdmin:
         for _ in range(WRITE_ATTEMPTS):
             ring, version = self._current()
             try:
-                document = change(ring).to_document()
+                changed = change(ring)
             except KeyDocumentError as exc:
                 raise KeyAdminError(str(exc)) from None
+            if changed == ring:  # already applied: a retried write whose first answer was lost
+                return
+            document = changed.to_document()
             try:
                 written = self.client.put_secret_value(SecretId=self.secret_id, SecretString=document,
                                                        VersionStages=[PENDING])["VersionId"]

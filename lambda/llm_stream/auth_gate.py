@@ -41,8 +41,7 @@ class ApiKeyGate:
         stats = request_stats(scope)
         try:
             stats.consumer = await self._consumer(Headers(scope=scope))
-        except ApiError as refusal:
-            stats.metered = True  # refusals count (Errors by ErrorType): a burst of them is worth an alarm
+        except ApiError as refusal:  # logged like any request, with its error_type; not metered as a stream
             stats.error_type, stats.error_detail = refusal.error_type, refusal.detail
             await _refusal_response(scope["path"], refusal, stats.request_id)(scope, receive, send)
             return
@@ -51,6 +50,9 @@ class ApiKeyGate:
     async def _consumer(self, headers: Headers) -> str:
         """The name of the key the request carries; :class:`ApiError` when there is no valid one."""
         presented = _presented_keys(headers)
+        if None in presented:
+            raise self._unauthorized("invalid_api_key",
+                                     f"the API key is not in a form this function reads: {HOW_TO_SEND}")
         if not presented:
             raise self._unauthorized("missing_api_key", f"this function needs an API key: {HOW_TO_SEND}",
                                      invalid=False)
@@ -61,7 +63,7 @@ class ApiKeyGate:
             raise ApiError(503, "key_store_unavailable", "API keys cannot be checked right now; try again shortly",
                            headers={"retry-after": str(self.store.retry_after_seconds())},
                            detail=f"no key document young enough from {self.store.source.description}")
-        record = ring.find(presented.pop())
+        record = ring.find(str(presented.pop()))
         if record is None:
             raise self._unauthorized("invalid_api_key", "the API key is not valid (unknown or revoked)")
         now = datetime.now(UTC)
@@ -77,15 +79,22 @@ class ApiKeyGate:
         return ApiError(401, error_type, message, headers={"www-authenticate": challenge}, detail=detail)
 
 
-def _presented_keys(headers: Headers) -> set[str]:
-    keys = {value.strip() for value in headers.getlist("x-api-key") if value.strip()}
+def _presented_keys(headers: Headers) -> set[str | None]:
+    """The distinct keys the request carries; ``None`` stands for a credential in another form (another
+    ``Authorization`` scheme, such as a SigV4 signature or a bare key, or a key that is not printable ASCII,
+    which no issued key is)."""
+    keys: set[str | None] = {value.strip() for value in headers.getlist("x-api-key") if value.strip()}
     for value in headers.getlist("authorization"):
         scheme, _, token = value.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             keys.add(token.strip())
         elif value.strip():
-            keys.add(value.strip())  # another scheme (say, a SigV4 signature) is a key that matches nothing
-    return keys
+            keys.add(None)
+    return {key if key is None or _printable_ascii(key) else None for key in keys}
+
+
+def _printable_ascii(key: str) -> bool:
+    return key.isascii() and key.isprintable()
 
 
 def _refusal_response(path: str, refusal: ApiError, request_id: str) -> JSONResponse:

@@ -104,6 +104,16 @@ def test_expiry() -> None:
     assert not record("b", new_key()).expired(NOW + timedelta(days=10_000))
 
 
+def test_expiry_written_with_any_offset_is_the_same_instant() -> None:
+    document = KeyRing((record("a", new_key(), expires_at=NOW),)).to_document()
+    assert '"expires_at": "2026-11-25T12:00:00Z"' in document
+    shifted = json.loads(document)
+    shifted["keys"][0]["expires_at"] = "2026-11-25T17:00:00+05:00"  # the same instant, written elsewhere
+    (parsed,) = KeyRing.from_document(json.dumps(shifted)).records
+    assert parsed.expired(NOW)
+    assert not parsed.expired(NOW - timedelta(seconds=1))
+
+
 # -- the store: refresh interval, last good copy, fail closed --------------------------------------
 
 
