@@ -25,17 +25,18 @@ class EndpointStack(Stack):
         super().__init__(scope, construct_id, description=description)
         model = settings.model
         bucket = Fn.join("", [model.artifacts.bucket_prefix, Aws.REGION])
-        image_account = CfnMapping(
-            self, "ImageAccounts",
-            mapping={region: {"account": account} for region, account in model.image.accounts.items()},
-        ).find_in_map(Aws.REGION, "account")
-        image_uri = Fn.join("", [image_account, ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
-                                 model.image.repository, ":", model.image.tag])
+        # Per region: the registry account, and the repository and tag (a few regions serve another image).
+        images = CfnMapping(self, "Images", mapping={
+            region: {"account": image.account, "repository": image.repository, "tag": image.tag}
+            for region, image in model.image.regions.items()})
+        image = {key: images.find_in_map(Aws.REGION, key) for key in ("account", "repository", "tag")}
+        image_uri = Fn.join("", [image["account"], ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
+                                 image["repository"], ":", image["tag"]])
 
         self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description=f"SageMaker execution role for {model.model_id}")
         policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role],
-                            statements=_execution_statements(model, bucket, image_account))
+                            statements=_execution_statements(model, bucket, image["account"], image["repository"]))
 
         self.sagemaker_model = sagemaker.CfnModel(
             self, "Model",
@@ -135,11 +136,12 @@ def _model_data_source(model: CatalogModel, bucket: str) -> sagemaker.CfnModel.M
         s3_uri=_artifacts_uri(model, bucket), s3_data_type="S3Prefix", compression_type="None"))
 
 
-def _execution_statements(model: CatalogModel, bucket: str, image_account: str) -> list[iam.PolicyStatement]:
+def _execution_statements(model: CatalogModel, bucket: str, image_account: str,
+                          image_repository: str) -> list[iam.PolicyStatement]:
     """What the endpoint needs: its artifacts, its image, its logs and metrics. Nothing else."""
     bucket_arn = Fn.join("", ["arn:", Aws.PARTITION, ":s3:::", bucket])
     repository_arn = Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", image_account,
-                                  ":repository/", model.image.repository])
+                                  ":repository/", image_repository])
     log_groups = Fn.join("", ["arn:", Aws.PARTITION, ":logs:", Aws.REGION, ":", Aws.ACCOUNT_ID,
                               ":log-group:/aws/sagemaker/Endpoints/*"])
     return [

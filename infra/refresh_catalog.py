@@ -22,10 +22,12 @@ from .live_specs import fetch_recorded_specs
 from .spec_mapping import BLOG_MODELS, catalog_from_specs
 
 DEFAULT_SPECS = Path(__file__).with_name("jumpstart-specs.json")
+#: Older, complete versions for models whose newest recorded spec carries no image data.
+PINNED_SPECS = Path(__file__).with_name("jumpstart-specs-pinned.json")
 
 
 def render(specs_path: Path) -> str:
-    catalog = catalog_from_specs(json.loads(specs_path.read_text()))
+    catalog = catalog_from_specs(json.loads(specs_path.read_text()), json.loads(PINNED_SPECS.read_text()))
     return json.dumps(catalog.to_json(), indent=2, sort_keys=True) + "\n"
 
 
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.output}: {len(catalog['models'])} models, {len(catalog['unavailable'])} unavailable")
     for model_id, reason in catalog["unavailable"].items():
         print(f"  unavailable: {model_id}: {reason}")
+    for model_id, model in catalog["models"].items():
+        if model["pin_note"]:
+            print(f"  {model_id}: {model['pin_note']}")
     return 0
 
 

@@ -42,6 +42,8 @@ CONTEXT_KEYS = (
     "api_keys_max_stale_intervals",
 )
 AUTH_MODES = function_settings.AUTH_MODES
+#: The container families whose requests and streams the function speaks (LMI: in progress, issue 13).
+FUNCTION_CONTAINER_FAMILIES = ("tgi",)
 
 
 class SettingsError(ValueError):
@@ -115,6 +117,11 @@ class DeploymentSettings:
         except CatalogError as exc:
             raise SettingsError(f"context key 'model': {exc}") from None
 
+        if model.container_family not in FUNCTION_CONTAINER_FAMILIES:
+            raise SettingsError(
+                f"context key 'model': {model.model_id} is served by the {model.container_family} container, whose "
+                f"request and stream formats the function does not speak yet; allowed: a model on "
+                f"{', '.join(FUNCTION_CONTAINER_FAMILIES)} ({', '.join(catalog.ids(FUNCTION_CONTAINER_FAMILIES))})")
         instance_type = raw["instance_type"] or model.default_instance_type
         if instance_type not in model.instance_types:
             raise SettingsError(f"context key 'instance_type': {instance_type!r} is not supported by {model.model_id}; "

@@ -6,15 +6,18 @@ specs ``live_specs.py`` converts to that format, so ``refresh_catalog.py`` has o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .catalog import (
+    CONTAINER_FAMILIES,
     DEFAULT_TIMEOUT_SECONDS,
     JUMPSTART_BUCKET_PREFIX,
     Catalog,
     CatalogModel,
     ContainerImage,
     ModelArtifacts,
+    RegionImage,
 )
 
 #: The image alias GPU instances use when the spec's variants do not name one.
@@ -26,6 +29,15 @@ CONTAINER_ENVIRONMENT_KEYS = (
     "SAGEMAKER_PROGRAM", "ENDPOINT_SERVER_TIMEOUT", "MODEL_CACHE_ROOT", "SAGEMAKER_ENV", "HF_MODEL_ID",
     "SM_NUM_GPUS", "MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS", "SAGEMAKER_MODEL_SERVER_WORKERS",
 )
+#: LMI specs carry no token limits (TGI's MAX_INPUT_LENGTH / MAX_TOTAL_TOKENS), and the prepacked
+#: serving.properties is not readable here: (input, total) tokens, conservative and UNVERIFIED until a
+#: first deployment. Mistral 7B v0.1's config.json: max_position_embeddings 32768, sliding_window 4096;
+#: LMI's lmi-dist defaults to the former, which its own guide warns can exhaust GPU memory. 4096 total
+#: keeps every request within the sliding window, where the model was trained to attend.
+LMI_TOKEN_LIMITS = {
+    "huggingface-llm-mistral-7b": (3072, 4096),
+    "huggingface-llm-mistral-7b-instruct": (3072, 4096),
+}
 
 #: The blog's ten streaming models: the catalog maps each, or says why it cannot.
 BLOG_MODELS = (
@@ -43,7 +55,7 @@ CHAT_FORMATS = {
     "huggingface-llm-falcon-40b-instruct-bf16": "falcon-instruct",
     "huggingface-llm-falcon-180b-chat-bf16": "falcon-180b-chat",
     "huggingface-llm-rinna-3-6b-instruction-ppo-bf16": "rinna-instruction",
-    "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16": "rinna-instruction",
+    "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16": "rinna-bilingual-instruction",
 }
 
 
@@ -67,17 +79,25 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
     missing = sorted(region for region, uri in image_uris.items() if not uri)
     if missing:
         raise SpecError(f"no {alias} image alias for regions {', '.join(missing)}")
-    repositories = {uri.split("/", 1)[1] for uri in image_uris.values()}
-    if len(repositories) != 1:
-        raise SpecError(f"regions use different images: {sorted(repositories)}")
-    repository, tag = repositories.pop().rsplit(":", 1)
-    accounts = {region: uri.split(".", 1)[0] for region, uri in sorted(image_uris.items())}
+    image = ContainerImage(regions={region: _region_image(uri) for region, uri in sorted(image_uris.items())})
+    families = {CONTAINER_FAMILIES.get(entry.repository) for entry in image.regions.values()}
+    if len(families) != 1 or None in families:
+        known = ", ".join(f"{repository} ({family})" for repository, family in CONTAINER_FAMILIES.items())
+        raise SpecError(f"its images are not all of one known container family ({known}): "
+                        f"{sorted({entry.repository for entry in image.regions.values()})}")
+    family = str(families.pop())
 
     spec_env = _as_env(spec.get("environment", {}))
-    absent = [key for key in ("HF_MODEL_ID", "MAX_TOTAL_TOKENS", "MAX_INPUT_LENGTH", "SM_NUM_GPUS")
-              if key not in spec_env]
-    if absent:
-        raise SpecError(f"its spec environment lacks {', '.join(absent)} (not a TGI model spec)")
+    if family == "tgi":
+        absent = [key for key in ("HF_MODEL_ID", "MAX_TOTAL_TOKENS", "MAX_INPUT_LENGTH", "SM_NUM_GPUS")
+                  if key not in spec_env]
+        if absent:
+            raise SpecError(f"its spec environment lacks {', '.join(absent)} (a TGI container needs them)")
+        max_input_tokens, max_total_tokens = int(spec_env["MAX_INPUT_LENGTH"]), int(spec_env["MAX_TOTAL_TOKENS"])
+    elif model_id in LMI_TOKEN_LIMITS:
+        max_input_tokens, max_total_tokens = LMI_TOKEN_LIMITS[model_id]
+    else:
+        raise SpecError("an LMI model needs its token limits in spec_mapping.LMI_TOKEN_LIMITS (LMI specs carry none)")
     environment = {key: spec_env[key] for key in CONTAINER_ENVIRONMENT_KEYS if key in spec_env}
     instance_types = tuple(spec["instanceTypes"])
     instance_environment = {
@@ -92,16 +112,26 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         default_instance_type=spec["defaultInstanceType"],
         instance_types=instance_types,
         artifacts=ModelArtifacts(bucket_prefix=JUMPSTART_BUCKET_PREFIX, key=key),
-        image=ContainerImage(repository=repository, tag=tag, accounts=accounts),
+        container_family=family,
+        image=image,
         environment=environment,
         instance_environment=instance_environment,
-        max_input_tokens=int(spec_env["MAX_INPUT_LENGTH"]),
-        max_total_tokens=int(spec_env["MAX_TOTAL_TOKENS"]),
+        max_input_tokens=max_input_tokens,
+        max_total_tokens=max_total_tokens,
         network_isolation=bool(spec.get("networkIsolation", True)),
         download_timeout_seconds=_timeout(spec, "modelDataDownloadTimeout"),
         startup_timeout_seconds=_timeout(spec, "containerStartupHealthCheckTimeout"),
         chat_format=CHAT_FORMATS.get(model_id),
     )
+
+
+def _region_image(uri: str) -> RegionImage:
+    """``<account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>``."""
+    host, _, reference = uri.partition("/")
+    repository, _, tag = reference.rpartition(":")
+    if not (host and repository and tag):
+        raise SpecError(f"image {uri!r} is not <registry>/<repository>:<tag>")
+    return RegionImage(account=host.split(".", 1)[0], repository=repository, tag=tag)
 
 
 def _image_alias(spec: dict[str, Any]) -> str:
@@ -121,19 +151,30 @@ def _timeout(spec: dict[str, Any], key: str) -> int:
     return value
 
 
-def catalog_from_specs(specs: dict[str, Any], model_ids: tuple[str, ...] = BLOG_MODELS) -> Catalog:
+def catalog_from_specs(specs: dict[str, Any], pinned: dict[str, Any] | None = None,
+                       model_ids: tuple[str, ...] = BLOG_MODELS) -> Catalog:
+    """The catalog from the newest specs; where a model's newest spec cannot be deployed, from its pinned
+    complete version in ``pinned`` (with a note saying which newer version was skipped and why)."""
     models: dict[str, CatalogModel] = {}
     unavailable: dict[str, str] = {}
     live = str(specs.get("_source", "")).startswith("live")
     remedy = ("" if live else "; refresh the catalog from the live JumpStart specs "
               "(python -m infra.refresh_catalog --live) to add it")
+    fallbacks = (pinned or {}).get("models", {})
     for model_id in model_ids:
         spec = specs["models"].get(model_id)
-        if spec is None:
-            unavailable[model_id] = f"absent from the {'live' if live else 'recorded'} spec data{remedy}"
-            continue
         try:
+            if spec is None:
+                raise SpecError(f"absent from the {'live' if live else 'recorded'} spec data")
             models[model_id] = model_from_spec(spec)
         except SpecError as exc:
-            unavailable[model_id] = f"{exc}{remedy}"
-    return Catalog(source=specs.get("_source", "unknown"), models=models, unavailable=unavailable)
+            if model_id not in fallbacks:
+                unavailable[model_id] = f"{exc}{remedy}"
+                continue
+            newest = "it is absent from the newest spec data" if spec is None else \
+                f"the newest recorded spec ({spec['version']}) cannot be deployed: {exc}"
+            note = (f"pinned to {fallbacks[model_id]['version']}, the newest recorded version with complete "
+                    f"hosting data ({newest}); JumpStart keeps old versions deployable by version")
+            models[model_id] = replace(model_from_spec(fallbacks[model_id]), pin_note=note)
+    sources = [str(specs.get("_source", "unknown")), *([str(pinned["_source"])] if pinned else [])]
+    return Catalog(source=" | ".join(sources), models=models, unavailable=unavailable)

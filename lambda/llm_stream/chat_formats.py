@@ -53,6 +53,8 @@ _FALCON_SOURCE = ("Falcon 7B/40B Instruct: TII's answer in tiiuae/falcon-7b-inst
 _FALCON_180B_SOURCE = "Falcon 180B Chat: vLLM's examples/template_falcon_180b.jinja, from TII's demo"
 _RINNA_SOURCE = ("rinna/japanese-gpt-neox-3.6b-instruction-ppo model card, I/O Format: ユーザー/システム "
                  "utterances joined by <NL>, newlines written <NL>, the prompt ends with 'システム: '")
+_RINNA_BILINGUAL_SOURCE = ("rinna/bilingual-gpt-neox-4b-instruction-ppo model card, I/O Format: the same speakers "
+                           "and ending, utterances separated by a plain newline (its tokenizer has one: no <NL>)")
 
 #: name, (system, user, assistant prefixes), system_as, separator and newline, generation prompt, stop, source
 FORMATS: dict[str, ChatFormat] = {format_.name: format_ for format_ in (
@@ -62,6 +64,8 @@ FORMATS: dict[str, ChatFormat] = {format_.name: format_ for format_ in (
                "\n", "\n", "Falcon:", ("\nUser:",), _FALCON_180B_SOURCE),
     ChatFormat("rinna-instruction", {"system": None, "user": "ユーザー: ", "assistant": "システム: "}, "user",
                "<NL>", "<NL>", "システム: ", ("<NL>ユーザー:",), _RINNA_SOURCE),
+    ChatFormat("rinna-bilingual-instruction", {"system": None, "user": "ユーザー: ", "assistant": "システム: "},
+               "user", "\n", "\n", "システム: ", ("\nユーザー:",), _RINNA_BILINGUAL_SOURCE),
 )}
 
 

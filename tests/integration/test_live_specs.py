@@ -59,8 +59,9 @@ def test_live_spec_maps_to_a_catalog_entry() -> None:
     model = model_from_spec(recorded_from_live(LIVE_SPEC))
     assert (model.model_id, model.spec_version) == ("huggingface-llm-falcon-7b-instruct-bf16", "4.6.16")
     assert model.artifacts.key.endswith("/artifacts/inference-prepack/v2.0.0/")
-    assert model.image.repository == "huggingface-pytorch-tgi-inference"
-    assert model.image.accounts == {"af-south-1": "626614931356", "us-east-1": "763104351884"}
+    assert model.image.main.repository == "huggingface-pytorch-tgi-inference"
+    assert {region: image.account for region, image in model.image.regions.items()} == {
+        "af-south-1": "626614931356", "us-east-1": "763104351884"}
     assert model.environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
     assert "SAGEMAKER_SUBMIT_DIRECTORY" not in model.environment
     assert "TRAINING_ONLY" not in model.environment
@@ -74,8 +75,7 @@ def test_same_model_from_either_source_differs_only_where_the_sources_do() -> No
     recorded = json.loads(DEFAULT_SPECS.read_text())["models"]["huggingface-llm-falcon-7b-instruct-bf16"]
     from_recorded, from_live = model_from_spec(recorded), model_from_spec(recorded_from_live(LIVE_SPEC))
     assert from_live.environment == from_recorded.environment
-    assert from_live.image.repository == from_recorded.image.repository
-    assert from_live.image.tag == from_recorded.image.tag
+    assert from_live.image.main == from_recorded.image.main
     assert from_live.artifacts == from_recorded.artifacts
 
 
@@ -125,6 +125,11 @@ def test_refresh_live_writes_specs_and_catalog(bucket: str, tmp_path: Path, caps
     specs, catalog = tmp_path / "specs.json", tmp_path / "catalog.json"
     assert refresh_main(["--live", "--base-url", bucket, "--specs", str(specs), "--output", str(catalog)]) == 0
     written = json.loads(catalog.read_text())
-    assert list(written["models"]) == ["huggingface-llm-falcon-7b-instruct-bf16"]
-    assert written["unavailable"]["huggingface-llm-mistral-7b"] == "absent from the live spec data"
+    # The bucket holds one model; the pinned complete versions still stand in for the three whose newest
+    # recorded specs cannot be deployed.
+    assert sorted(written["models"]) == ["huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16",
+                                         "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-mistral-7b",
+                                         "huggingface-llm-mistral-7b-instruct"]
+    assert written["models"]["huggingface-llm-falcon-7b-instruct-bf16"]["pin_note"] is None
+    assert written["unavailable"]["huggingface-llm-falcon-40b-bf16"] == "absent from the live spec data"
     assert refresh_main(["--specs", str(specs), "--output", str(catalog), "--check"]) == 0

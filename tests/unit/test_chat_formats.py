@@ -18,6 +18,8 @@ CONVERSATION = [Turn("system", "Be brief."), Turn("user", "Hi\nthere"), Turn("as
     ("falcon-180b-chat", "System: Be brief.\nUser: Hi\nthere\nFalcon: Hello!\nUser: Why?\nFalcon:"),
     ("rinna-instruction",
      "ユーザー: Be brief.<NL>ユーザー: Hi<NL>there<NL>システム: Hello!<NL>ユーザー: Why?<NL>システム: "),
+    ("rinna-bilingual-instruction",
+     "ユーザー: Be brief.\nユーザー: Hi\nthere\nシステム: Hello!\nユーザー: Why?\nシステム: "),
 ])
 def test_golden_prompts(name: str, prompt: str) -> None:
     assert FORMATS[name].render(CONVERSATION) == prompt
@@ -30,7 +32,8 @@ def test_every_chat_model_in_the_catalog_has_a_known_format_and_base_models_none
         assert model.chat_format is None or model.chat_format in FORMATS
     chat_models = {m for m, model in catalog.models.items() if model.chat_format}
     assert chat_models == {"huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-falcon-40b-instruct-bf16",
-                           "huggingface-llm-falcon-180b-chat-bf16", "huggingface-llm-rinna-3-6b-instruction-ppo-bf16"}
+                           "huggingface-llm-falcon-180b-chat-bf16", "huggingface-llm-rinna-3-6b-instruction-ppo-bf16",
+                           "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16"}
     assert all(FORMATS[name].source for name in FORMATS)
 
 
