@@ -111,14 +111,20 @@ def local_servers(
             yield servers
 
 
-def _key_file_settings(api_key: str, folder: Path) -> dict[str, str]:
+def write_key_file(path: Path, **keys: str) -> Path:
+    """A key document (the key store of local runs) accepting each key under its consumer name."""
     from stream_client.key_document import KeyRecord, KeyRing, api_keys
 
+    now = datetime.now(UTC)
+    records = tuple(KeyRecord(name=name, sha256=api_keys.key_digest(key), created_at=now) for name, key in keys.items())
+    path.write_text(KeyRing(records).to_document(), encoding="utf-8")
+    return path
+
+
+def _key_file_settings(api_key: str, folder: Path) -> dict[str, str]:
     if not api_key or not api_key.isascii() or not api_key.isprintable() or " " in api_key:
         raise LocalModeError("the API key must be printable ASCII without spaces (as issued keys are)")
-    record = KeyRecord(name=LOCAL_KEY_NAME, sha256=api_keys.key_digest(api_key), created_at=datetime.now(UTC))
-    key_file = folder / "api-keys.json"
-    key_file.write_text(KeyRing((record,)).to_document(), encoding="utf-8")
+    key_file = write_key_file(folder / "api-keys.json", **{LOCAL_KEY_NAME: api_key})
     return {"AUTH_MODE": "api_key", "API_KEYS_FILE": str(key_file)}
 
 

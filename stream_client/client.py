@@ -71,21 +71,29 @@ def describe_error(error: dict[str, Any]) -> str:
     return f"{described} (request {error['request_id']})" if error.get("request_id") else described
 
 
-def url_from_outputs(path: Path) -> tuple[str, AuthMode]:
-    """The function URL and auth mode from the file ``cdk deploy --outputs-file`` wrote."""
+def stack_outputs(path: Path, output: str, remedy: str, absent: str) -> dict[str, Any]:
+    """The outputs of the stack that has ``output``, from the file ``cdk deploy --outputs-file`` wrote;
+    :class:`ClientError` saying ``remedy`` when there is no file, and ``absent`` when no stack has it."""
     try:
         outputs = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ClientError(f"{path} does not exist: deploy first (make deploy) or pass --url") from None
+        raise ClientError(f"{path} does not exist: {remedy}") from None
     except ValueError as exc:
         raise ClientError(f"{path} is not valid JSON: {exc}") from None
-    for stack_outputs in outputs.values():
-        if isinstance(stack_outputs, dict) and "FunctionUrl" in stack_outputs:
-            auth = stack_outputs.get("AuthMode", "iam")
-            if auth not in AUTH_MODES[1:]:
-                raise ClientError(f"{path}: AuthMode {auth!r} is none of {', '.join(AUTH_MODES[1:])}")
-            return str(stack_outputs["FunctionUrl"]), auth
-    raise ClientError(f"no stack in {path} has a FunctionUrl output")
+    for outputs_of_stack in outputs.values():
+        if isinstance(outputs_of_stack, dict) and output in outputs_of_stack:
+            return outputs_of_stack
+    raise ClientError(absent)
+
+
+def url_from_outputs(path: Path) -> tuple[str, AuthMode]:
+    """The function URL and auth mode from the file ``cdk deploy --outputs-file`` wrote."""
+    outputs = stack_outputs(path, "FunctionUrl", "deploy first (make deploy) or pass --url",
+                            f"no stack in {path} has a FunctionUrl output")
+    auth = outputs.get("AuthMode", "iam")
+    if auth not in AUTH_MODES[1:]:
+        raise ClientError(f"{path}: AuthMode {auth!r} is none of {', '.join(AUTH_MODES[1:])}")
+    return str(outputs["FunctionUrl"]), auth
 
 
 def request_headers(url: str, body: bytes, auth: AuthMode, api_key: str | None = None) -> dict[str, str]:

@@ -9,7 +9,6 @@ working within the function's refresh interval (60 s by default).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import client
 from .key_document import KeyDocumentError, KeyRecord, KeyRing, api_keys
 
 if TYPE_CHECKING:
@@ -120,16 +120,10 @@ def parse_lifetime(text: str) -> timedelta:
 
 
 def secret_from_outputs(path: Path) -> str:
-    try:
-        outputs = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KeyAdminError(f"{path} does not exist: deploy with -c auth=api_key first, or pass --secret-id") from None
-    except ValueError as exc:
-        raise KeyAdminError(f"{path} is not valid JSON: {exc}") from None
-    for stack_outputs in outputs.values():
-        if isinstance(stack_outputs, dict) and SECRET_OUTPUT in stack_outputs:
-            return str(stack_outputs[SECRET_OUTPUT])
-    raise KeyAdminError(f"no stack in {path} has an {SECRET_OUTPUT} output: is the deployment's auth api_key?")
+    outputs = client.stack_outputs(
+        path, SECRET_OUTPUT, "deploy with -c auth=api_key first, or pass --secret-id",
+        f"no stack in {path} has an {SECRET_OUTPUT} output: is the deployment's auth api_key?")
+    return str(outputs[SECRET_OUTPUT])
 
 
 def secrets_client(secret_id: str) -> SecretsManagerClient:
@@ -172,7 +166,7 @@ def main(argv: list[str]) -> int:
             admin.revoke(args.name)
             print(f"Revoked {args.name!r}: the function refuses it within its refresh interval "
                   "(API_KEYS_REFRESH_SECONDS, 60 s by default).", file=sys.stderr)
-    except KeyAdminError as exc:
+    except (KeyAdminError, client.ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -12,8 +12,6 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -156,13 +154,3 @@ def collect_request_logs() -> Iterator[LogRecords]:
 def request_logs() -> Iterator[LogRecords]:
     with collect_request_logs() as records:
         yield records
-
-
-def write_key_file(path: Path, **keys: str) -> Path:
-    """A key document (the key store of local runs) accepting each key under its consumer name."""
-    from llm_stream.api_keys import KeyRecord, KeyRing, key_digest
-
-    now = datetime.now(UTC)
-    path.write_text(KeyRing(tuple(KeyRecord(name=name, sha256=key_digest(key), created_at=now)
-                                  for name, key in keys.items())).to_document())
-    return path

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
-from tests.conftest import write_key_file
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
