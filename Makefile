@@ -77,13 +77,14 @@ test-fast: install
 		tests/unit tests/integration
 
 # API_KEY=<key>: the local function runs with api_key auth and accepts that one key.
-LOCAL_AUTH = $(if $(API_KEY),--api-key '$(API_KEY)')
+# MODEL=<catalog id>: the function and the emulator run as that model (its settings and container formats).
+LOCAL_ARGS = $(if $(API_KEY),--api-key '$(API_KEY)') $(if $(MODEL),--model '$(MODEL)')
 
 demo: install
-	@$(PY) -m local_mode demo $(LOCAL_AUTH)
+	@$(PY) -m local_mode demo $(LOCAL_ARGS)
 
 dev: install
-	@$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT) $(LOCAL_AUTH)
+	@$(PY) -m local_mode dev --port $(PORT) --emulator-port $(EMULATOR_PORT) $(LOCAL_ARGS)
 
 # A deployment with auth=api_key: issue a key for consumer NAME (printed once); EXPIRES=90d or 12h.
 api-key: install

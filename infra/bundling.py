@@ -12,7 +12,8 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
+from .function_settings import LAMBDA_DIR
+
 PACKAGE = "llm_stream"
 HANDLER_SCRIPT = "run.sh"
 _EXCLUDE = ["__pycache__", "*.pyc", ".pytest_cache"]

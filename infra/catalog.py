@@ -100,7 +100,11 @@ class CatalogModel:
         return marker[1].split("-", 1)[0] if len(marker) == 2 else "unknown"
 
     def environment_for(self, instance_type: str) -> dict[str, str]:
-        return {**self.environment, **self.instance_environment.get(instance_type, {})}
+        """The container's environment on this instance type. An LMI container is told the window the
+        function assumes (``OPTION_MAX_MODEL_LEN``: DJL Serving reads ``OPTION_<KEY>`` as ``option.<key>``,
+        though a ``serving.properties`` in the artifact wins where it sets the same key)."""
+        window = {"OPTION_MAX_MODEL_LEN": str(self.max_total_tokens)} if self.container_family == "lmi" else {}
+        return {**self.environment, **self.instance_environment.get(instance_type, {}), **window}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

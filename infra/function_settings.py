@@ -1,23 +1,41 @@
-"""The function's contract modules, imported from the function's source.
+"""The function's contract modules, imported from the function's source, and what of them a model decides.
 
 ``lambda/llm_stream/settings.py`` is the contract between the stack and the function: the stack builds
 the function's :class:`Settings` and writes them as its environment, so names and defaults live in one
 place. ``api_keys.py`` defines the key document the stack's secret starts with.
 ``lambda`` is not an importable package name, so its folder joins the import path here, once.
+This module needs no CDK: local runs use it too.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
-from .bundling import LAMBDA_DIR
+from .catalog import CatalogModel
 
-if str(LAMBDA_DIR) not in sys.path:
-    sys.path.append(str(LAMBDA_DIR))
+if (_lambda_dir := str(Path(__file__).resolve().parent.parent / "lambda")) not in sys.path:
+    sys.path.append(_lambda_dir)
 
 from llm_stream import api_keys
 from llm_stream import settings as function_settings
 
+LAMBDA_DIR = Path(_lambda_dir)
+
 FunctionSettings = function_settings.Settings
 
-__all__ = ["FunctionSettings", "api_keys", "function_settings"]
+__all__ = ["FunctionSettings", "api_keys", "function_settings", "model_settings"]
+
+
+def model_settings(model: CatalogModel) -> dict[str, Any]:
+    """The function's settings a model decides: a deployment's defaults (its context may lower the caps)
+    and what a local run as that model uses."""
+    return {
+        "model_id": model.model_id,
+        "model_max_total_tokens": model.max_total_tokens,
+        "max_new_tokens": model.max_total_tokens - model.max_input_tokens,
+        "max_input_chars": function_settings.INPUT_CHARS_PER_TOKEN * model.max_input_tokens,
+        "chat_format": model.chat_format or function_settings.NO_CHAT_FORMAT,
+        "container_family": model.container_family,
+    }

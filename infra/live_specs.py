@@ -3,7 +3,9 @@
 The bucket holds ``models_manifest.json`` (a list of ``{model_id, version, spec_key, ...}``) and
 one spec file per model version. Both are public: no credentials and no ``sagemaker`` SDK needed.
 Specs are converted to the recorded format of ``jumpstart-specs.json``, which the catalog is built
-from, so the one mapping (``spec_mapping.model_from_spec``) serves both sources.
+from, so the one mapping (``spec_mapping.model_from_spec``) serves both sources. For each model the
+newest version whose spec that mapping can deploy is taken (newer ones without complete hosting data,
+such as an image per region, are walked past and listed under ``skipped`` with the reason).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .catalog import JUMPSTART_BUCKET_PREFIX
+from .spec_mapping import SpecError, model_from_spec
 
 MANIFEST = "models_manifest.json"
 TIMEOUT_SECONDS = 30
@@ -28,16 +31,16 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
 
 
-def latest_spec_keys(manifest: list[dict[str, Any]], model_ids: Iterable[str]) -> dict[str, str]:
-    """Model id -> spec key of its newest version in the manifest (absent ids are left out)."""
+def spec_keys_newest_first(manifest: list[dict[str, Any]], model_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Model id -> the spec keys of its versions in the manifest, newest first (absent ids are left out)."""
     wanted = set(model_ids)
-    newest: dict[str, dict[str, Any]] = {}
+    versions: dict[str, list[dict[str, Any]]] = {}
     for entry in manifest:
-        model_id = entry.get("model_id")
-        if model_id in wanted and (model_id not in newest or
-                                   _version_key(entry["version"]) > _version_key(newest[model_id]["version"])):
-            newest[model_id] = entry
-    return {model_id: entry["spec_key"] for model_id, entry in newest.items()}
+        if entry.get("model_id") in wanted:
+            versions.setdefault(entry["model_id"], []).append(entry)
+    return {model_id: [entry["spec_key"] for entry in sorted(entries, key=lambda e: _version_key(e["version"]),
+                                                             reverse=True)]
+            for model_id, entries in versions.items()}
 
 
 def recorded_from_live(spec: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +89,22 @@ def _get_json(url: str) -> Any:
 
 def fetch_recorded_specs(model_ids: Iterable[str], region: str = "us-east-1", base_url: str | None = None,
                          get_json: Callable[[str], Any] = _get_json) -> dict[str, Any]:
-    """The newest spec of each model, in the recorded format, with where it came from."""
+    """The newest deployable spec of each model, in the recorded format, with where it came from and the
+    newer versions skipped on the way (``skipped``: model id -> ``"<version>: <why>"``)."""
     base = (base_url or bucket_url(region)).rstrip("/")
-    keys = latest_spec_keys(get_json(f"{base}/{MANIFEST}"), model_ids)
-    models = {model_id: recorded_from_live(get_json(f"{base}/{key}")) for model_id, key in sorted(keys.items())}
-    return {"_source": f"live JumpStart specs from {base}/{MANIFEST} (latest version of each model)",
-            "models": models}
+    keys = spec_keys_newest_first(get_json(f"{base}/{MANIFEST}"), model_ids)
+    models: dict[str, Any] = {}
+    skipped: dict[str, list[str]] = {}
+    for model_id, spec_keys in sorted(keys.items()):
+        for key in spec_keys:
+            recorded = recorded_from_live(get_json(f"{base}/{key}"))
+            models.setdefault(model_id, recorded)  # the newest, should no version deploy
+            try:
+                model_from_spec(recorded)
+            except SpecError as exc:
+                skipped.setdefault(model_id, []).append(f"{recorded['version']}: {exc}")
+                continue
+            models[model_id] = recorded
+            break
+    return {"_source": f"live JumpStart specs from {base}/{MANIFEST} (newest deployable version of each model)",
+            "models": models, "skipped": skipped}

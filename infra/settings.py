@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from aws_cdk import aws_logs as logs
 
 from .catalog import Catalog, CatalogError, CatalogModel, load_catalog
-from .function_settings import FunctionSettings, function_settings
+from .function_settings import FunctionSettings, function_settings, model_settings
 
 #: CloudWatch Logs retention periods CloudFormation accepts (days), as the L2 construct's enum.
 LOG_RETENTION = {
@@ -39,11 +39,12 @@ CONTEXT_KEYS = (
     "cors_origins", "max_new_tokens", "default_max_new_tokens", "max_input_chars", "max_body_bytes",
     "reserved_concurrency", "function_timeout_seconds", "function_memory_mb", "log_retention_days", "name_prefix",
     "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds", "api_keys_refresh_seconds",
-    "api_keys_max_stale_intervals",
+    "api_keys_max_stale_intervals", "lmi_max_model_len",
 )
 AUTH_MODES = function_settings.AUTH_MODES
-#: The container families whose requests and streams the function speaks (LMI: in progress, issue 13).
-FUNCTION_CONTAINER_FAMILIES = ("tgi",)
+#: ``lmi_max_model_len`` (an LMI model's window, input and answer together): at least the answer room
+#: plus 1024 prompt tokens; at most Mistral 7B's 32768 (config.json ``max_position_embeddings``).
+LMI_MAX_MODEL_LEN_RANGE = (2048, 32768)
 
 
 class SettingsError(ValueError):
@@ -85,13 +86,12 @@ class DeploymentSettings:
     def for_function(self, endpoint_name: str, api_keys_secret_id: str = "") -> FunctionSettings:
         """The function's settings for this deployment, validated by the function's own rules
         (``api_keys_secret_id``: the key document's secret, with api_key auth)."""
+        from_model = {**model_settings(self.model), "max_new_tokens": self.max_new_tokens,
+                      "max_input_chars": self.max_input_chars}  # the deployment's caps, within the model's
         return FunctionSettings(
+            **from_model,
             endpoint_name=endpoint_name,
-            model_id=self.model.model_id,
-            model_max_total_tokens=self.model.max_total_tokens,
-            max_new_tokens=self.max_new_tokens,
             default_max_new_tokens=self.default_max_new_tokens,
-            max_input_chars=self.max_input_chars,
             max_body_bytes=self.max_body_bytes,
             time_budget_seconds=self.time_budget_seconds,
             max_concurrent_streams=function_settings.LAMBDA_MAX_CONCURRENT_STREAMS,
@@ -99,7 +99,6 @@ class DeploymentSettings:
             cors_origins=self.cors_origins,
             metrics_namespace=function_settings.DEFAULT_METRICS_NAMESPACE,
             service_name=self.name_prefix,
-            chat_format=self.model.chat_format or function_settings.NO_CHAT_FORMAT,
             auth_mode=self.auth,
             api_keys_secret_id=api_keys_secret_id,
             api_keys_refresh_seconds=self.api_keys_refresh_seconds,
@@ -116,12 +115,7 @@ class DeploymentSettings:
             model = catalog.get(str(model_id))
         except CatalogError as exc:
             raise SettingsError(f"context key 'model': {exc}") from None
-
-        if model.container_family not in FUNCTION_CONTAINER_FAMILIES:
-            raise SettingsError(
-                f"context key 'model': {model.model_id} is served by the {model.container_family} container, whose "
-                f"request and stream formats the function does not speak yet; allowed: a model on "
-                f"{', '.join(FUNCTION_CONTAINER_FAMILIES)} ({', '.join(catalog.ids(FUNCTION_CONTAINER_FAMILIES))})")
+        model = _with_lmi_window(model, raw["lmi_max_model_len"], catalog)
         instance_type = raw["instance_type"] or model.default_instance_type
         if instance_type not in model.instance_types:
             raise SettingsError(f"context key 'instance_type': {instance_type!r} is not supported by {model.model_id}; "
@@ -136,9 +130,8 @@ class DeploymentSettings:
         if max_instances < min_instances:
             raise SettingsError(f"context key 'max_instances': {max_instances} is below min_instances "
                                 f"({min_instances}); allowed: {min_instances}..20")
-        max_new_tokens_limit = model.max_total_tokens - 1
-        default_cap = model.max_total_tokens - model.max_input_tokens
-        max_new_tokens = number("max_new_tokens", 1, max_new_tokens_limit, default=default_cap)
+        from_model = model_settings(model)
+        max_new_tokens = number("max_new_tokens", 1, model.max_total_tokens - 1, default=from_model["max_new_tokens"])
         timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS,
                          default=function_settings.DEFAULT_FUNCTION_TIMEOUT_SECONDS)
         retention = number("log_retention_days", 1, 3653)
@@ -160,8 +153,7 @@ class DeploymentSettings:
             max_new_tokens=max_new_tokens,
             default_max_new_tokens=number("default_max_new_tokens", 1, max_new_tokens,
                                           default=function_settings.DEFAULT_MAX_NEW_TOKENS),
-            max_input_chars=number("max_input_chars", 1, 1_000_000,
-                                   default=function_settings.INPUT_CHARS_PER_TOKEN * model.max_input_tokens),
+            max_input_chars=number("max_input_chars", 1, 1_000_000, default=from_model["max_input_chars"]),
             max_body_bytes=number("max_body_bytes", 1024, 6 * 1024 * 1024,
                                   default=function_settings.DEFAULT_MAX_BODY_BYTES),
             reserved_concurrency=number("reserved_concurrency", 1, 1000),
@@ -177,6 +169,19 @@ class DeploymentSettings:
             api_keys_max_stale_intervals=number("api_keys_max_stale_intervals", 1, 1000,
                                                 default=function_settings.DEFAULT_API_KEYS_MAX_STALE_INTERVALS),
         )
+
+
+def _with_lmi_window(model: CatalogModel, value: Any, catalog: Catalog) -> CatalogModel:
+    """The model with the window ``lmi_max_model_len`` asks for (the answer room stays the catalog's)."""
+    if value is None or value == "":
+        return model
+    if model.container_family != "lmi":
+        raise SettingsError(f"context key 'lmi_max_model_len': {value!r} applies only to a model on the LMI "
+                            f"container, and {model.model_id} runs on {model.container_family}; allowed with: "
+                            f"{', '.join(catalog.ids(('lmi',)))}")
+    total = _IntReader({"lmi_max_model_len": value})("lmi_max_model_len", *LMI_MAX_MODEL_LEN_RANGE)
+    answer_room = model.max_total_tokens - model.max_input_tokens
+    return replace(model, max_total_tokens=total, max_input_tokens=total - answer_room)
 
 
 def _required(raw: dict[str, Any], key: str) -> Any:

@@ -13,10 +13,11 @@ from .servers import LOCAL_KEY_NAME, LocalModeError, local_servers
 SEED_PROMPT = "我该如何建立一个网站?"
 
 
-def demo(max_new_tokens: int, api_key: str | None) -> int:
+def demo(max_new_tokens: int, api_key: str | None, model_id: str | None) -> int:
     payload = {"inputs": SEED_PROMPT, "parameters": {"max_new_tokens": max_new_tokens}}
-    print("Starting the SageMaker runtime emulator and the function (uvicorn) on loopback...", file=sys.stderr)
-    with local_servers(api_key=api_key) as servers:
+    print("Starting the SageMaker runtime emulator and the function (uvicorn) on loopback"
+          f"{f' as {model_id}' if model_id else ''}...", file=sys.stderr)
+    with local_servers(api_key=api_key, model_id=model_id) as servers:
         print(f"POST {servers.function_url}  {payload}\n", file=sys.stderr)
 
         def show(text: str) -> None:
@@ -36,8 +37,9 @@ def demo(max_new_tokens: int, api_key: str | None) -> int:
     return 0
 
 
-def dev(port: int, emulator_port: int, api_key: str | None) -> int:
-    with local_servers(port=port, emulator_port=emulator_port, quiet=False, api_key=api_key) as servers:
+def dev(port: int, emulator_port: int, api_key: str | None, model_id: str | None) -> int:
+    with local_servers(port=port, emulator_port=emulator_port, quiet=False, api_key=api_key,
+                       model_id=model_id) as servers:
         key_header = ' -H "x-api-key: $LLM_STREAM_API_KEY"' if api_key else ""
         key_note = (f"api_key auth: only the key you gave is accepted (consumer {LOCAL_KEY_NAME!r}); "
                     f"export {API_KEY_VARIABLE}=<that key> for the commands below\n" if api_key else "")
@@ -68,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.add_argument("--emulator-port", type=int, default=8081)
     for command in (demo_parser, dev_parser):
         command.add_argument("--api-key", help="run with api_key auth, accepting this one key (default: no auth)")
+        command.add_argument("--model", help="run as this catalog model: its settings, and its container's request "
+                             "and stream formats in the emulator (default: the default model)")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            return demo(args.max_new_tokens, args.api_key)
-        return dev(args.port, args.emulator_port, args.api_key)
+            return demo(args.max_new_tokens, args.api_key, args.model)
+        return dev(args.port, args.emulator_port, args.api_key, args.model)
     except (LocalModeError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

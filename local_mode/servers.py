@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_ENDPOINT_NAME = "local-falcon-7b-instruct"
+LOCAL_ENDPOINT_NAME = "local-endpoint"
 READY_TIMEOUT_SECONDS = 30.0
 #: The consumer name of the one key a local run with ``--api-key`` accepts.
 LOCAL_KEY_NAME = "local"
@@ -94,6 +94,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def model_arguments(model_id: str) -> tuple[dict[str, str], list[str]]:
+    """The function's environment and the emulator's arguments for running as a catalog model: the settings
+    a deployment of it gives the function (``infra.function_settings.model_settings``), and its container."""
+    from infra.catalog import CatalogError, load_catalog
+    from infra.function_settings import FunctionSettings, model_settings
+
+    try:
+        model = load_catalog().get(model_id)
+    except CatalogError as exc:
+        raise LocalModeError(str(exc)) from None
+    settings = FunctionSettings(endpoint_name=LOCAL_ENDPOINT_NAME, **model_settings(model))
+    emulator_args = ["--container", model.container_family, "--max-total-tokens", str(model.max_total_tokens)]
+    return settings.to_environment(), emulator_args
+
+
 @contextmanager
 def local_servers(
     port: int | None = None,
@@ -102,12 +117,16 @@ def local_servers(
     function_env: Mapping[str, str] | None = None,
     quiet: bool = True,
     api_key: str | None = None,
+    model_id: str | None = None,
 ) -> Iterator[LocalServers]:
     """Run both processes until the block ends; ports default to free ones. With ``api_key``, the function
-    runs with api_key auth and accepts that one key (from a key file, the local stand-in for Secrets Manager)."""
+    runs with api_key auth and accepts that one key (from a key file, the local stand-in for Secrets Manager).
+    With ``model_id``, both run as that catalog model (its settings, its container's formats)."""
+    model_env, model_emulator_args = model_arguments(model_id) if model_id else ({}, [])
     with tempfile.TemporaryDirectory(prefix="llm-stream-keys-") as key_folder:
-        env = {**(function_env or {}), **_key_file_settings(api_key, Path(key_folder))} if api_key else function_env
-        with _processes(port, emulator_port, emulator_args, env, quiet) as servers:
+        key_env = _key_file_settings(api_key, Path(key_folder)) if api_key else {}
+        env = {**model_env, **(function_env or {}), **key_env}
+        with _processes(port, emulator_port, [*model_emulator_args, *(emulator_args or [])], env, quiet) as servers:
             yield servers
 
 

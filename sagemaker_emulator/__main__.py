@@ -10,7 +10,7 @@ import sys
 from types import FrameType
 
 from .faults import FAULT_KINDS, Fault
-from .server import EmulatorConfig, EmulatorServer
+from .server import CONTAINERS, EmulatorConfig, EmulatorServer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--endpoint", action="append", dest="endpoints", metavar="NAME",
         help="serve only these endpoint names (repeatable); default: any name",
     )
+    parser.add_argument("--container", choices=sorted(CONTAINERS), default=EmulatorConfig.container,
+                        help="the model container behind the endpoint: TGI or DJL/LMI (request rules, stream format)")
     parser.add_argument("--no-split", action="store_true", help="one PayloadPart per event")
     parser.add_argument("--no-chat-template", action="store_true",
                         help="the model ships no chat template: Messages payloads get TGI's template error")
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         max_total_tokens=args.max_total_tokens,
         split_parts=not args.no_split,
         chat_template=not args.no_chat_template,
+        container=args.container,
     )
     server = EmulatorServer(config, host=args.host, port=args.port)
     server.inject(*faults)

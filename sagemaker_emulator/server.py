@@ -1,4 +1,5 @@
-"""HTTP server that answers ``InvokeEndpointWithResponseStream`` like SageMaker in front of TGI.
+"""HTTP server that answers ``InvokeEndpointWithResponseStream`` like SageMaker in front of a model container:
+TGI (``tgi.py``) or DJL/LMI (``lmi.py``), as ``EmulatorConfig.container`` says.
 
 Real HTTP/1.1 with chunked transfer encoding, real event-stream frames, the
 service's error shapes (so botocore raises the same exceptions it raises
@@ -27,11 +28,27 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import ModuleType
+from typing import Any, Literal, Protocol
 
-from . import eventstream, tgi
+from . import eventstream, lmi, tgi
 from .faults import PRE_STREAM_FAULTS, Fault
-from .textgen import EOS
+from .textgen import EOS, Token
+
+#: The containers the emulator can stand in for. Each module has the same names: ``STREAM_CONTENT_TYPE``,
+#: ``parse_request``, ``refusal``, ``generate`` and an ``EventRenderer`` (a :class:`Renderer`).
+CONTAINERS: dict[str, ModuleType] = {"tgi": tgi, "lmi": lmi}
+
+
+class Renderer(Protocol):
+    """How one request's answer is written in its container's format."""
+
+    request: tgi.GenerationRequest
+
+    def token(self, index: int, token: Token, finish_reason: str | None) -> bytes: ...
+    def end(self) -> bytes: ...
+    def error(self, message: str, error_type: str) -> bytes: ...
+    def whole_body(self) -> tuple[bytes, int]: ...
 
 log = logging.getLogger("sagemaker_emulator")
 
@@ -52,6 +69,8 @@ class EmulatorConfig:
     region: str = "us-east-1"
     #: Whether the model's tokenizer ships a chat template; without one TGI refuses Messages payloads.
     chat_template: bool = True
+    #: The model container behind the endpoint: its request rules, stream format and errors.
+    container: Literal["tgi", "lmi"] = "tgi"
 
 
 #: How often the serving loop checks whether it was asked to stop.
@@ -266,27 +285,26 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind == "model_error":
             self._send_model_error(record, 500, fault.message or "CUDA error: an illegal memory access was encountered")
             return
+        container = CONTAINERS[config.container]
         try:
-            request = tgi.parse_request(body, config.max_total_tokens)
-            if request.mode == "chat" and not config.chat_template:
-                raise tgi.BodyRejected(422, "Template error: template not found", "template_error")
+            request = container.parse_request(body, config.max_total_tokens, config.chat_template)
         except tgi.BodyRejected as rejected:
             self._send_model_error(record, rejected.status, rejected.message, error_type=rejected.error_type)
             return
         except tgi.ValidationFailure as failure:
-            message = f"Input validation error: {failure}"
+            status, message, event = container.refusal(failure)
             if not (failure.stream and streaming):
-                self._send_model_error(record, 422, message, error_type="validation")
+                self._send_model_error(record, status, message, error_type="validation")
                 return
-            self._start_stream(record)
-            self._write_chunk(eventstream.payload_part(tgi.error_event(failure.mode, message, "validation")))
+            self._start_stream(record, container.STREAM_CONTENT_TYPE)
+            self._write_chunk(eventstream.payload_part(event))
             self._end_stream(record, "validation_error")
             return
-        renderer = tgi.EventRenderer(request)
+        renderer = container.EventRenderer(request)
         if not streaming:
             self._answer_whole(record, renderer)
             return
-        self._start_stream(record, content_type="text/event-stream" if request.stream else "application/json")
+        self._start_stream(record, container.STREAM_CONTENT_TYPE if request.stream else "application/json")
         if not request.stream:
             self._write_chunk(eventstream.payload_part(renderer.whole_body()[0]))
             self._end_stream(record, "completed")
@@ -303,10 +321,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._end_stream(record, outcome)
 
-    def _answer_whole(self, record: ReceivedRequest, renderer: tgi.EventRenderer) -> None:
+    def _answer_whole(self, record: ReceivedRequest, renderer: Renderer) -> None:
         """InvokeEndpoint: the container's whole answer as the HTTP body (a streamed one, buffered)."""
         body, record.tokens_sent = renderer.whole_body()
-        content_type = "text/event-stream" if renderer.request.stream else "application/json"
+        stream_type = CONTAINERS[self.server.emulator.config.container].STREAM_CONTENT_TYPE
+        content_type = stream_type if renderer.request.stream else "application/json"
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -317,13 +336,14 @@ class _Handler(BaseHTTPRequestHandler):
         record.finish("completed")
 
     def _stream_tokens(
-        self, record: ReceivedRequest, request: tgi.GenerationRequest, renderer: tgi.EventRenderer, fault: Fault | None
+        self, record: ReceivedRequest, request: tgi.GenerationRequest, renderer: Renderer, fault: Fault | None
     ) -> str:
         config = self.server.emulator.config
         parts = _PartSplitter(random.Random(record.request_id), enabled=config.split_parts)  # noqa: S311 (test data, not secrets)
         if not self._pause(config.ttft_ms / 1000):
             return "server_stopped"
-        for index, (token, finish_reason) in enumerate(tgi.generate(request), start=1):
+        generate = CONTAINERS[config.container].generate
+        for index, (token, finish_reason) in enumerate(generate(request), start=1):
             if fault and record.tokens_sent == fault.after_tokens:
                 outcome = self._apply_fault(fault, renderer, parts)
                 if outcome is not None:
@@ -336,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_frames(parts.split(renderer.end()) + parts.flush())
         return "completed"
 
-    def _apply_fault(self, fault: Fault, renderer: tgi.EventRenderer, parts: _PartSplitter) -> str | None:
+    def _apply_fault(self, fault: Fault, renderer: Renderer, parts: _PartSplitter) -> str | None:
         """Act out a mid-stream fault; ``None`` when generation goes on afterwards (a stall)."""
         pending = parts.flush()
         if fault.kind == "in_band_error":

@@ -17,6 +17,7 @@ from .textgen import EOS, Token, answer_tokens, count_tokens
 
 MAX_STOP_SEQUENCES = 4
 TGI_VERSION = "2.4.0"
+STREAM_CONTENT_TYPE = "text/event-stream"
 _CHAT_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 
 
@@ -39,6 +40,8 @@ class ValidationFailure(Exception):
 
     mode: Literal["generate", "chat"] = "generate"
     stream: bool = True
+    #: The container's HTTP status for it, when it is not sent in-band.
+    status: int = 422
 
 
 @dataclass
@@ -54,8 +57,10 @@ class GenerationRequest:
     return_full_text: bool = True
 
 
-def parse_request(body: bytes, max_total_tokens: int) -> GenerationRequest:
-    """Parse and validate a request body; raises :class:`BodyRejected` or :class:`ValidationFailure`."""
+def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True) -> GenerationRequest:
+    """Parse and validate a request body; raises :class:`BodyRejected` or :class:`ValidationFailure`.
+
+    Without ``chat_template`` (the model's tokenizer ships none), TGI refuses Messages payloads."""
     try:
         payload = json.loads(body)
     except ValueError as exc:
@@ -63,6 +68,8 @@ def parse_request(body: bytes, max_total_tokens: int) -> GenerationRequest:
     if not isinstance(payload, dict):
         raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: expected a JSON object")
     chat = "messages" in payload
+    if chat and not chat_template:
+        raise BodyRejected(422, "Template error: template not found", "template_error")
     try:
         return _parse_chat(payload, max_total_tokens) if chat else _parse_generate(payload, max_total_tokens)
     except ValidationFailure as failure:
@@ -273,6 +280,12 @@ class EventRenderer:
             answer["details"] = {"finish_reason": finish_reason, "generated_tokens": len(generated),
                                  "seed": self.request.seed, "prefill": [], "tokens": []}
         return json.dumps([answer], ensure_ascii=False).encode("utf-8")
+
+
+def refusal(failure: ValidationFailure) -> tuple[int, str, bytes]:
+    """Input validation: the status and message without streaming, the in-band event when streaming."""
+    message = f"Input validation error: {failure}"
+    return failure.status, message, error_event(failure.mode, message, "validation")
 
 
 def error_event(mode: Literal["generate", "chat"], message: str, error_type: str) -> bytes:

@@ -77,6 +77,18 @@ def lmi_stream(texts: Sequence[str] = TGI_TEXTS, trailing_newline: bool = False)
     return ("\n".join(lines) + ("\n" if trailing_newline else "")).encode()
 
 
+#: LMI's (DJL Serving 0.28) error shapes: a request it could not parse (``{"code": 424, "error": ...}``, no
+#: newline) and a failure during generation (the last token line, ``finish_reason: "error"``, no message).
+def lmi_pre_inference_error(message: str = "") -> bytes:
+    return json.dumps({"code": 424, "error": message}).encode()
+
+
+def lmi_error_line(generated_text: str, generated_tokens: int) -> bytes:
+    line = {"token": {"id": -1, "text": "", "log_prob": -1, "special_token": True}, "generated_text": generated_text,
+            "details": {"finish_reason": "error", "generated_tokens": generated_tokens, "inputs": "Hi"}}
+    return json.dumps(line).encode() + b"\n"
+
+
 def as_parts(data: bytes, cuts: Sequence[int] = ()) -> Iterator[dict]:
     """PayloadPart events whose boundaries fall at ``cuts``."""
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]

@@ -1,10 +1,11 @@
 """What a reader sees of the model's text, as it streams.
 
-TGI includes the stop sequence that ended an answer in the answer; OpenAI's contract (and any chat,
-whose format adds a stop such as ``"\\nUser:"``) wants it left out. Text that could be the start of a
-stop sequence is held back until the next token shows whether it is one; at the end, a stop that
-ended the answer is dropped. Then a chat format's newline symbol (rinna's ``<NL>``) becomes a newline,
-also when tokens split it.
+TGI includes the stop sequence that ended an answer in the answer (LMI's lmi-dist may too: its token
+texts are the detokenizer's); OpenAI's contract (and any chat, whose format adds a stop such as
+``"\\nUser:"``) wants it left out. Text that could be the start of a stop sequence is held back until
+the next token shows whether it is one; at the end, when the finish reason may mean a stop (the
+container family says which reasons do), a stop the answer ends with is dropped. Then a chat format's
+newline symbol (rinna's ``<NL>``) becomes a newline, also when tokens split it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from .chat_formats import NewlineRestorer
 
 
 class AnswerText:
-    def __init__(self, stops: Sequence[str] = (), newline_symbol: str = "\n") -> None:
+    def __init__(self, stops: Sequence[str] = (), newline_symbol: str = "\n",
+                 stop_finish_reasons: frozenset[str] = frozenset()) -> None:
         self._stops = tuple(stop for stop in stops if stop)
+        self._stop_finish_reasons = stop_finish_reasons
         self._held = ""
         self._newlines = NewlineRestorer(newline_symbol)
 
@@ -29,10 +32,10 @@ class AnswerText:
         self._held = pending[len(pending) - keep:] if keep else ""
         return self._newlines.feed(pending[: len(pending) - keep])
 
-    def finish(self, stopped_by_sequence: bool) -> str:
-        """The rest, without the stop sequence when one ended the answer."""
+    def finish(self, finish_reason: str | None) -> str:
+        """The rest, without the stop sequence when one ended the answer (``finish_reason`` may say so)."""
         held, self._held = self._held, ""
-        if stopped_by_sequence:
+        if finish_reason in self._stop_finish_reasons:
             for stop in self._stops:
                 if held.endswith(stop):
                     held = held[: -len(stop)]

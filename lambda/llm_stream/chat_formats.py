@@ -7,8 +7,8 @@ plain ``inputs`` prompt. Each format names its source.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -18,6 +18,10 @@ Role = Literal["system", "user", "assistant"]
 class Turn:
     role: Role
     content: str
+
+
+class ConversationError(ValueError):
+    """The conversation cannot be written in this format (the message says why, for the caller)."""
 
 
 @dataclass(frozen=True)
@@ -36,16 +40,43 @@ class ChatFormat:
     #: Where the model's answer ends: the next user turn it would otherwise invent.
     stop: tuple[str, ...]
     source: str
+    #: What ends each role's turn, where something does.
+    suffixes: Mapping[Role, str] = field(default_factory=dict)
+    #: User and assistant turns must alternate, starting and ending with the user (Mistral's template
+    #: refuses anything else): consecutive turns of one role are joined by a blank line, and system
+    #: text opens the first user turn.
+    alternating: bool = False
 
     def render(self, turns: Sequence[Turn]) -> str:
+        """The prompt; raises :class:`ConversationError` when the turns do not fit the format."""
         parts: list[str] = []
-        for turn in turns:
+        for turn in _alternating(turns) if self.alternating else turns:
             text = turn.content.replace("\n", self.newline)
             prefix = self.prefixes[turn.role]
             if prefix is None:  # a system turn in a format without one
                 prefix = "" if self.system_as == "plain" else self.prefixes["user"]
-            parts.append(f"{prefix}{text}")
+            parts.append(f"{prefix}{text}{self.suffixes.get(turn.role, '')}")
         return self.separator.join([*parts, self.generation_prompt])
+
+
+def _alternating(turns: Sequence[Turn]) -> list[Turn]:
+    system = "\n\n".join(turn.content for turn in turns if turn.role == "system")
+    merged: list[Turn] = []
+    for turn in turns:
+        if turn.role == "system":
+            continue
+        if merged and merged[-1].role == turn.role:
+            merged[-1] = Turn(turn.role, f"{merged[-1].content}\n\n{turn.content}")
+        else:
+            merged.append(turn)
+    if not merged or merged[0].role != "user":
+        raise ConversationError("this model's chat format needs the conversation to start with a user message "
+                                "(after any system messages)")
+    if merged[-1].role != "user":
+        raise ConversationError("this model's chat format needs the conversation to end with a user message")
+    if system:
+        merged[0] = Turn("user", f"{system}\n\n{merged[0].content}")
+    return merged
 
 
 _FALCON_SOURCE = ("Falcon 7B/40B Instruct: TII's answer in tiiuae/falcon-7b-instruct discussion #1; vLLM's "
@@ -53,6 +84,10 @@ _FALCON_SOURCE = ("Falcon 7B/40B Instruct: TII's answer in tiiuae/falcon-7b-inst
 _FALCON_180B_SOURCE = "Falcon 180B Chat: vLLM's examples/template_falcon_180b.jinja, from TII's demo"
 _RINNA_SOURCE = ("rinna/japanese-gpt-neox-3.6b-instruction-ppo model card, I/O Format: ユーザー/システム "
                  "utterances joined by <NL>, newlines written <NL>, the prompt ends with 'システム: '")
+_MISTRAL_SOURCE = ("Mistral 7B Instruct: mistralai/Mistral-7B-Instruct-v0.2 tokenizer_config.json chat_template "
+                   "('[INST] ' user ' [/INST]', the answer then eos '</s>'; the system message and a blank line "
+                   "open the first user message; roles must alternate user/assistant); the tokenizer adds the BOS "
+                   "and reads '</s>' as the EOS token")
 _RINNA_BILINGUAL_SOURCE = ("rinna/bilingual-gpt-neox-4b-instruction-ppo model card, I/O Format: the same speakers "
                            "and ending, utterances separated by a plain newline (its tokenizer has one: no <NL>)")
 
@@ -66,6 +101,9 @@ FORMATS: dict[str, ChatFormat] = {format_.name: format_ for format_ in (
                "<NL>", "<NL>", "システム: ", ("<NL>ユーザー:",), _RINNA_SOURCE),
     ChatFormat("rinna-bilingual-instruction", {"system": None, "user": "ユーザー: ", "assistant": "システム: "},
                "user", "\n", "\n", "システム: ", ("\nユーザー:",), _RINNA_BILINGUAL_SOURCE),
+    # The model ends its answer with its EOS token: no stop sequence is needed.
+    ChatFormat("mistral-instruct", {"system": None, "user": "[INST] ", "assistant": ""}, "user", "", "\n", "", (),
+               _MISTRAL_SOURCE, suffixes={"user": " [/INST]", "assistant": "</s>"}, alternating=True),
 )}
 
 

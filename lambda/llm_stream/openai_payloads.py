@@ -1,15 +1,16 @@
-"""OpenAI-compatible requests (``/v1/chat/completions``, ``/v1/completions``), validated and mapped to TGI.
+"""OpenAI-compatible requests (``/v1/chat/completions``, ``/v1/completions``), validated and mapped to the
+model container's generate parameters (TGI's or LMI's names: ``families.py``).
 
 Clients send fields this API cannot honour at their neutral values (``n: 1``, ``presence_penalty: 0``,
 ``logprobs: false``, ...): those are accepted; any other value is refused by name (400
-``invalid_request_error`` with ``param``). The mapping onto TGI's generate parameters (the TGI
-container family; an LMI family comes with the all-models work):
+``invalid_request_error`` with ``param``). The mapping (``model_requests.sampling_parameters``):
 
 * ``max_tokens`` / ``max_completion_tokens`` -> ``max_new_tokens`` (the deployment's caps apply);
-* ``temperature``: absent -> sampling at TGI's default (1.0, as OpenAI's default); ``0`` -> greedy
-  (``do_sample: false``; TGI refuses a zero temperature); otherwise sampling at that temperature;
+* ``temperature``: absent -> sampling at the container's default (1.0, as OpenAI's default); ``0`` ->
+  greedy (``do_sample: false``; TGI refuses a zero temperature); otherwise sampling at that temperature;
 * ``top_p``: ``1`` -> omitted (no nucleus sampling; TGI refuses 1.0); otherwise passed on;
-* ``stop`` (a string or up to 4) -> ``stop``, together with the chat format's own stop sequence;
+* ``stop`` (a string or up to 4) -> ``stop`` (TGI) or ``stop_sequences`` (LMI), together with the chat
+  format's own stop sequences;
 * ``seed`` -> ``seed``; ``user`` is logged, not sent.
 """
 
@@ -22,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json
+from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
 from .payloads import U32_MAX, U64_MAX, UpstreamRequest, check_caps
 from .settings import Settings
-from .tgi_requests import MAX_STOP_SEQUENCES, generate_parameters, render_conversation
 
 Stop = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -173,6 +174,6 @@ def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tu
     requested = payload.max_completion_tokens if payload.max_completion_tokens is not None else payload.max_tokens
     field = "max_completion_tokens" if payload.max_completion_tokens is not None else "max_tokens"
     max_new_tokens = check_caps(input_chars, requested, settings, field)
-    parameters = generate_parameters(max_new_tokens, payload.temperature, payload.top_p, payload.stop,
-                                     format_stops, payload.seed, status=400)
-    return UpstreamRequest.for_prompt(kind, prompt, parameters, input_chars, newline_symbol)
+    parameters = sampling_parameters(settings.family, max_new_tokens, payload.temperature, payload.top_p,
+                                     payload.stop, format_stops, payload.seed, status=400)
+    return UpstreamRequest.for_prompt(kind, prompt, parameters, input_chars, settings.family, newline_symbol)

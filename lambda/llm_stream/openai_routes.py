@@ -39,7 +39,7 @@ class OpenedStream:
 
     def answer_text(self) -> AnswerText:
         """How the reader should see the model's text (stops trimmed, newlines restored)."""
-        return AnswerText(self.request.answer_stops, self.request.newline_symbol)
+        return self.request.answer_text()
 
 
 OpenUpstream = Callable[[Request, UpstreamRequest], Awaitable[OpenedStream]]
@@ -115,6 +115,6 @@ async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: O
         return openai_error(failure, stats.request_id)
     opened.reader.record_end(stats)
     answer = opened.answer_text()
-    text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason == "stop_sequence")
+    text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason)
     return JSONResponse(complete_answer(request, settings.model_id, text, stats))
 

@@ -1,10 +1,11 @@
 """What callers may send, validated before anything reaches the endpoint.
 
-Two request shapes are accepted: the blog's TGI payload
-``{"inputs": str, "parameters": {...}, "stream": true}`` and a conversation
-``{"messages": [{"role", "content"}, ...], "max_tokens", ...}``, which the function renders in the
-model's own chat format and sends as a prompt (``tgi_requests.py``). The rules are TGI's own (so the
-container never rejects what passed here) plus the deployer's caps.
+Two request shapes are accepted: the container's own payload
+``{"inputs": str, "parameters": {...}, "stream": true}`` (the blog's TGI payload; with an LMI model,
+LMI's parameter names) and a conversation ``{"messages": [{"role", "content"}, ...], "max_tokens", ...}``,
+which the function renders in the model's own chat format and sends as a prompt
+(``model_requests.py``). The rules are the container's own (so it never rejects what passed here)
+plus the deployer's caps.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from .answer_text import AnswerText
 from .chat_formats import Turn
 from .errors import ApiError
+from .families import TGI, ContainerFamily
 from .json_body import load_json
+from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
 from .settings import Settings
-from .tgi_requests import MAX_STOP_SEQUENCES, generate_parameters, render_conversation
 
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # The container's own number types (TGI's router: f32 sampling parameters, i32 top_k, u32 token
@@ -53,9 +56,27 @@ class GenerateParameters(_Strict):
     watermark: bool | None = None
 
 
-class GeneratePayload(_Strict):
+class LmiGenerateParameters(_Strict):
+    """LMI ``parameters`` a caller may set: those DJL Serving 0.28's lmi-dist backend reads, with vLLM's
+    own limits (``vllm/sampling_params.py`` ``_verify_args``: ``top_p`` in (0, 1], ``top_k`` -1 or >= 1,
+    ``repetition_penalty`` in (0, 2], the penalties in [-2, 2]). Sampling needs ``do_sample: true``:
+    without it LMI decodes greedily whatever ``temperature`` says."""
+
+    max_new_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
+    do_sample: bool | None = None
+    temperature: float | None = Field(default=None, ge=0, le=F32_MAX)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, gt=0, le=I32_MAX)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    seed: int | None = Field(default=None, ge=0, le=U64_MAX)
+    stop_sequences: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
+    return_full_text: bool | None = None
+
+
+class _Inputs(_Strict):
     inputs: str = Field(min_length=1)
-    parameters: GenerateParameters = Field(default_factory=GenerateParameters)
     stream: Literal[True] | None = None
 
     @field_validator("inputs")
@@ -64,6 +85,19 @@ class GeneratePayload(_Strict):
         if not value.strip():
             raise ValueError("must contain non-whitespace text")
         return value
+
+
+class GeneratePayload(_Inputs):
+    parameters: GenerateParameters = Field(default_factory=GenerateParameters)
+
+
+class LmiGeneratePayload(_Inputs):
+    parameters: LmiGenerateParameters = Field(default_factory=LmiGenerateParameters)
+
+
+#: The ``inputs`` payload each container family takes.
+_GENERATE_PAYLOADS: dict[str, type[GeneratePayload] | type[LmiGeneratePayload]] = {
+    "tgi": GeneratePayload, "lmi": LmiGeneratePayload}
 
 
 class ChatMessage(_Strict):
@@ -92,10 +126,11 @@ class ChatPayload(_Strict):
 
 _ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {
     "inputs": tuple(GeneratePayload.model_fields),
-    "parameters": tuple(GenerateParameters.model_fields),
     "messages": tuple(ChatPayload.model_fields),
     "message": tuple(ChatMessage.model_fields),
 }
+_ALLOWED_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "tgi": tuple(GenerateParameters.model_fields), "lmi": tuple(LmiGenerateParameters.model_fields)}
 
 
 @dataclass(frozen=True)
@@ -111,19 +146,24 @@ class UpstreamRequest:
     #: chat format's newline symbol to turn back into newlines (see answer_text.py).
     answer_stops: tuple[str, ...] = ()
     newline_symbol: str = "\n"
+    family: ContainerFamily = TGI
     #: The body as sent upstream, encoded during validation so that it cannot fail later.
     encoded: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoded", json.dumps(self.body, ensure_ascii=False, allow_nan=False).encode())
 
+    def answer_text(self) -> AnswerText:
+        """How the reader sees the model's text: without the stop that ended it, newlines restored."""
+        return AnswerText(self.answer_stops, self.newline_symbol, self.family.stop_finish_reasons)
+
     @classmethod
     def for_prompt(cls, kind: Literal["generate", "chat"], prompt: str, parameters: dict[str, Any],
-                   input_chars: int, newline_symbol: str = "\n") -> UpstreamRequest:
+                   input_chars: int, family: ContainerFamily, newline_symbol: str = "\n") -> UpstreamRequest:
         """A streamed generate request whose answer the reader sees without its stop sequence."""
         body = {"inputs": prompt, "parameters": parameters, "stream": True}
         return cls(kind, body, input_chars, parameters["max_new_tokens"], prompt,
-                   tuple(parameters.get("stop", ())), newline_symbol)
+                   tuple(parameters.get(family.stop_parameter, ())), newline_symbol, family)
 
 
 def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
@@ -136,24 +176,25 @@ def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
         raise ApiError(422, "validation_error",
                        "give exactly one of `inputs` (a prompt) or `messages` (a conversation)")
     if has_inputs:
-        return _generate_request(_validate(GeneratePayload, data, "inputs"), settings)
-    return _chat_request(_validate(ChatPayload, data, "messages"), settings)
+        payload = _validate(_GENERATE_PAYLOADS[settings.container_family], data, "inputs", settings)
+        return _generate_request(payload, settings)
+    return _chat_request(_validate(ChatPayload, data, "messages", settings), settings)
 
 
-def _validate(model: type[_Strict], data: dict[str, Any], kind: str) -> Any:
+def _validate(model: type[_Strict], data: dict[str, Any], kind: str, settings: Settings) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(422, "validation_error", _describe(exc, kind)) from None
+        raise ApiError(422, "validation_error", _describe(exc, kind, settings.container_family)) from None
 
 
-def _describe(exc: ValidationError, kind: str) -> str:
+def _describe(exc: ValidationError, kind: str, family: str) -> str:
     problems = []
     for error in exc.errors(include_url=False):
         location = ".".join(str(part) for part in error["loc"]) or "body"
         if error["type"] == "extra_forbidden":
             parent = _parent_kind(error["loc"], kind)
-            allowed = ", ".join(_ALLOWED_FIELDS[parent])
+            allowed = ", ".join(_ALLOWED_PARAMETERS[family] if parent == "parameters" else _ALLOWED_FIELDS[parent])
             problems.append(f"`{location}` is not a known field; allowed here: {allowed}")
         elif error["type"] == "literal_error" and error["loc"][-1] == "stream":
             problems.append("`stream` may only be true: this endpoint always streams")
@@ -186,27 +227,29 @@ def check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings,
     return max_new_tokens
 
 
-def _generate_request(payload: GeneratePayload, settings: Settings) -> UpstreamRequest:
+def _generate_request(payload: GeneratePayload | LmiGeneratePayload, settings: Settings) -> UpstreamRequest:
+    """The caller's own payload, with the deployment's caps applied and ``details`` on (the token counts)."""
     params = payload.parameters.model_dump(exclude_none=True)
     max_new_tokens = check_caps(len(payload.inputs), payload.parameters.max_new_tokens, settings,
                                  "parameters.max_new_tokens")
-    truncate = payload.parameters.truncate
+    truncate = params.get("truncate")
     if truncate is not None and truncate >= settings.model_max_total_tokens:
         raise ApiError(422, "validation_error", f"`parameters.truncate` is {truncate}; the model's window is "
                        f"{settings.model_max_total_tokens} tokens, input and answer together")
     params.update(max_new_tokens=max_new_tokens, details=True)
     body = {"inputs": payload.inputs, "parameters": params, "stream": True}
-    return UpstreamRequest("generate", body, len(payload.inputs), max_new_tokens, payload.inputs)
+    return UpstreamRequest("generate", body, len(payload.inputs), max_new_tokens, payload.inputs,
+                           family=settings.family)
 
 
 def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:
-    """The conversation rendered in the model's own format and sent as a prompt (``tgi_requests.py``)."""
+    """The conversation rendered in the model's own format and sent as a prompt (``model_requests.py``)."""
     turns = [Turn(m.role, m.content) for m in payload.messages]
     prompt, chat_format = render_conversation(turns, settings)
     input_chars = sum(len(m.content) for m in payload.messages)
     max_tokens = check_caps(input_chars, payload.max_tokens, settings, "max_tokens")
-    parameters = generate_parameters(max_tokens, payload.temperature, payload.top_p, payload.stop,
+    parameters = sampling_parameters(settings.family, max_tokens, payload.temperature, payload.top_p, payload.stop,
                                      chat_format.stop, payload.seed)
     if payload.frequency_penalty is not None:
         parameters["frequency_penalty"] = payload.frequency_penalty
-    return UpstreamRequest.for_prompt("chat", prompt, parameters, input_chars, chat_format.newline)
+    return UpstreamRequest.for_prompt("chat", prompt, parameters, input_chars, settings.family, chat_format.newline)

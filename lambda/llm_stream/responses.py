@@ -149,7 +149,7 @@ class TokenStreamResponse(Response):
                 break
             if isinstance(item, StreamEnd):
                 self.reader.record_end(self.stats)
-                await self._send_text(send, self.answer.finish(self.stats.finish_reason == "stop_sequence"))
+                await self._send_text(send, self.answer.finish(self.stats.finish_reason))
                 await self._send_body(send, self.encoder.done(self.stats))
                 break
             if isinstance(item, StreamError):
@@ -169,7 +169,7 @@ class TokenStreamResponse(Response):
 
     async def _fail(self, send: Send, error: StreamError, message: str | None = None) -> None:
         """End the stream with an error event: a safe message for the caller, the detail for the log."""
-        await self._send_text(send, self.answer.finish(stopped_by_sequence=False))
+        await self._send_text(send, self.answer.finish(None))
         self.stats.error_type, self.stats.error_detail = error.error_type, str(error)
         await self._send_body(send, self.encoder.error(error.error_type, message or stream_message(error),
                                                        self.stats.request_id))

@@ -11,7 +11,13 @@ format on each line and yields token texts in order:
 * TGI Messages API chunks: ``data:{"choices": [{"delta": {"content": ...}}]}``
   ending with ``data:[DONE]``.
 * DJL/LMI JSON lines (no ``data:``): ``{"token": {...}}`` per line, the last one
-  with ``generated_text``; the last line may lack a trailing newline.
+  with ``generated_text``; the last line may lack a trailing newline. A failure
+  before generation is one ``{"code": 424, "error": "..."}`` line (the message may
+  be empty); one during generation is a last line whose ``finish_reason`` is
+  ``error`` (DJL Serving 0.28 ``rolling_batch.stop_on_any_exception``). vLLM ends a
+  prompt longer than the model's window at once with ``finish_reason: "length"``
+  and no text (its scheduler marks it ignored): that is the caller's request, so it
+  raises a ``validation`` error.
 * Legacy LMI ``{"outputs": ["..."]}`` lines (no final event: the end of the
   stream is the end of the answer).
 
@@ -39,6 +45,7 @@ StreamFormat = Literal["tgi", "messages", "lmi", "legacy"]
 #: They are dropped only on the final event, where TGI puts the EOS token.
 UNFLAGGED_EOS_TEXTS: Final = frozenset({"<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>", "<|end|>"})
 
+_NO_MESSAGE: Final = "the model container reported an error"
 _MESSAGES_STATUS_TO_TYPE: Final = {422: "validation", 424: "generation", 429: "overloaded"}
 _MALFORMED_QUOTE_CHARS: Final = 80
 # json.loads adds encoding detection and a whitespace regex per call; raw_decode skips both, and
@@ -214,10 +221,13 @@ class TokenIterator(Iterator[str]):
                 return (text,)
             return ()
         details = event.get("details") or {}
-        if details.get("finish_reason") == "error":
-            raise StreamError("generation", str(details.get("error") or "the model container reported an error"))
-        self._complete = True
         finish_reason, generated_tokens = details.get("finish_reason"), details.get("generated_tokens")
+        if finish_reason == "error":
+            raise StreamError("generation", str(details.get("error") or _NO_MESSAGE))
+        if finish_reason == "length" and self.format == "lmi" and not self.tokens_yielded and not text:
+            raise StreamError("validation", "the prompt does not fit the model's context window (input and answer "
+                              "together); shorten it")
+        self._complete = True
         if isinstance(finish_reason, str):
             self.finish_reason = finish_reason
         if isinstance(generated_tokens, int):
@@ -272,7 +282,7 @@ def _in_band_error(event: dict[str, Any]) -> StreamError:
         error_type = error.get("type") or (_MESSAGES_STATUS_TO_TYPE.get(status, "generation")
                                            if isinstance(status, int) else "generation")
         return StreamError(str(error_type), str(error.get("message") or error))
-    return StreamError(str(event.get("error_type") or "generation"), str(error))
+    return StreamError(str(event.get("error_type") or "generation"), str(error) or _NO_MESSAGE)
 
 
 def _upstream_failure(exc: Exception) -> StreamError | None:

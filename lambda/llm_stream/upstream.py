@@ -84,7 +84,7 @@ def open_stream(
             EndpointName=settings.endpoint_name,
             Body=request.encoded,
             ContentType="application/json",
-            Accept="text/event-stream",
+            Accept=request.family.accept,
             CustomAttributes=f"request_id={request_id}",
         )
     except ClientError as exc:

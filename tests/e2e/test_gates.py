@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk import aws_iam as iam
 
+from infra.catalog import load_catalog
 from tests import ROOT
 from tests.cdk_app import build_app
 
@@ -21,6 +22,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "falcon-180b-archive": {"model": "huggingface-llm-falcon-180b-bf16"},
     "api-keys": {"auth": "api_key", "cors_origins": ["https://app.example.com"]},
     "falcon-40b-g5-12xlarge": {"model": "huggingface-llm-falcon-40b-instruct-bf16", "instance_type": "ml.g5.12xlarge"},
+    "mistral-7b-instruct-lmi": {"model": "huggingface-llm-mistral-7b-instruct"},
 }
 
 
@@ -65,6 +67,19 @@ def test_every_acknowledgment_has_a_specific_reason() -> None:
 def test_cfn_lint_finds_nothing(synthesized: Path) -> None:
     templates = sorted(synthesized.glob("*.template.json"))
     assert len(templates) == 2
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "cfn-lint"), *map(str, templates)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_catalog_model_s_endpoint_template_is_cfn_lint_clean(tmp_path: Path) -> None:
+    """The ten models differ in the endpoint stack (image mapping, environment, artifacts, instance type)."""
+    templates = []
+    for model_id in sorted(load_catalog().models):
+        app, endpoint, _ = build_app(outdir=str(tmp_path / model_id), model=model_id)
+        app.synth()
+        templates.append(tmp_path / model_id / endpoint.template_file)
+    assert len(templates) == 10
     result = subprocess.run([str(ROOT / ".venv" / "bin" / "cfn-lint"), *map(str, templates)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -58,3 +59,30 @@ def test_make_demo_with_an_api_key() -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "finish: eos_token" in result.stderr
+
+
+def test_make_dev_as_an_lmi_model_serves_it_in_its_container_s_formats() -> None:
+    """`make dev MODEL=huggingface-llm-mistral-7b-instruct`: the function with that model's settings, the
+    emulator as its DJL/LMI container."""
+    with local_servers(model_id="huggingface-llm-mistral-7b-instruct") as servers:
+        url = servers.function_url
+        models = httpx.get(f"{url}/v1/models").json()["data"]
+        assert [model["id"] for model in models] == ["huggingface-llm-mistral-7b-instruct"]
+        result = stream_answer(url, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6})
+        assert result.tokens == 6
+        assert result.done is not None
+        assert result.done["finish_reason"] == "length"
+        (received,) = httpx.get(f"{servers.emulator_url}/_emulator/requests").json()["requests"]
+        assert json.loads(received["body"])["inputs"] == "[INST] Hi [/INST]"
+        # A TGI parameter name is refused by name: this model's container reads LMI's.
+        refused = httpx.post(url, json={"inputs": "Hi", "parameters": {"stop": ["x"]}})
+        assert refused.status_code == 422
+        assert "stop_sequences" in refused.json()["error"]["message"]
+
+
+def test_make_demo_with_an_unknown_model_says_which_exist() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = subprocess.run(["make", "--no-print-directory", "demo", "MODEL=gpt-5"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "model 'gpt-5' is not in the catalog; allowed: huggingface-llm-bilingual-rinna-4b" in result.stderr

@@ -357,3 +357,74 @@ def test_a_model_without_a_chat_template_refuses_messages_as_tgi_does(make_runti
             assert refused.value.response["Error"]["Code"] == "ModelError"
             assert "template not found" in refused.value.response["OriginalMessage"]  # type: ignore[typeddict-item]
         assert stream_tokens(client, {"inputs": "Hi", "parameters": {"max_new_tokens": 2}, "stream": True})[0]
+
+
+# -- LMI mode: a DJL Serving 0.28 container (sagemaker_emulator/lmi.py cites its source) ------------
+
+
+@pytest.fixture
+def lmi_client(make_runtime_client):
+    config = EmulatorConfig(ttft_ms=0, token_ms=0, container="lmi", max_total_tokens=4096)
+    with EmulatorServer(config) as server:
+        yield make_runtime_client(server.url)
+
+
+def raw_lines(response: dict) -> list[bytes]:
+    data = b"".join(event["PayloadPart"]["Bytes"] for event in response["Body"] if "PayloadPart" in event)
+    return data.splitlines()
+
+
+def test_lmi_streams_json_lines_with_the_answer_on_the_last(lmi_client) -> None:
+    response = invoke(lmi_client, {"inputs": "Hello", "parameters": {"max_new_tokens": 5, "details": True},
+                                   "stream": True})
+    assert response["ContentType"] == "application/jsonlines"
+    lines = [json.loads(line) for line in raw_lines(response)]
+    assert all(set(line["token"]) == {"id", "text", "log_prob"} for line in lines)
+    assert [set(line) for line in lines[:-1]] == [{"token"}] * 4
+    assert lines[-1]["generated_text"] == "".join(line["token"]["text"] for line in lines)
+    assert lines[-1]["details"] == {"finish_reason": "length", "generated_tokens": 5, "inputs": "Hello"}
+
+
+def test_lmi_reports_a_stop_sequence_as_eos_token_with_the_stop_in_the_text(lmi_client) -> None:
+    tokens, iterator = stream_tokens(lmi_client, with_params(stop_sequences=[" short"], details=True))
+    assert "".join(tokens) == "Here is a short"
+    assert iterator.finish_reason == "eos_token"
+
+
+def test_lmi_ignores_tgi_s_stop_parameter_as_lmi_dist_drops_unknown_ones(lmi_client) -> None:
+    tokens, iterator = stream_tokens(lmi_client, with_params(stop=[" short"], max_new_tokens=8, details=True))
+    assert "".join(tokens) != "Here is a short"
+    assert iterator.finish_reason == "length"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1]", json.dumps({"inputs": 5, "stream": True}).encode()])
+def test_lmi_failure_before_generation_is_one_code_424_line(lmi_client, body: bytes) -> None:
+    (line,) = raw_lines(invoke(lmi_client, body))
+    error = json.loads(line)
+    assert set(error) == {"code", "error"}
+    assert error["code"] == 424
+    with pytest.raises(ClientError) as raised:
+        lmi_client.invoke_endpoint(EndpointName="e", Body=body, ContentType="application/json")
+    assert raised.value.response["Error"]["Code"] == "ModelError"
+    assert raised.value.response["OriginalStatusCode"] == 424  # type: ignore[typeddict-item]  # botocore adds it
+
+
+def test_lmi_sampling_values_vllm_refuses_end_the_request_with_an_error_line(lmi_client) -> None:
+    (line,) = raw_lines(invoke(lmi_client, with_params(top_p=1.5, details=True)))
+    error = json.loads(line)
+    assert error["token"] == {"id": -1, "text": "", "log_prob": -1, "special_token": True}
+    assert error["details"]["finish_reason"] == "error"
+
+
+def test_lmi_answers_a_prompt_beyond_the_window_with_nothing_and_length(lmi_client) -> None:
+    (line,) = raw_lines(invoke(lmi_client, {"inputs": "word " * 5000, "parameters": {"details": True},
+                                            "stream": True}))
+    final = json.loads(line)
+    assert (final["generated_text"], final["details"]["finish_reason"]) == ("", "length")
+
+
+def test_lmi_without_stream_answers_one_json_object(lmi_client) -> None:
+    response = lmi_client.invoke_endpoint(EndpointName="e", ContentType="application/json",
+                                          Body=json.dumps({"inputs": "Hello", "parameters": {"max_new_tokens": 3}}))
+    assert response["ContentType"] == "application/json"
+    assert set(json.loads(response["Body"].read())) == {"generated_text"}

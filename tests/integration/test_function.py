@@ -73,6 +73,7 @@ def test_what_the_endpoint_receives(function, emulator: EmulatorServer) -> None:
     httpx.post(function.url, json={"inputs": "Hello"}, timeout=30)
     (received,) = emulator.requests
     assert received.endpoint == "test-endpoint"
+    assert received.headers["X-Amzn-SageMaker-Accept"] == "text/event-stream"  # botocore: the Accept member
     assert received.json() == {"inputs": "Hello", "parameters": {"max_new_tokens": 256, "details": True},
                                "stream": True}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.live_specs import bucket_url, fetch_recorded_specs, latest_spec_keys, recorded_from_live
+from infra.live_specs import bucket_url, fetch_recorded_specs, recorded_from_live, spec_keys_newest_first
 from infra.refresh_catalog import main as refresh_main
 from infra.spec_mapping import model_from_spec
 
@@ -79,14 +79,14 @@ def test_same_model_from_either_source_differs_only_where_the_sources_do() -> No
     assert from_live.artifacts == from_recorded.artifacts
 
 
-def test_newest_version_wins_by_number_not_by_text() -> None:
+def test_versions_are_ordered_by_number_not_by_text() -> None:
     manifest = [
         {"model_id": "a", "version": "4.6.9", "spec_key": "a-4.6.9.json"},
         {"model_id": "a", "version": "4.6.16", "spec_key": "a-4.6.16.json"},
         {"model_id": "a", "version": "4.10.0", "spec_key": "a-4.10.0.json"},
         {"model_id": "b", "version": "1.0.0", "spec_key": "b.json"},
     ]
-    assert latest_spec_keys(manifest, ["a", "c"]) == {"a": "a-4.10.0.json"}
+    assert spec_keys_newest_first(manifest, ["a", "c"]) == {"a": ["a-4.10.0.json", "a-4.6.16.json", "a-4.6.9.json"]}
 
 
 def test_bucket_urls() -> None:
@@ -100,8 +100,13 @@ def bucket(tmp_path: Path):
     (tmp_path / "community_models" / "specs").mkdir(parents=True)
     key = "community_models/specs/falcon-7b-instruct-4.6.16.json"
     (tmp_path / key).write_text(json.dumps(LIVE_SPEC))
+    # A newer version whose spec names its image only by framework (no regional aliases): not deployable
+    # from the spec alone, so the refresh walks past it to 4.6.16.
+    newer = {**LIVE_SPEC, "version": "4.7.0", "hosting_instance_type_variants": {}}
+    (tmp_path / "newer.json").write_text(json.dumps(newer))
     (tmp_path / "models_manifest.json").write_text(json.dumps([
         {"model_id": LIVE_SPEC["model_id"], "version": "4.6.16", "min_version": "2.0.0", "spec_key": key},
+        {"model_id": LIVE_SPEC["model_id"], "version": "4.7.0", "min_version": "2.0.0", "spec_key": "newer.json"},
         {"model_id": LIVE_SPEC["model_id"], "version": "4.1.0", "min_version": "2.0.0", "spec_key": "old.json"},
         {"model_id": "huggingface-llm-other", "version": "1.0.0", "spec_key": "missing.json"},
     ]))
@@ -118,6 +123,10 @@ def bucket(tmp_path: Path):
 def test_fetch_over_http(bucket: str) -> None:
     specs = fetch_recorded_specs(["huggingface-llm-falcon-7b-instruct-bf16", "absent"], base_url=bucket)
     assert list(specs["models"]) == ["huggingface-llm-falcon-7b-instruct-bf16"]
+    assert specs["models"]["huggingface-llm-falcon-7b-instruct-bf16"]["version"] == "4.6.16"
+    assert specs["skipped"] == {"huggingface-llm-falcon-7b-instruct-bf16": [
+        "4.7.0: its spec carries no container image aliases (instanceAliases), so the image cannot be resolved "
+        "without a live lookup"]}
     assert specs["_source"].startswith(f"live JumpStart specs from {bucket}/models_manifest.json")
 
 
@@ -130,6 +139,10 @@ def test_refresh_live_writes_specs_and_catalog(bucket: str, tmp_path: Path, caps
     assert sorted(written["models"]) == ["huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16",
                                          "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-mistral-7b",
                                          "huggingface-llm-mistral-7b-instruct"]
-    assert written["models"]["huggingface-llm-falcon-7b-instruct-bf16"]["pin_note"] is None
+    falcon = written["models"]["huggingface-llm-falcon-7b-instruct-bf16"]
+    assert falcon["spec_version"] == "4.6.16"
+    assert falcon["pin_note"].startswith("4.6.16, the newest live version with complete hosting data; newer "
+                                         "versions skipped: 4.7.0: its spec carries no container image aliases")
+    assert "newer versions skipped: 4.7.0" in capsys.readouterr().out
     assert written["unavailable"]["huggingface-llm-falcon-40b-bf16"] == "absent from the live spec data"
     assert refresh_main(["--specs", str(specs), "--output", str(catalog), "--check"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,17 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
 from llm_stream.tokens import TokenIterator
 from sagemaker_emulator import eventstream
-from tests.streams import TGI_EXPECTED, collect_until_error, sse_line, tgi_stream, tgi_token
+from tests.streams import (
+    TGI_EXPECTED,
+    TGI_TEXTS,
+    collect_until_error,
+    lmi_error_line,
+    lmi_pre_inference_error,
+    lmi_stream,
+    sse_line,
+    tgi_stream,
+    tgi_token,
+)
 
 OPERATION_EVENT = "before-send.sagemaker-runtime.InvokeEndpointWithResponseStream"
 
@@ -31,7 +42,7 @@ class _RawStream:
         pass
 
 
-def invoke_with_frames(frames: list[bytes], http_chunk: int = 64) -> Any:
+def invoke_with_frames(frames: list[bytes], http_chunk: int = 64, content_type: str = "text/event-stream") -> Any:
     """Call the real client; the HTTP layer answers with these frames cut into ``http_chunk``-byte reads."""
     wire = b"".join(frames)
     chunks = [wire[i : i + http_chunk] for i in range(0, len(wire), http_chunk)]
@@ -42,7 +53,7 @@ def invoke_with_frames(frames: list[bytes], http_chunk: int = 64) -> Any:
     def answer(request, **kwargs):
         headers = HTTPHeaders()
         headers["Content-Type"] = "application/vnd.amazon.eventstream"
-        headers["X-Amzn-SageMaker-Content-Type"] = "text/event-stream"
+        headers["X-Amzn-SageMaker-Content-Type"] = content_type
         return AWSResponse(request.url, 200, headers, _RawStream(chunks))
 
     client.meta.events.register(OPERATION_EVENT, answer)
@@ -94,3 +105,66 @@ def test_exception_frames_raise_stream_errors_after_earlier_tokens(exception_typ
     assert seen == ["你"]
     assert error.error_type == exception_type
     assert error.message == "it broke"
+
+
+# -- the LMI container's JSON lines (DJL Serving 0.28) ------------------------------
+
+
+def lmi_frames(body: bytes, part_size: int) -> list[bytes]:
+    return [eventstream.payload_part(body[i : i + part_size]) for i in range(0, len(body), part_size)]
+
+
+@pytest.mark.parametrize("part_size", [1, 7, 4096])
+def test_lmi_tokens_through_botocore(part_size: int) -> None:
+    response = invoke_with_frames(lmi_frames(lmi_stream(), part_size), content_type="application/jsonlines")
+    assert response["ContentType"] == "application/jsonlines"
+    iterator = TokenIterator(response["Body"])
+    assert list(iterator) == TGI_EXPECTED  # empty texts and the final EOS line's special token are not text
+    assert (iterator.format, iterator.finish_reason, iterator.generated_tokens) == ("lmi", "eos_token",
+                                                                                    len(TGI_TEXTS) + 1)
+
+
+@pytest.mark.parametrize(("message", "shown"), [("Input is not valid JSON", "Input is not valid JSON"),
+                                                 ("", "the model container reported an error")])
+def test_lmi_failure_before_generation_is_a_generation_error(message: str, shown: str) -> None:
+    response = invoke_with_frames(lmi_frames(lmi_pre_inference_error(message), 5))
+    tokens, error = collect_until_error(TokenIterator(response["Body"]))
+    assert tokens == []
+    assert (error.error_type, error.message) == ("generation", shown)
+
+
+def test_lmi_failure_during_generation_ends_after_the_tokens_before_it() -> None:
+    body = b"".join(json.dumps({"token": {"id": i, "text": t, "log_prob": -0.2}}).encode() + b"\n"
+                    for i, t in enumerate(["Hel", "lo"])) + lmi_error_line("Hello", 3)
+    tokens, error = collect_until_error(TokenIterator(invoke_with_frames(lmi_frames(body, 11))["Body"]))
+    assert tokens == ["Hel", "lo"]
+    assert (error.error_type, error.message) == ("generation", "the model container reported an error")
+
+
+def test_lmi_prompt_beyond_the_window_is_the_callers_error() -> None:
+    # vLLM ends a prompt longer than max_model_len at once: one empty token, finish "length".
+    body = json.dumps({"token": {"id": -1, "text": "", "log_prob": None}, "generated_text": "",
+                       "details": {"finish_reason": "length", "generated_tokens": 1, "inputs": "..."}}).encode()
+    tokens, error = collect_until_error(TokenIterator(invoke_with_frames(lmi_frames(body, 9))["Body"]))
+    assert tokens == []
+    assert error.error_type == "validation"
+    assert "context window" in error.message
+
+
+def test_an_answer_cut_by_its_length_limit_is_not_mistaken_for_a_long_prompt() -> None:
+    body = (json.dumps({"token": {"id": 5, "text": "Hi", "log_prob": -0.2}}).encode() + b"\n"
+            + json.dumps({"token": {"id": 6, "text": "", "log_prob": -0.2}, "generated_text": "Hi",
+                          "details": {"finish_reason": "length", "generated_tokens": 2, "inputs": "x"}}).encode())
+    iterator = TokenIterator(invoke_with_frames(lmi_frames(body, 9))["Body"])
+    assert list(iterator) == ["Hi"]
+    assert iterator.finish_reason == "length"
+
+
+def test_lmi_0_27_deepspeed_lines_in_the_two_regions_that_serve_it() -> None:
+    # DJL 0.27's DeepSpeed image (ap-northeast-3, ap-southeast-3): token ids in lists, empty fields left out.
+    lines = [{"token": {"id": [9], "text": "Hi"}}, {"token": {"id": [10], "text": " there"},
+                                                    "generated_text": "Hi there"}]
+    body = b"\n".join(json.dumps(line).encode() for line in lines)
+    iterator = TokenIterator(invoke_with_frames(lmi_frames(body, 4))["Body"])
+    assert list(iterator) == ["Hi", " there"]
+    assert (iterator.format, iterator.finish_reason) == ("lmi", None)

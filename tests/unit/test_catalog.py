@@ -123,8 +123,9 @@ def test_an_lmi_model_carries_its_per_region_images_and_its_unverified_token_lim
     assert (model.max_input_tokens, model.max_total_tokens) == (3072, 4096)
     assert "HF_MODEL_ID" not in model.environment  # nothing TGI-specific
     assert model.environment_for("ml.p4d.24xlarge")["OPTION_TENSOR_PARALLEL_DEGREE"] == "1"  # LMI's own knob
-    assert model.environment_for("ml.g5.12xlarge") == model.environment
-    assert model.chat_format is None or model.chat_format.startswith("mistral")
+    # The window the function assumes is told to the container (DJL reads OPTION_<KEY> as option.<key>).
+    assert model.environment_for("ml.g5.12xlarge") == {**model.environment, "OPTION_MAX_MODEL_LEN": "4096"}
+    assert model.chat_format == "mistral-instruct"
 
 
 def test_an_lmi_spec_needs_token_limits_recorded_for_it() -> None:

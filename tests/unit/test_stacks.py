@@ -83,6 +83,46 @@ def test_archive_artifacts_use_model_data_url() -> None:
     }})
 
 
+MISTRAL_INSTRUCT = "huggingface-llm-mistral-7b-instruct"
+
+
+def test_an_lmi_model_gets_the_djl_image_per_region_its_environment_and_artifacts() -> None:
+    endpoint, streaming = templates(model=MISTRAL_INSTRUCT)
+    lmi = {"repository": "djl-inference", "tag": "0.28.0-lmi10.0.0-cu124"}
+    deepspeed = {"repository": "djl-inference", "tag": "0.27.0-deepspeed0.12.6-cu121"}
+    endpoint.has_mapping("Images", {
+        "us-east-1": Match.object_equals({"account": "763104351884", **lmi}),
+        "af-south-1": Match.object_equals({"account": "626614931356", **lmi}),
+        # The spec's two exceptions: an older DJL DeepSpeed image where LMI 10 is not published.
+        "ap-northeast-3": Match.object_equals({"account": "364406365360", **deepspeed}),
+        "ap-southeast-3": Match.object_equals({"account": "907027046896", **deepspeed}),
+    })
+    assert len(endpoint.to_json()["Mappings"]["Images"]) == 24  # the regions the spec has an image for
+    endpoint.resource_count_is("AWS::SageMaker::Model", 1)
+    endpoint.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
+        "Environment": Match.object_equals({
+            "MODEL_CACHE_ROOT": "/opt/ml/model", "SAGEMAKER_ENV": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+            "SAGEMAKER_PROGRAM": "inference.py", "OPTION_MAX_MODEL_LEN": "4096"}),
+        "ModelDataSource": Match.object_equals({"S3DataSource": {
+            "S3DataType": "S3Prefix", "CompressionType": "None",
+            "S3Uri": join("s3://jumpstart-cache-prod-", REGION, "/huggingface-llm/huggingface-llm-mistral-7b-instruct"
+                          "/artifacts/inference-prepack/v2.1.0/")}}),
+    }})
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {
+        "ProductionVariants": Match.array_equals([Match.object_like({"InstanceType": "ml.g5.12xlarge"})])})
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "CONTAINER_FAMILY": "lmi", "CHAT_FORMAT": "mistral-instruct", "MODEL_MAX_TOTAL_TOKENS": "4096",
+        "MAX_NEW_TOKENS": "1024", "MAX_INPUT_CHARS": str(4 * 3072)})}})
+
+
+def test_an_lmi_model_s_window_is_a_setting_told_to_the_container_and_the_function() -> None:
+    endpoint, streaming = templates(model=MISTRAL_INSTRUCT, lmi_max_model_len="8192")
+    endpoint.has_resource_properties("AWS::SageMaker::Model", {"PrimaryContainer": {
+        "Environment": Match.object_like({"OPTION_MAX_MODEL_LEN": "8192"})}})
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "MODEL_MAX_TOTAL_TOKENS": "8192", "MAX_NEW_TOKENS": "1024", "MAX_INPUT_CHARS": str(4 * 7168)})}})
+
+
 @pytest.mark.parametrize(("instance_type", "expected"), [
     (None, {"SM_NUM_GPUS": "8"}),  # the model's default, ml.g5.48xlarge
     ("ml.g5.12xlarge", {"SM_NUM_GPUS": "4", "MAX_BATCH_PREFILL_TOKENS": "2048", "MAX_BATCH_TOTAL_TOKENS": "2048"}),
@@ -384,8 +424,8 @@ def test_nothing_is_retained_on_destroy() -> None:
                 assert not kept, (policy, sorted(kept))
 
 
-@pytest.mark.parametrize("model_id", load_catalog().ids(("tgi",)))
-def test_every_catalog_model_the_function_speaks_to_synthesizes(model_id: str) -> None:
+@pytest.mark.parametrize("model_id", sorted(load_catalog().models))
+def test_every_catalog_model_synthesizes(model_id: str) -> None:
     endpoint, streaming = templates(model=model_id)
     model = load_catalog().get(model_id)
     endpoint.resource_count_is("AWS::SageMaker::EndpointConfig", 1)
@@ -395,6 +435,7 @@ def test_every_catalog_model_the_function_speaks_to_synthesizes(model_id: str) -
     streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": {
         "MODEL_ID": model_id,
         "CHAT_FORMAT": model.chat_format or "none",
+        "CONTAINER_FAMILY": model.container_family,
     }}})
 
 
@@ -403,9 +444,11 @@ def test_every_catalog_model_the_function_speaks_to_synthesizes(model_id: str) -
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"model": "gpt-5"}, "context key 'model': model 'gpt-5' is not in the catalog; allowed: huggingface-llm-"),
-    ({"model": "huggingface-llm-mistral-7b-instruct"}, (
-        "huggingface-llm-mistral-7b-instruct is served by the lmi container, whose request and stream formats the "
-        "function does not speak yet; allowed: a model on tgi (huggingface-llm-bilingual-rinna-4b")),
+    ({"lmi_max_model_len": 8192}, (
+        "'lmi_max_model_len': 8192 applies only to a model on the LMI container, and huggingface-llm-falcon-7b-"
+        "instruct-bf16 runs on tgi; allowed with: huggingface-llm-mistral-7b, huggingface-llm-mistral-7b-instruct")),
+    ({"model": MISTRAL_INSTRUCT, "lmi_max_model_len": 65536},
+     "'lmi_max_model_len': 65536 is out of range; allowed: 2048..32768"),
     ({"instance_type": "ml.m5.large"}, ("'instance_type': 'ml.m5.large' is not supported by "
                                         "huggingface-llm-falcon-7b-instruct-bf16; allowed: ml.g5.2xlarge, ")),
     ({"auth": "open"}, "context key 'auth': 'open' is not allowed; allowed: iam, none, api_key"),
