@@ -19,6 +19,8 @@ def build(app: App, settings: DeploymentSettings | None = None) -> tuple[Endpoin
     streaming = StreamingStack(app, f"{prefix}-streaming", settings=settings,
                                endpoint=endpoint,
                                description="Lambda function URL that streams the endpoint's answers")
+    # The streaming stack holds the endpoint's name and ARN itself (no cross-stack reference): order by hand.
+    streaming.add_dependency(endpoint)
     for stack in (endpoint, streaming):
         Tags.of(stack).add("llm-stream:deployment", prefix)
         acknowledge_findings(stack, settings)

@@ -1,19 +1,27 @@
-"""The SageMaker JumpStart endpoint: model, endpoint config, endpoint, execution role, autoscaling."""
+"""The SageMaker JumpStart endpoint: model, endpoint config, endpoint, its log group, execution role, autoscaling."""
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnMapping, CfnOutput, Fn, Stack, Tags
+from aws_cdk import Aws, CfnMapping, CfnOutput, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from .catalog import CatalogModel, is_nvme_instance
-from .settings import DeploymentSettings
+from .settings import LOG_RETENTION, DeploymentSettings
 
 VARIANT_NAME = "AllTraffic"
-#: What invoking the endpoint takes (the first-deployment review settles whether streaming needs more).
-INVOKE_ACTIONS = ["sagemaker:InvokeEndpoint"]
+#: What invoking the endpoint takes. The API reference says InvokeEndpointWithResponseStream is authorized by
+#: sagemaker:InvokeEndpoint; the Service Authorization Reference lists a separate
+#: sagemaker:InvokeEndpointWithResponseStream action (and AWS's JumpStart policies grant both): both, so a
+#: stream works under either reading, on this one endpoint only.
+INVOKE_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
+#: The tags the sagemaker SDK's JumpStartModel.deploy puts on what it creates (sagemaker/jumpstart/enums.py
+#: JumpStartTag), so consoles and cost tools recognise a JumpStart model.
+JUMPSTART_MODEL_ID_TAG = "sagemaker-sdk:jumpstart-model-id"
+JUMPSTART_MODEL_VERSION_TAG = "sagemaker-sdk:jumpstart-model-version"
 SCALE_IN_COOLDOWN_SECONDS = 600
 SCALE_OUT_COOLDOWN_SECONDS = 300
 
@@ -24,6 +32,7 @@ class EndpointStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: DeploymentSettings, description: str) -> None:
         super().__init__(scope, construct_id, description=description)
         model = settings.model
+        self.endpoint_name = settings.endpoint_name
         bucket = Fn.join("", [model.artifacts.bucket_prefix, Aws.REGION])
         # Per region: the registry account, and the repository and tag (a few regions serve another image).
         images = CfnMapping(self, "Images", mapping={
@@ -33,10 +42,16 @@ class EndpointStack(Stack):
         image_uri = Fn.join("", [image["account"], ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
                                  image["repository"], ":", image["tag"]])
 
+        # SageMaker writes the endpoint's logs to /aws/sagemaker/Endpoints/<name>, creating the group itself
+        # (without retention, and outside the stack) unless it exists: the stack creates it first.
+        self.log_group = logs.LogGroup(
+            self, "EndpointLogs", log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY)
+
         self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description=f"SageMaker execution role for {model.model_id}")
-        policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role],
-                            statements=_execution_statements(model, bucket, image["account"], image["repository"]))
+        policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role], statements=_execution_statements(
+            model, bucket, image["account"], image["repository"], self.log_group.log_group_arn))
 
         self.sagemaker_model = sagemaker.CfnModel(
             self, "Model",
@@ -68,12 +83,20 @@ class EndpointStack(Stack):
                              f"allowed: the catalog's NVMe types ({', '.join(settings.model.instance_types)})")
         self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig", production_variants=[variant])
         self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name
+            self, "Endpoint", endpoint_name=self.endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            # An update (a new config: other caps, timeouts, model version) keeps the instance count
+            # autoscaling has set, instead of dropping back to the config's initial count.
+            retain_all_variant_properties=settings.autoscaling or None,
         )
+        self.endpoint.node.add_dependency(self.log_group)
 
         if settings.autoscaling:
             self._add_autoscaling(settings)
 
+        for resource in (self.sagemaker_model, self.endpoint_config, self.endpoint):
+            Tags.of(resource).add(JUMPSTART_MODEL_ID_TAG, model.model_id)
+            Tags.of(resource).add(JUMPSTART_MODEL_VERSION_TAG, model.spec_version)
         Tags.of(self).add("llm-stream:model-id", model.model_id)
         Tags.of(self).add("llm-stream:spec-version", model.spec_version)
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
@@ -81,16 +104,14 @@ class EndpointStack(Stack):
         CfnOutput(self, "InstanceType", value=settings.instance_type)
 
     @property
-    def endpoint_name(self) -> str:
-        return self.endpoint.attr_endpoint_name
-
-    @property
     def endpoint_arn(self) -> str:
-        return self.endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
+        """Built from the known name with unscoped pseudo parameters, so another stack can use it without a
+        cross-stack reference (SageMaker's ARNs hold the name in lowercase; ``endpoint_name`` is)."""
+        return Fn.join("", ["arn:", Aws.PARTITION, ":sagemaker:", Aws.REGION, ":", Aws.ACCOUNT_ID, ":endpoint/",
+                            self.endpoint_name])
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` invoke this endpoint, streaming included, and nothing else."""
-        # The API reference: InvokeEndpointWithResponseStream is authorized by sagemaker:InvokeEndpoint.
         return iam.Grant.add_to_principal(grantee=grantee, actions=INVOKE_ACTIONS, resource_arns=[self.endpoint_arn])
 
     def _add_autoscaling(self, settings: DeploymentSettings) -> None:
@@ -136,14 +157,12 @@ def _model_data_source(model: CatalogModel, bucket: str) -> sagemaker.CfnModel.M
         s3_uri=_artifacts_uri(model, bucket), s3_data_type="S3Prefix", compression_type="None"))
 
 
-def _execution_statements(model: CatalogModel, bucket: str, image_account: str,
-                          image_repository: str) -> list[iam.PolicyStatement]:
+def _execution_statements(model: CatalogModel, bucket: str, image_account: str, image_repository: str,
+                          log_group_arn: str) -> list[iam.PolicyStatement]:
     """What the endpoint needs: its artifacts, its image, its logs and metrics. Nothing else."""
     bucket_arn = Fn.join("", ["arn:", Aws.PARTITION, ":s3:::", bucket])
     repository_arn = Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", image_account,
                                   ":repository/", image_repository])
-    log_groups = Fn.join("", ["arn:", Aws.PARTITION, ":logs:", Aws.REGION, ":", Aws.ACCOUNT_ID,
-                              ":log-group:/aws/sagemaker/Endpoints/*"])
     return [
         iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"],
                             resources=[Fn.join("", [bucket_arn, "/", model.artifacts.key, "*"])]),
@@ -152,7 +171,9 @@ def _execution_statements(model: CatalogModel, bucket: str, image_account: str,
         iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
         iam.PolicyStatement(sid="PullImage", resources=[repository_arn], actions=[
             "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
-        iam.PolicyStatement(sid="WriteLogs", resources=[log_groups, Fn.join("", [log_groups, ":log-stream:*"])],
+        # The log group's ARN ends in ":*", which also covers its streams. CreateLogGroup stays: SageMaker's
+        # documented execution-role permissions list it, and here it can only meet the existing group.
+        iam.PolicyStatement(sid="WriteLogs", resources=[log_group_arn],
                             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
                                      "logs:DescribeLogStreams"]),
         iam.PolicyStatement(sid="PutMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"]),

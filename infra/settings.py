@@ -8,6 +8,7 @@ the command line arrive as strings and are converted here).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ LOG_RETENTION = {
     3288: logs.RetentionDays.NINE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
 }
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
+ENDPOINT_NAME_MAX_LENGTH = 63
 TIME_BUDGET_MARGIN_SECONDS = function_settings.TIME_BUDGET_MARGIN_SECONDS
 _NAME_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,23}$")
 _ORIGIN = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:\d+)?)$")
@@ -78,6 +80,23 @@ class DeploymentSettings:
     @property
     def autoscaling(self) -> bool:
         return self.max_instances > self.min_instances
+
+    @property
+    def endpoint_name(self) -> str:
+        """``<name_prefix>-<model>-<instance type>``, lowercase (SageMaker writes endpoint ARNs in lowercase),
+        cut to SageMaker's 63 characters with a digest of the whole name where it is longer.
+
+        Known at synth time, so the streaming stack holds the name itself (a template that changes when
+        the endpoint does) and the endpoint's log group can be created by name. The instance type is in it
+        because SageMaker refuses to update an autoscaled variant to another instance type: a new one
+        replaces it instead."""
+        model = self.model.model_id.removeprefix("huggingface-llm-")
+        instance = self.instance_type.removeprefix("ml.").replace(".", "-")
+        name = f"{self.name_prefix}-{model}-{instance}".lower()
+        if len(name) > ENDPOINT_NAME_MAX_LENGTH:
+            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+            name = f"{name[: ENDPOINT_NAME_MAX_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"
+        return name
 
     @property
     def time_budget_seconds(self) -> int:

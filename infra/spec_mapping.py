@@ -39,6 +39,22 @@ LMI_TOKEN_LIMITS = {
     "huggingface-llm-mistral-7b-instruct": (3072, 4096),
 }
 
+#: Variant timeouts (download, startup health check) when a spec sets none, by model size in billions of
+#: parameters. The variant's limits are 60..3600 s each (CreateEndpointConfig), and waiting the maximum for
+#: a container that will never be healthy bills GPU time for up to two hours before the rollback. In bf16
+#: a 7B model is ~15 GB (minutes from S3 in the same region, then a few minutes to load); 40B ~80 GB;
+#: 180B ~360 GB across 8 GPUs keeps the maximum. Our estimate, not AWS's: a live spec's deploy_kwargs win.
+FALLBACK_TIMEOUTS = ((10, (600, 900)), (50, (1200, 1800)), (float("inf"), (DEFAULT_TIMEOUT_SECONDS,
+                                                                           DEFAULT_TIMEOUT_SECONDS)))
+MODEL_BILLIONS_OF_PARAMETERS = {
+    "huggingface-llm-falcon-7b-instruct-bf16": 7, "huggingface-llm-falcon-7b-bf16": 7,
+    "huggingface-llm-falcon-40b-instruct-bf16": 40, "huggingface-llm-falcon-40b-bf16": 40,
+    "huggingface-llm-falcon-180b-chat-bf16": 180, "huggingface-llm-falcon-180b-bf16": 180,
+    "huggingface-llm-mistral-7b-instruct": 7, "huggingface-llm-mistral-7b": 7,
+    "huggingface-llm-rinna-3-6b-instruction-ppo-bf16": 3.6,
+    "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16": 4,
+}
+
 #: The blog's ten streaming models: the catalog maps each, or says why it cannot.
 BLOG_MODELS = (
     "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-falcon-7b-bf16",
@@ -120,8 +136,8 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         max_input_tokens=max_input_tokens,
         max_total_tokens=max_total_tokens,
         network_isolation=bool(spec.get("networkIsolation", True)),
-        download_timeout_seconds=_timeout(spec, "modelDataDownloadTimeout"),
-        startup_timeout_seconds=_timeout(spec, "containerStartupHealthCheckTimeout"),
+        download_timeout_seconds=_timeout(spec, "modelDataDownloadTimeout", fallback_timeouts(model_id)[0]),
+        startup_timeout_seconds=_timeout(spec, "containerStartupHealthCheckTimeout", fallback_timeouts(model_id)[1]),
         chat_format=CHAT_FORMATS.get(model_id),
     )
 
@@ -145,8 +161,16 @@ def _image_alias(spec: dict[str, Any]) -> str:
     return IMAGE_ALIAS
 
 
-def _timeout(spec: dict[str, Any], key: str) -> int:
-    value = int(spec.get(key) or DEFAULT_TIMEOUT_SECONDS)
+def fallback_timeouts(model_id: str) -> tuple[int, int]:
+    """(download, startup health check) seconds for a model whose spec sets none (no ``deploy_kwargs``)."""
+    size = MODEL_BILLIONS_OF_PARAMETERS.get(model_id)
+    if size is None:
+        return DEFAULT_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS
+    return next(timeouts for most, timeouts in FALLBACK_TIMEOUTS if size <= most)
+
+
+def _timeout(spec: dict[str, Any], key: str, fallback: int) -> int:
+    value = int(spec.get(key) or fallback)
     if not 60 <= value <= 3600:
         raise SpecError(f"{key} {value} is outside what CreateEndpointConfig allows (60..3600)")
     return value

@@ -16,7 +16,6 @@ from tests import ROOT
 from tests.cdk_app import cdk_context, templates
 
 README = (ROOT / "README.md").read_text()
-ENDPOINT_REFERENCE = "resolved-at-deploy"
 
 
 def readme_table(heading: str) -> list[dict[str, str]]:
@@ -42,10 +41,8 @@ def function_environment(streaming: Template) -> dict[str, Any]:
 
 
 def app_environment(streaming: Template) -> dict[str, str]:
-    """The function's own variables (not the Web Adapter's), the endpoint reference as it resolves."""
-    env = {k: v for k, v in function_environment(streaming).items() if not k.startswith("AWS_")}
-    assert isinstance(env["SAGEMAKER_ENDPOINT_NAME"], dict)  # a reference to the endpoint stack
-    return {**env, "SAGEMAKER_ENDPOINT_NAME": ENDPOINT_REFERENCE}
+    """The function's own variables (not the Web Adapter's)."""
+    return {k: v for k, v in function_environment(streaming).items() if not k.startswith("AWS_")}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"model": "huggingface-llm-falcon-40b-bf16", "log_prompts": "true",
@@ -53,7 +50,7 @@ def app_environment(streaming: Template) -> dict[str, str]:
 def test_the_function_reads_back_exactly_what_the_deployment_settings_say(overrides: dict[str, Any]) -> None:
     _, streaming = templates(**overrides)
     deployment = DeploymentSettings.from_context(cdk_context(**overrides).get)
-    assert Settings.from_env(app_environment(streaming)) == deployment.for_function(ENDPOINT_REFERENCE)
+    assert Settings.from_env(app_environment(streaming)) == deployment.for_function(deployment.endpoint_name)
 
 
 def test_the_readme_documents_every_function_variable_with_its_deployed_and_local_value() -> None:
@@ -63,11 +60,10 @@ def test_the_readme_documents_every_function_variable_with_its_deployed_and_loca
     deployed = app_environment(streaming)
     local = Settings(endpoint_name="local").to_environment()
     for name, row in rows.items():
+        assert code(row["default deployment"]) == deployed[name], name
         if name == "SAGEMAKER_ENDPOINT_NAME":
-            assert "by reference" in row["default deployment"]
             assert "(required)" in row["local default"]
             continue
-        assert code(row["default deployment"]) == deployed[name], name
         assert code(row["local default"]) == local[name], name
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match
 
 from infra.catalog import load_catalog
 from infra.settings import SettingsError
-from tests.cdk_app import build_app, cdk_context, templates
+from tests.cdk_app import build_app, templates
 
 DEFAULT_MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
 ARTIFACTS_PREFIX = "huggingface-llm/huggingface-llm-falcon-7b-instruct-bf16/artifacts/inference-prepack/v2.0.0/"
@@ -21,19 +21,6 @@ PARTITION = {"Ref": "AWS::Partition"}
 def join(*parts: object) -> dict:
     """An Fn::Join on the empty string, as CDK renders Fn.join("", ...) and token concatenation."""
     return {"Fn::Join": ["", list(parts)]}
-
-
-def stack_output_reference(stack_name: Capture, output_name: Capture) -> object:
-    """A weak cross-stack reference (cdk.json: @aws-cdk/core:defaultCrossStackReferences = weak)."""
-    return Match.object_equals({"Fn::GetStackOutput": {"StackName": stack_name, "Region": REGION,
-                                                       "OutputName": output_name}})
-
-
-def assert_refers_to_endpoint_stack(endpoint, stack_name: Capture, output_name: Capture,
-                                    value: dict[str, Any]) -> None:
-    """The captured reference reads the endpoint stack's output, and that output's value is `value`."""
-    assert stack_name.as_string() == f"{cdk_context()['name_prefix']}-endpoint"
-    endpoint.has_output(output_name.as_string(), {"Value": Match.object_equals(value)})
 
 
 # -- endpoint stack --------------------------------------------------------------
@@ -146,25 +133,65 @@ def test_endpoint_config_variant() -> None:
         "ProductionVariants": Match.array_equals([Match.object_like({  # exactly one variant
             "InstanceType": "ml.g5.2xlarge",
             "InitialInstanceCount": 1,
-            "ModelDataDownloadTimeoutInSeconds": 3600,
-            "ContainerStartupHealthCheckTimeoutInSeconds": 3600,
+            # The spec sets no deploy_kwargs: a 7B model's fallback, not CreateEndpointConfig's maximum 3600.
+            "ModelDataDownloadTimeoutInSeconds": 600,
+            "ContainerStartupHealthCheckTimeoutInSeconds": 900,
             "VolumeSizeInGB": Match.absent(),
         })]),
         "KmsKeyId": Match.absent(),
     })
     endpoint.has_resource_properties("AWS::SageMaker::Endpoint", {
-        "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]}})
+        "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]},
+        "RetainAllVariantProperties": Match.absent()})  # no autoscaling: the config's count applies
+
+
+@pytest.mark.parametrize(("model_id", "timeouts"), [
+    ("huggingface-llm-falcon-40b-instruct-bf16", (1200, 1800)), ("huggingface-llm-falcon-180b-bf16", (3600, 3600))])
+def test_variant_timeouts_follow_the_model_s_size(model_id: str, timeouts: tuple[int, int]) -> None:
+    endpoint, _ = templates(model=model_id)
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {
+        "ProductionVariants": [Match.object_like({"ModelDataDownloadTimeoutInSeconds": timeouts[0],
+                                                  "ContainerStartupHealthCheckTimeoutInSeconds": timeouts[1]})]})
+
+
+@pytest.mark.parametrize(("overrides", "name"), [
+    ({}, "llm-stream-falcon-7b-instruct-bf16-g5-2xlarge"),
+    ({"name_prefix": "Team-B", "instance_type": "ml.g5.4xlarge"}, "team-b-falcon-7b-instruct-bf16-g5-4xlarge"),
+    # 24 + 55 + 9 characters: cut to 63 with a digest of the whole name, so two long names stay apart.
+    ({"name_prefix": "a-very-long-team-prefix1", "model": "huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16"},
+     Match.string_like_regexp(r"^a-very-long-team-prefix1-bilingual-rinna-4b-instructio-[0-9a-f]{8}$")),
+])
+def test_the_endpoint_s_name_is_fixed_at_synth_and_its_log_group_is_the_stack_s(overrides: dict, name: object) -> None:
+    endpoint, streaming = templates(**overrides)
+    endpoint.has_resource_properties("AWS::SageMaker::Endpoint", {"EndpointName": name})
+    resolved = endpoint.find_resources("AWS::SageMaker::Endpoint")
+    (endpoint_name,) = [resource["Properties"]["EndpointName"] for resource in resolved.values()]
+    assert len(endpoint_name) <= 63
+    assert re.fullmatch(r"[a-z0-9](-*[a-z0-9])*", endpoint_name)  # SageMaker's pattern, lowercase as its ARNs
+    # The log group SageMaker writes to, created first so that SageMaker does not create it without retention.
+    log_group_id = endpoint.get_resource_id("AWS::Logs::LogGroup", {
+        "Properties": {"LogGroupName": f"/aws/sagemaker/Endpoints/{endpoint_name}", "RetentionInDays": 30},
+        "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"})
+    endpoint.has_resource("AWS::SageMaker::Endpoint", {"DependsOn": Match.array_with([log_group_id])})
+    # The function is told the same name, as a plain value (no cross-stack reference to go stale).
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "SAGEMAKER_ENDPOINT_NAME": endpoint_name})}})
 
 
 def test_generated_names_and_tags() -> None:
     endpoint, _ = templates()
     for resource_type in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"):
         endpoint.resource_count_is(resource_type, 1)
-        names = {} if resource_type == "AWS::SageMaker::EndpointConfig" else {
-            "ModelName": Match.absent(), "EndpointName": Match.absent()}
-        for key, value in (("llm-stream:model-id", DEFAULT_MODEL), ("llm-stream:spec-version", "4.6.16")):
+        names = {"ModelName": Match.absent()} if resource_type == "AWS::SageMaker::Model" else {}
+        # Ours, and the ones the sagemaker SDK's JumpStartModel.deploy puts on what it creates.
+        for key, value in (("llm-stream:model-id", DEFAULT_MODEL), ("llm-stream:spec-version", "4.6.16"),
+                           ("sagemaker-sdk:jumpstart-model-id", DEFAULT_MODEL),
+                           ("sagemaker-sdk:jumpstart-model-version", "4.6.16")):
             endpoint.has_resource_properties(resource_type, {
                 **names, "Tags": Match.array_with([Match.object_equals({"Key": key, "Value": value})])})
+    # Only the SageMaker resources carry JumpStart's tags.
+    endpoint.has_resource_properties("AWS::IAM::Role", {"Tags": Match.not_(Match.array_with([
+        Match.object_like({"Key": "sagemaker-sdk:jumpstart-model-id"})]))})
 
 
 def test_execution_role_is_least_privilege() -> None:
@@ -177,8 +204,6 @@ def test_execution_role_is_least_privilege() -> None:
         "ManagedPolicyArns": Match.absent(),
     })
     bucket_arn = join("arn:", PARTITION, ":s3:::jumpstart-cache-prod-", REGION)
-    log_groups = ("arn:", PARTITION, ":logs:", REGION, ":", {"Ref": "AWS::AccountId"},
-                  ":log-group:/aws/sagemaker/Endpoints/*")
     # The whole document, statement by statement: nothing else is granted.
     endpoint.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": Match.object_equals({
         "Version": "2012-10-17",
@@ -196,7 +221,8 @@ def test_execution_role_is_least_privilege() -> None:
             {"Sid": "WriteLogs", "Effect": "Allow",
              "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
                         "logs:PutLogEvents"],
-             "Resource": [join(*log_groups), join(*log_groups[:-1], f"{log_groups[-1]}:log-stream:*")]},
+             # This endpoint's log group only (its ARN attribute ends in ":*", covering its streams).
+             "Resource": {"Fn::GetAtt": [endpoint.get_resource_id("AWS::Logs::LogGroup"), "Arn"]}},
             {"Sid": "PutMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
         ],
     })})
@@ -229,6 +255,8 @@ def test_target_tracking_autoscaling() -> None:
                                                "/variant/AllTraffic")),
         "RoleARN": Match.absent(),  # the service-linked role
     })
+    # An update keeps the count autoscaling set (else a new config drops the endpoint to min_instances).
+    endpoint.has_resource_properties("AWS::SageMaker::Endpoint", {"RetainAllVariantProperties": True})
     endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalingPolicy", 1)
     target = Capture()
     endpoint.has_resource_properties("AWS::ApplicationAutoScaling::ScalingPolicy", {
@@ -247,9 +275,8 @@ def test_target_tracking_autoscaling() -> None:
 
 
 def test_function_runtime_handler_layer_and_environment() -> None:
-    endpoint, streaming = templates()
+    _, streaming = templates()
     streaming.resource_count_is("AWS::Lambda::Function", 1)
-    stack_name, output_name = Capture(), Capture()
     streaming.has_resource_properties("AWS::Lambda::Function", {
         "Runtime": "python3.14",
         "Architectures": Match.array_equals(["arm64"]),
@@ -265,16 +292,12 @@ def test_function_runtime_handler_layer_and_environment() -> None:
             "TIME_BUDGET_SECONDS": "285",
             "LOG_PROMPTS": "false",
             "CHAT_FORMAT": "falcon-instruct",
-            "SAGEMAKER_ENDPOINT_NAME": stack_output_reference(stack_name, output_name),
+            "SAGEMAKER_ENDPOINT_NAME": "llm-stream-falcon-7b-instruct-bf16-g5-2xlarge",
         })},
         "Timeout": 300,
         "ReservedConcurrentExecutions": 10,
         "MemorySize": 512,
     })
-    # Resolved at deploy time from the endpoint stack: its endpoint's name.
-    assert_refers_to_endpoint_stack(endpoint, stack_name, output_name,
-                                    {"Fn::GetAtt": [endpoint.get_resource_id("AWS::SageMaker::Endpoint"),
-                                                    "EndpointName"]})
 
 
 def test_log_group_with_retention_destroyed_with_the_stack() -> None:
@@ -385,19 +408,24 @@ def test_function_may_only_invoke_this_endpoint_and_write_its_logs() -> None:
     assert log_group.as_string() == streaming.get_resource_id("AWS::Logs::LogGroup")
     # The whole document: no other statement, action or resource (so no "*" and no "sagemaker:*").
     streaming.resource_count_is("AWS::IAM::Policy", 1)
-    stack_name, output_name = Capture(), Capture()
     streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": Match.object_equals({
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "sagemaker:InvokeEndpoint",
-             "Resource": stack_output_reference(stack_name, output_name)},
+            # Both actions (the API reference and the Service Authorization Reference disagree on what
+            # authorizes streaming), on this endpoint's ARN: its name in lowercase, in this stack's
+            # partition, region and account (no cross-stack reference).
+            {"Effect": "Allow", "Action": ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
+             "Resource": join("arn:", PARTITION, ":sagemaker:", REGION, ":", {"Ref": "AWS::AccountId"},
+                              ":endpoint/llm-stream-falcon-7b-instruct-bf16-g5-2xlarge")},
             {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": {"Fn::GetAtt": [log_group.as_string(), "Arn"]}},
         ],
     })})
-    # The endpoint stack's ARN, by reference: its output holds the endpoint's Ref (the ARN).
-    assert_refers_to_endpoint_stack(endpoint, stack_name, output_name,
-                                    {"Ref": endpoint.get_resource_id("AWS::SageMaker::Endpoint")})
+    # The name in the ARN is the endpoint's own.
+    endpoint.has_resource_properties("AWS::SageMaker::Endpoint", {
+        "EndpointName": "llm-stream-falcon-7b-instruct-bf16-g5-2xlarge"})
+    # No weak reference (Fn::GetStackOutput) anywhere: the CLI would skip a stack whose template did not change.
+    assert "Fn::GetStackOutput" not in json.dumps(streaming.to_json())
 
 
 def test_outputs() -> None:
