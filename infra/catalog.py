@@ -99,6 +99,14 @@ class CatalogModel:
         marker = self.image.main.tag.split("-tgi", 1)
         return marker[1].split("-", 1)[0] if len(marker) == 2 else "unknown"
 
+    @property
+    def serving_regions(self) -> list[str]:
+        """The regions whose image serves the model as the function expects. For LMI, the LMI images only: the
+        DJL 0.27 DeepSpeed image two regions map to ignores ``OPTION_MAX_MODEL_LEN`` (its window is
+        ``option.max_tokens``, 1024 by default: ``ds_properties.py``), so those regions are left out."""
+        return sorted(region for region, image in self.image.regions.items()
+                      if self.container_family != "lmi" or "-lmi" in image.tag)
+
     def environment_for(self, instance_type: str) -> dict[str, str]:
         """The container's environment on this instance type. An LMI container is told the window the
         function assumes (``OPTION_MAX_MODEL_LEN``: DJL Serving reads ``OPTION_<KEY>`` as ``option.<key>``,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnMapping, CfnOutput, Fn, RemovalPolicy, Stack, Tags
+from aws_cdk import Aws, CfnMapping, CfnOutput, CfnRule, CfnRuleAssertion, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -33,6 +33,14 @@ class EndpointStack(Stack):
         super().__init__(scope, construct_id, description=description)
         model = settings.model
         self.endpoint_name = settings.endpoint_name
+        # The endpoint stack deploys first: refuse a region where the model's image or the function's Web
+        # Adapter layer is missing before anything (a GPU instance above all) is created.
+        regions = settings.supported_regions
+        CfnRule(self, "SupportedRegion", assertions=[CfnRuleAssertion(
+            assert_=Fn.condition_contains(regions, Aws.REGION),
+            assert_description=f"This deployment runs only in {', '.join(regions)}: the model's container image "
+                               "and the Lambda Web Adapter layer version must both exist in the region (README, "
+                               "First deployment).")])
         bucket = Fn.join("", [model.artifacts.bucket_prefix, Aws.REGION])
         # Per region: the registry account, and the repository and tag (a few regions serve another image).
         images = CfnMapping(self, "Images", mapping={

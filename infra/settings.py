@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from aws_cdk import aws_logs as logs
 
+from . import web_adapter
 from .catalog import Catalog, CatalogError, CatalogModel, load_catalog
 from .function_settings import FunctionSettings, function_settings, model_settings
 
@@ -71,7 +72,8 @@ class DeploymentSettings:
     function_memory_mb: int
     log_retention_days: int
     name_prefix: str
-    web_adapter_layer_version: int
+    #: ``None``: the pinned release's version in each region where it is established (``web_adapter.py``).
+    web_adapter_layer_version: int | None
     log_prompts: bool
     model_latency_alarm_seconds: int
     api_keys_refresh_seconds: int
@@ -97,6 +99,15 @@ class DeploymentSettings:
             digest = hashlib.sha256(name.encode()).hexdigest()[:8]
             name = f"{name[: ENDPOINT_NAME_MAX_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"
         return name
+
+    @property
+    def supported_regions(self) -> list[str]:
+        """Where this deployment can run: the model's image is published there, and (unless the deployer
+        names a layer version) the Web Adapter layer's version is established there."""
+        regions = set(self.model.serving_regions)
+        if self.web_adapter_layer_version is None:
+            regions &= set(web_adapter.LAYER_VERSIONS)
+        return sorted(regions)
 
     @property
     def time_budget_seconds(self) -> int:
@@ -180,7 +191,8 @@ class DeploymentSettings:
             function_memory_mb=number("function_memory_mb", 128, 10_240),
             log_retention_days=retention,
             name_prefix=name_prefix,
-            web_adapter_layer_version=number("web_adapter_layer_version", 1, 1000),
+            web_adapter_layer_version=(None if raw["web_adapter_layer_version"] in (None, "") else
+                                       number("web_adapter_layer_version", 1, 1000)),
             log_prompts=_boolean(raw, "log_prompts", default=False),
             model_latency_alarm_seconds=number("model_latency_alarm_seconds", 1, 3600),
             api_keys_refresh_seconds=number("api_keys_refresh_seconds", 1, 3600,

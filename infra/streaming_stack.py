@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, SecretValue, Stack
+from aws_cdk import Aws, CfnMapping, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
+from . import web_adapter
 from .bundling import function_code
 from .endpoint_stack import EndpointStack
 from .function_settings import api_keys, function_settings
@@ -17,9 +18,6 @@ from .settings import LOG_RETENTION, DeploymentSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime in this aws-cdk-lib
 ARCHITECTURE = lambda_.Architecture.ARM_64
-WEB_ADAPTER_ACCOUNT = "753240598075"
-WEB_ADAPTER_LAYER = {lambda_.Architecture.ARM_64.name: "LambdaAdapterLayerArm64",
-                     lambda_.Architecture.X86_64.name: "LambdaAdapterLayerX86"}
 APP_PORT = "8080"
 READINESS_PATH = function_settings.READINESS_PATH
 #: Headers a browser may send: JSON body, SSE, an API key, and SigV4's own.
@@ -44,9 +42,17 @@ def skip_checkov(construct: IConstruct, reasons: dict[str, str]) -> None:
         "checkov", {"skip": [{"id": check, "comment": reason} for check, reason in reasons.items()]})
 
 
-def web_adapter_layer_arn(version: int, architecture: lambda_.Architecture = ARCHITECTURE) -> str:
-    return Fn.join("", ["arn:", Aws.PARTITION, ":lambda:", Aws.REGION, f":{WEB_ADAPTER_ACCOUNT}:layer:",
-                        f"{WEB_ADAPTER_LAYER[architecture.name]}:{version}"])
+def web_adapter_layer_arn(scope: Construct, version: int | None) -> str:
+    """The arm64 layer's ARN in the deployment's region: ``version`` everywhere when the deployer names one,
+    else the region's own version of the pinned release (``web_adapter.py``; other regions are refused)."""
+    if version is None:
+        mapping = CfnMapping(scope, "WebAdapterLayer", mapping={
+            region: {"version": str(number)} for region, number in sorted(web_adapter.LAYER_VERSIONS.items())})
+        number: str = mapping.find_in_map(Aws.REGION, "version")
+    else:
+        number = str(version)
+    return Fn.join("", ["arn:", Aws.PARTITION, ":lambda:", Aws.REGION, f":{web_adapter.ACCOUNT}:layer:",
+                        f"{web_adapter.LAYER_NAME}:", number])
 
 
 class StreamingStack(Stack):
@@ -80,7 +86,7 @@ class StreamingStack(Stack):
             handler="run.sh",
             code=function_code(RUNTIME, ARCHITECTURE),
             layers=[lambda_.LayerVersion.from_layer_version_arn(
-                self, "WebAdapter", web_adapter_layer_arn(settings.web_adapter_layer_version))],
+                self, "WebAdapter", web_adapter_layer_arn(self, settings.web_adapter_layer_version))],
             memory_size=settings.function_memory_mb,
             timeout=Duration.seconds(settings.function_timeout_seconds),
             reserved_concurrent_executions=settings.reserved_concurrency,

@@ -10,10 +10,12 @@ does with a request, from djl-serving's source at tag v0.28.0 (``engines/python/
   (``rolling_batch_vllm_utils.FINISH_REASON_MAPPER``); the EOS token's text is empty (vLLM skips
   special tokens when it detokenizes).
 * A body it cannot parse fails before inference: with rolling batch the answer is HTTP 200 and one
-  ``{"code": 424, "error": "..."}`` (``huggingface.HuggingFaceService.inference``), without a newline.
+  ``{"code":424,"error":"..."}`` (``huggingface.HuggingFaceService.inference``; the Java side does not
+  turn the code into a status), without a newline, streamed or not.
 * Sampling values vLLM refuses (``SamplingParams._verify_args``) raise inside the batch step, and
-  ``rolling_batch.stop_on_any_exception`` ends the request with one last token ``{"id": -1, "text": "",
-  "log_prob": -1, "special_token": true}`` and ``finish_reason: "error"`` (no message).
+  ``rolling_batch.stop_on_any_exception`` ends *every* request in the batch (then resets it) with one last
+  token ``{"id": -1, "text": "", "log_prob": -1, "special_token": true}`` and ``finish_reason: "error"``
+  (no message). The emulator fails only the request at fault.
 * A prompt longer than the window (``max_model_len``) is not refused: vLLM's scheduler marks it ignored
   and it ends at once with ``finish_reason: "length"`` and no text.
 
@@ -45,6 +47,9 @@ _SAMPLING_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("max_new_tokens", lambda v: v >= 1, "max_tokens must be at least 1"),
 )
 _ERROR_TOKEN = {"id": -1, "text": "", "log_prob": -1, "special_token": True}
+#: What a request vLLM ignored (a prompt beyond the window) gets as its one token: no log_prob.
+IGNORED = Token(id=-1, text="")
+_IGNORED_TOKEN = {"id": -1, "text": "", "log_prob": None}
 
 
 @dataclass
@@ -65,8 +70,8 @@ def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True
     if "messages" in payload:
         raise _pre_inference("the emulator's LMI mode takes {\"inputs\": ...} bodies, not chat completions")
     inputs, params = payload.get("inputs"), payload.get("parameters", {})
-    if not isinstance(inputs, str) or not isinstance(params, dict):
-        raise _pre_inference("`inputs` must be a string and `parameters` an object")
+    if not isinstance(inputs, str) or not isinstance(params, dict):  # LMI itself fails later, inside the batch
+        raise _pre_inference("the emulator's LMI mode takes one string `inputs` and an object `parameters`")
     stops = params.get("stop_sequences") or []
     return LmiRequest(
         mode="generate",
@@ -84,9 +89,7 @@ def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True
 
 
 def _pre_inference(message: str) -> ValidationFailure:
-    failure = ValidationFailure(message)
-    failure.status = PRE_INFERENCE_STATUS
-    return failure
+    return ValidationFailure(message)
 
 
 def _sampling_error(params: dict[str, Any]) -> str | None:
@@ -98,9 +101,10 @@ def _sampling_error(params: dict[str, Any]) -> str | None:
 
 
 def refusal(failure: ValidationFailure) -> tuple[int, str, bytes]:
-    """A pre-inference failure: the status and message without streaming, the line when streaming."""
+    """A pre-inference failure: HTTP 200 whether streamed or not, and the one compact line."""
     message = str(failure)
-    return failure.status, message, json.dumps({"code": failure.status, "error": message}).encode("utf-8")
+    line = json.dumps({"code": PRE_INFERENCE_STATUS, "error": message}, separators=(",", ":"))
+    return 200, message, line.encode("utf-8")
 
 
 def generate(request: LmiRequest) -> Iterator[tuple[Token, str | None]]:
@@ -109,7 +113,7 @@ def generate(request: LmiRequest) -> Iterator[tuple[Token, str | None]]:
         yield Token(id=-1, text="", special=True, logprob=-1), "error"
         return
     if request.input_tokens > request.max_model_len:
-        yield Token(id=-1, text="", logprob=0.0), "length"
+        yield IGNORED, "length"
         return
     room = request.max_model_len - request.input_tokens
     for count, (token, finish_reason) in enumerate(tgi.generate(request), start=1):
@@ -132,8 +136,9 @@ class EventRenderer:
 
     def token(self, index: int, token: Token, finish_reason: str | None) -> bytes:
         self._text.append(token.text)
+        shown = {"id": token.id, "text": token.text, "log_prob": token.logprob}
         line: dict[str, Any] = {"token": _ERROR_TOKEN if finish_reason == "error" else
-                                {"id": token.id, "text": token.text, "log_prob": token.logprob}}
+                                _IGNORED_TOKEN if token is IGNORED else shown}
         if finish_reason is not None:
             line["generated_text"] = self._generated_text()
             if self.request.details:

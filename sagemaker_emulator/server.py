@@ -293,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except tgi.ValidationFailure as failure:
             status, message, event = container.refusal(failure)
+            if status == 200 and not streaming:  # the container answers its error as an ordinary body
+                self._send_body(record, event)
+                return
             if not (failure.stream and streaming):
                 self._send_model_error(record, status, message, error_type="validation")
                 return
@@ -325,7 +328,9 @@ class _Handler(BaseHTTPRequestHandler):
         """InvokeEndpoint: the container's whole answer as the HTTP body (a streamed one, buffered)."""
         body, record.tokens_sent = renderer.whole_body()
         stream_type = CONTAINERS[self.server.emulator.config.container].STREAM_CONTENT_TYPE
-        content_type = stream_type if renderer.request.stream else "application/json"
+        self._send_body(record, body, stream_type if renderer.request.stream else "application/json")
+
+    def _send_body(self, record: ReceivedRequest, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -85,9 +85,10 @@ _FALCON_180B_SOURCE = "Falcon 180B Chat: vLLM's examples/template_falcon_180b.ji
 _RINNA_SOURCE = ("rinna/japanese-gpt-neox-3.6b-instruction-ppo model card, I/O Format: ユーザー/システム "
                  "utterances joined by <NL>, newlines written <NL>, the prompt ends with 'システム: '")
 _MISTRAL_SOURCE = ("Mistral 7B Instruct: mistralai/Mistral-7B-Instruct-v0.2 tokenizer_config.json chat_template "
-                   "('[INST] ' user ' [/INST]', the answer then eos '</s>'; the system message and a blank line "
-                   "open the first user message; roles must alternate user/assistant); the tokenizer adds the BOS "
-                   "and reads '</s>' as the EOS token")
+                   "('[INST] ' user ' [/INST]', the answer then eos '</s>'; roles must alternate user/assistant, and "
+                   "that template refuses a system role); a system message and a blank line opening the first user "
+                   "message is Mistral's documented convention (mistralai/cookbook, chat templates); the tokenizer "
+                   "adds the BOS and reads '</s>' as the EOS token")
 _RINNA_BILINGUAL_SOURCE = ("rinna/bilingual-gpt-neox-4b-instruction-ppo model card, I/O Format: the same speakers "
                            "and ending, utterances separated by a plain newline (its tokenizer has one: no <NL>)")
 

@@ -16,8 +16,8 @@ format on each line and yields token texts in order:
   be empty); one during generation is a last line whose ``finish_reason`` is
   ``error`` (DJL Serving 0.28 ``rolling_batch.stop_on_any_exception``). vLLM ends a
   prompt longer than the model's window at once with ``finish_reason: "length"``
-  and no text (its scheduler marks it ignored): that is the caller's request, so it
-  raises a ``validation`` error.
+  and a placeholder token (id -1, no text, no log_prob; its scheduler marks the
+  request ignored): that is the caller's request, so it raises a ``validation`` error.
 * Legacy LMI ``{"outputs": ["..."]}`` lines (no final event: the end of the
   stream is the end of the answer).
 
@@ -224,7 +224,7 @@ class TokenIterator(Iterator[str]):
         finish_reason, generated_tokens = details.get("finish_reason"), details.get("generated_tokens")
         if finish_reason == "error":
             raise StreamError("generation", str(details.get("error") or _NO_MESSAGE))
-        if finish_reason == "length" and self.format == "lmi" and not self.tokens_yielded and not text:
+        if finish_reason == "length" and self.format == "lmi" and not self.tokens_yielded and _ignored(token):
             raise StreamError("validation", "the prompt does not fit the model's context window (input and answer "
                               "together); shorten it")
         self._complete = True
@@ -251,6 +251,12 @@ class TokenIterator(Iterator[str]):
         if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
             self.input_tokens = usage["prompt_tokens"]
         return texts
+
+
+def _ignored(token: dict[str, Any]) -> bool:
+    """The token LMI sends for a request vLLM ignored: a placeholder, not a generated token (``Token(-1, "")``,
+    ``lmi_dist_rolling_batch.inference``), unlike a real token whose text is empty (a partial character)."""
+    return token.get("id") == -1 and not token.get("text") and token.get("log_prob") is None
 
 
 def _parse_json(data: bytes) -> object:

@@ -369,9 +369,12 @@ def lmi_client(make_runtime_client):
         yield make_runtime_client(server.url)
 
 
+def raw_body(response: dict) -> bytes:
+    return b"".join(event["PayloadPart"]["Bytes"] for event in response["Body"] if "PayloadPart" in event)
+
+
 def raw_lines(response: dict) -> list[bytes]:
-    data = b"".join(event["PayloadPart"]["Bytes"] for event in response["Body"] if "PayloadPart" in event)
-    return data.splitlines()
+    return raw_body(response).splitlines()
 
 
 def test_lmi_streams_json_lines_with_the_answer_on_the_last(lmi_client) -> None:
@@ -385,7 +388,9 @@ def test_lmi_streams_json_lines_with_the_answer_on_the_last(lmi_client) -> None:
     assert lines[-1]["details"] == {"finish_reason": "length", "generated_tokens": 5, "inputs": "Hello"}
 
 
-def test_lmi_reports_a_stop_sequence_as_eos_token_with_the_stop_in_the_text(lmi_client) -> None:
+def test_lmi_reports_a_stop_sequence_as_eos_token(lmi_client) -> None:
+    # The emulator keeps the stop in the text (lmi-dist's per-token texts); vLLM's own text path drops it.
+    # The function's answer is the same either way (it trims a stop the answer ends with).
     tokens, iterator = stream_tokens(lmi_client, with_params(stop_sequences=[" short"], details=True))
     assert "".join(tokens) == "Here is a short"
     assert iterator.finish_reason == "eos_token"
@@ -397,16 +402,16 @@ def test_lmi_ignores_tgi_s_stop_parameter_as_lmi_dist_drops_unknown_ones(lmi_cli
     assert iterator.finish_reason == "length"
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1]", json.dumps({"inputs": 5, "stream": True}).encode()])
-def test_lmi_failure_before_generation_is_one_code_424_line(lmi_client, body: bytes) -> None:
-    (line,) = raw_lines(invoke(lmi_client, body))
+@pytest.mark.parametrize("body", [b"{not json", b"[1]"])
+def test_lmi_failure_before_generation_is_one_code_424_line_with_http_200(lmi_client, body: bytes) -> None:
+    line = raw_body(invoke(lmi_client, body))
+    assert b"\n" not in line  # one line, not ended by a newline
     error = json.loads(line)
     assert set(error) == {"code", "error"}
     assert error["code"] == 424
-    with pytest.raises(ClientError) as raised:
-        lmi_client.invoke_endpoint(EndpointName="e", Body=body, ContentType="application/json")
-    assert raised.value.response["Error"]["Code"] == "ModelError"
-    assert raised.value.response["OriginalStatusCode"] == 424  # type: ignore[typeddict-item]  # botocore adds it
+    # Not streamed: the same line as an ordinary 200 body (the Java side does not make the code a status).
+    whole = lmi_client.invoke_endpoint(EndpointName="e", Body=body, ContentType="application/json")
+    assert json.loads(whole["Body"].read())["code"] == 424
 
 
 def test_lmi_sampling_values_vllm_refuses_end_the_request_with_an_error_line(lmi_client) -> None:
@@ -420,6 +425,7 @@ def test_lmi_answers_a_prompt_beyond_the_window_with_nothing_and_length(lmi_clie
     (line,) = raw_lines(invoke(lmi_client, {"inputs": "word " * 5000, "parameters": {"details": True},
                                             "stream": True}))
     final = json.loads(line)
+    assert final["token"] == {"id": -1, "text": "", "log_prob": None}  # vLLM ignored it: a placeholder
     assert (final["generated_text"], final["details"]["finish_reason"]) == ("", "length")
 
 

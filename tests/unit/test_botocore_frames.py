@@ -142,7 +142,7 @@ def test_lmi_failure_during_generation_ends_after_the_tokens_before_it() -> None
 
 
 def test_lmi_prompt_beyond_the_window_is_the_callers_error() -> None:
-    # vLLM ends a prompt longer than max_model_len at once: one empty token, finish "length".
+    # vLLM ends a prompt longer than max_model_len at once: one placeholder token, finish "length".
     body = json.dumps({"token": {"id": -1, "text": "", "log_prob": None}, "generated_text": "",
                        "details": {"finish_reason": "length", "generated_tokens": 1, "inputs": "..."}}).encode()
     tokens, error = collect_until_error(TokenIterator(invoke_with_frames(lmi_frames(body, 9))["Body"]))
@@ -157,6 +157,15 @@ def test_an_answer_cut_by_its_length_limit_is_not_mistaken_for_a_long_prompt() -
                           "details": {"finish_reason": "length", "generated_tokens": 2, "inputs": "x"}}).encode())
     iterator = TokenIterator(invoke_with_frames(lmi_frames(body, 9))["Body"])
     assert list(iterator) == ["Hi"]
+    assert iterator.finish_reason == "length"
+
+
+def test_a_one_token_answer_whose_token_is_half_a_character_is_not_mistaken_for_a_long_prompt() -> None:
+    # max_new_tokens 1, and the token is a byte-fallback piece the detokenizer cannot show yet: empty text.
+    body = json.dumps({"token": {"id": 243, "text": "", "log_prob": -0.4}, "generated_text": "",
+                       "details": {"finish_reason": "length", "generated_tokens": 1, "inputs": "x"}}).encode()
+    iterator = TokenIterator(invoke_with_frames(lmi_frames(body, 9))["Body"])
+    assert list(iterator) == []
     assert iterator.finish_reason == "length"
 
 

@@ -282,7 +282,8 @@ def test_function_runtime_handler_layer_and_environment() -> None:
         "Architectures": Match.array_equals(["arm64"]),
         "Handler": "run.sh",
         "Layers": Match.array_equals([join("arn:", PARTITION, ":lambda:", REGION,
-                                           ":753240598075:layer:LambdaAdapterLayerArm64:28")]),
+                                           ":753240598075:layer:LambdaAdapterLayerArm64:",
+                                           {"Fn::FindInMap": ["WebAdapterLayer", REGION, "version"]})]),
         "Environment": {"Variables": Match.object_like({
             "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap", "AWS_LWA_INVOKE_MODE": "response_stream",
             "AWS_LWA_PORT": "8080", "AWS_LWA_READINESS_CHECK_PATH": "/healthz",
@@ -298,6 +299,38 @@ def test_function_runtime_handler_layer_and_environment() -> None:
         "ReservedConcurrentExecutions": 10,
         "MemorySize": 512,
     })
+
+
+LAYER_REGIONS = ["ap-northeast-1", "ap-south-1", "ap-southeast-1", "ap-southeast-2", "eu-central-1", "eu-west-1",
+                 "eu-west-2", "us-east-1", "us-east-2", "us-west-2"]
+
+
+def region_rule(regions: list[str]) -> dict:
+    return {"Assertions": [{"Assert": {"Fn::Contains": [regions, REGION]},
+                            "AssertDescription": Match.string_like_regexp("^This deployment runs only in ")}]}
+
+
+def test_the_web_adapter_layer_is_the_region_s_own_and_other_regions_are_refused_before_anything() -> None:
+    endpoint, streaming = templates()
+    # v1.0.1 is layer 28 where arm64 has been published since the adapter's first release; elsewhere unknown.
+    assert streaming.to_json()["Mappings"]["WebAdapterLayer"] == {region: {"version": "28"}
+                                                                   for region in LAYER_REGIONS}
+    # The endpoint stack deploys first: its rule refuses a region without the layer or the model's image.
+    images = set(load_catalog().get(DEFAULT_MODEL).image.regions)
+    assert set(LAYER_REGIONS) <= images
+    endpoint.template_matches({"Rules": {"SupportedRegion": region_rule(LAYER_REGIONS)}})
+
+
+def test_a_named_layer_version_applies_everywhere_and_only_the_image_bounds_the_regions() -> None:
+    endpoint, streaming = templates(model="huggingface-llm-mistral-7b-instruct", web_adapter_layer_version="30")
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Layers": Match.array_equals([join(
+        "arn:", PARTITION, ":lambda:", REGION, ":753240598075:layer:LambdaAdapterLayerArm64:30")])})
+    assert "Mappings" not in streaming.to_json()
+    mistral_regions = sorted(load_catalog().get("huggingface-llm-mistral-7b-instruct").image.regions)
+    # Without the two regions whose image is DJL 0.27 DeepSpeed (another window option, another stop reason).
+    mistral_regions = [region for region in mistral_regions if region not in ("ap-northeast-3", "ap-southeast-3")]
+    assert len(mistral_regions) == 22
+    endpoint.template_matches({"Rules": {"SupportedRegion": region_rule(mistral_regions)}})
 
 
 def test_log_group_with_retention_destroyed_with_the_stack() -> None:
