@@ -10,6 +10,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from .catalog import CatalogModel, is_nvme_instance
+from .checkov import skip_checkov
 from .settings import LOG_RETENTION, DeploymentSettings
 
 VARIANT_NAME = "AllTraffic"
@@ -55,6 +56,11 @@ class EndpointStack(Stack):
         self.log_group = logs.LogGroup(
             self, "EndpointLogs", log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
             retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY)
+        skip_checkov(self.log_group, {
+            "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; this group only holds "
+                           "what SageMaker would otherwise write to a group of its own making, unencrypted by KMS "
+                           "and without retention: creating it adds retention and takes nothing away.",
+        })
 
         self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description=f"SageMaker execution role for {model.model_id}")

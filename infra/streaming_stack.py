@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnMapping, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, SecretValue, Stack
+from aws_cdk import Aws, CfnMapping, CfnOutput, Duration, Fn, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from . import web_adapter
 from .bundling import function_code
+from .checkov import cfn_resource, skip_checkov
 from .endpoint_stack import EndpointStack
 from .function_settings import api_keys, function_settings
 from .monitoring import Monitoring
@@ -26,20 +27,6 @@ CORS_HEADERS = ["content-type", "accept", "authorization", "x-api-key", "x-amz-d
 #: What the function URL checks itself; with api_key auth the function is the gate.
 URL_AUTH = {"iam": lambda_.FunctionUrlAuthType.AWS_IAM, "none": lambda_.FunctionUrlAuthType.NONE,
             "api_key": lambda_.FunctionUrlAuthType.NONE}
-
-
-def cfn_resource(construct: IConstruct) -> CfnResource:
-    """The CloudFormation resource behind an L2 construct."""
-    resource = construct.node.default_child
-    if not isinstance(resource, CfnResource):
-        raise TypeError(f"{construct.node.path} has no CloudFormation resource of its own")
-    return resource
-
-
-def skip_checkov(construct: IConstruct, reasons: dict[str, str]) -> None:
-    """Record accepted checkov findings, with their reasons, in the resource's template metadata."""
-    cfn_resource(construct).add_metadata(
-        "checkov", {"skip": [{"id": check, "comment": reason} for check, reason in reasons.items()]})
 
 
 def web_adapter_layer_arn(scope: Construct, version: int | None) -> str:
