@@ -140,12 +140,13 @@ class DeploymentSettings:
         """Read every key through ``get`` (``node.try_get_context``); raise :class:`SettingsError`."""
         catalog = catalog or load_catalog()
         raw = {key: get(key) for key in CONTEXT_KEYS}
+        number = _IntReader(raw)
         model_id = _required(raw, "model")
         try:
             model = catalog.get(str(model_id))
         except CatalogError as exc:
             raise SettingsError(f"context key 'model': {exc}") from None
-        model = _with_lmi_window(model, raw["lmi_max_model_len"], catalog)
+        model = _with_lmi_window(model, number.optional("lmi_max_model_len", *LMI_MAX_MODEL_LEN_RANGE), catalog)
         instance_type = raw["instance_type"] or model.default_instance_type
         if instance_type not in model.instance_types:
             raise SettingsError(f"context key 'instance_type': {instance_type!r} is not supported by {model.model_id}; "
@@ -154,7 +155,6 @@ class DeploymentSettings:
         if auth not in AUTH_MODES:
             raise SettingsError(f"context key 'auth': {raw['auth']!r} is not allowed; allowed: {', '.join(AUTH_MODES)}")
 
-        number = _IntReader(raw)
         min_instances = number("min_instances", 1, 20)
         max_instances = number("max_instances", 1, 20)
         if max_instances < min_instances:
@@ -191,8 +191,7 @@ class DeploymentSettings:
             function_memory_mb=number("function_memory_mb", 128, 10_240),
             log_retention_days=retention,
             name_prefix=name_prefix,
-            web_adapter_layer_version=(None if raw["web_adapter_layer_version"] in (None, "") else
-                                       number("web_adapter_layer_version", 1, 1000)),
+            web_adapter_layer_version=number.optional("web_adapter_layer_version", 1, 1000),
             log_prompts=_boolean(raw, "log_prompts", default=False),
             model_latency_alarm_seconds=number("model_latency_alarm_seconds", 1, 3600),
             api_keys_refresh_seconds=number("api_keys_refresh_seconds", 1, 3600,
@@ -202,15 +201,14 @@ class DeploymentSettings:
         )
 
 
-def _with_lmi_window(model: CatalogModel, value: Any, catalog: Catalog) -> CatalogModel:
+def _with_lmi_window(model: CatalogModel, total: int | None, catalog: Catalog) -> CatalogModel:
     """The model with the window ``lmi_max_model_len`` asks for (the answer room stays the catalog's)."""
-    if value is None or value == "":
+    if total is None:
         return model
     if model.container_family != "lmi":
-        raise SettingsError(f"context key 'lmi_max_model_len': {value!r} applies only to a model on the LMI "
+        raise SettingsError(f"context key 'lmi_max_model_len': {total} applies only to a model on the LMI "
                             f"container, and {model.model_id} runs on {model.container_family}; allowed with: "
                             f"{', '.join(catalog.ids(('lmi',)))}")
-    total = _IntReader({"lmi_max_model_len": value})("lmi_max_model_len", *LMI_MAX_MODEL_LEN_RANGE)
     answer_room = model.max_total_tokens - model.max_input_tokens
     return replace(model, max_total_tokens=total, max_input_tokens=total - answer_room)
 
@@ -238,6 +236,11 @@ class _IntReader:
         if not low <= number <= high:
             raise SettingsError(f"context key {key!r}: {number} is out of range; allowed: {low}..{high}")
         return number
+
+    def optional(self, key: str, low: int, high: int) -> int | None:
+        """The key's whole number, or ``None`` when it is not set (a key whose absence means something)."""
+        value = self._raw.get(key)
+        return None if value is None or value == "" else self(key, low, high)
 
 
 def _boolean(raw: dict[str, Any], key: str, default: bool) -> bool:

@@ -123,6 +123,7 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         if variant["instanceType"] in instance_types and variant.get("environment")
     }
     key = spec.get("prepackedArtifactKey") or spec["artifactKey"]
+    fallback_download, fallback_startup = fallback_timeouts(model_id)
     return CatalogModel(
         model_id=model_id,
         spec_version=spec["version"],
@@ -136,8 +137,8 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         max_input_tokens=max_input_tokens,
         max_total_tokens=max_total_tokens,
         network_isolation=bool(spec.get("networkIsolation", True)),
-        download_timeout_seconds=_timeout(spec, "modelDataDownloadTimeout", fallback_timeouts(model_id)[0]),
-        startup_timeout_seconds=_timeout(spec, "containerStartupHealthCheckTimeout", fallback_timeouts(model_id)[1]),
+        download_timeout_seconds=_timeout(spec, "modelDataDownloadTimeout", fallback_download),
+        startup_timeout_seconds=_timeout(spec, "containerStartupHealthCheckTimeout", fallback_startup),
         chat_format=CHAT_FORMATS.get(model_id),
     )
 

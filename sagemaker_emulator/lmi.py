@@ -46,7 +46,8 @@ _SAMPLING_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("presence_penalty", lambda v: -2 <= v <= 2, "presence_penalty must be in [-2, 2]"),
     ("max_new_tokens", lambda v: v >= 1, "max_tokens must be at least 1"),
 )
-_ERROR_TOKEN = {"id": -1, "text": "", "log_prob": -1, "special_token": True}
+#: The last token of a request that failed inside the batch (``rolling_batch.stop_on_any_exception``).
+FAILED = Token(id=-1, text="", special=True, logprob=-1)
 #: What a request vLLM ignored (a prompt beyond the window) gets as its one token: no log_prob.
 IGNORED = Token(id=-1, text="")
 _IGNORED_TOKEN = {"id": -1, "text": "", "log_prob": None}
@@ -60,24 +61,25 @@ class LmiRequest(GenerationRequest):
 
 
 def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True) -> LmiRequest:
-    """Parse a body as LMI does; raises :class:`ValidationFailure` (status 424) when it cannot."""
+    """Parse a body as LMI does; raises :class:`ValidationFailure` (answered as LMI's 424 line) when it cannot."""
     try:
         payload = json.loads(body)
     except ValueError as exc:
-        raise _pre_inference(str(exc)) from None
+        raise ValidationFailure(str(exc)) from None
     if not isinstance(payload, dict):
-        raise _pre_inference("the body must be a JSON object")
+        raise ValidationFailure("the body must be a JSON object")
     if "messages" in payload:
-        raise _pre_inference("the emulator's LMI mode takes {\"inputs\": ...} bodies, not chat completions")
+        raise ValidationFailure("the emulator's LMI mode takes {\"inputs\": ...} bodies, not chat completions")
     inputs, params = payload.get("inputs"), payload.get("parameters", {})
     if not isinstance(inputs, str) or not isinstance(params, dict):  # LMI itself fails later, inside the batch
-        raise _pre_inference("the emulator's LMI mode takes one string `inputs` and an object `parameters`")
+        raise ValidationFailure("the emulator's LMI mode takes one string `inputs` and an object `parameters`")
     stops = params.get("stop_sequences") or []
+    max_new_tokens = params.get("max_new_tokens", 30)  # lmi-dist's default
     return LmiRequest(
         mode="generate",
         prompt=inputs,
         stream=bool(payload.get("stream")),
-        max_new_tokens=params.get("max_new_tokens", 30) if isinstance(params.get("max_new_tokens", 30), int) else 30,
+        max_new_tokens=max_new_tokens if isinstance(max_new_tokens, int) else 30,
         input_tokens=count_tokens(inputs),
         stop=[stop for stop in stops if isinstance(stop, str) and stop] if isinstance(stops, list) else [],
         seed=params.get("seed"),
@@ -86,10 +88,6 @@ def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True
         sampling_error=_sampling_error(params),
         max_model_len=max_total_tokens,
     )
-
-
-def _pre_inference(message: str) -> ValidationFailure:
-    return ValidationFailure(message)
 
 
 def _sampling_error(params: dict[str, Any]) -> str | None:
@@ -110,7 +108,7 @@ def refusal(failure: ValidationFailure) -> tuple[int, str, bytes]:
 def generate(request: LmiRequest) -> Iterator[tuple[Token, str | None]]:
     """TGI's generation with LMI's finish reasons, ending where vLLM ends a request."""
     if request.sampling_error is not None:
-        yield Token(id=-1, text="", special=True, logprob=-1), "error"
+        yield FAILED, "error"
         return
     if request.input_tokens > request.max_model_len:
         yield IGNORED, "length"
@@ -136,11 +134,12 @@ class EventRenderer:
 
     def token(self, index: int, token: Token, finish_reason: str | None) -> bytes:
         self._text.append(token.text)
-        shown = {"id": token.id, "text": token.text, "log_prob": token.logprob}
-        line: dict[str, Any] = {"token": _ERROR_TOKEN if finish_reason == "error" else
-                                _IGNORED_TOKEN if token is IGNORED else shown}
+        # Token.as_dict: special_token only when set (here, on the failed request's last token).
+        shown = {"id": token.id, "text": token.text, "log_prob": token.logprob, **({"special_token": True}
+                                                                                  if token.special else {})}
+        line: dict[str, Any] = {"token": _IGNORED_TOKEN if token is IGNORED else shown}
         if finish_reason is not None:
-            line["generated_text"] = self._generated_text()
+            line["generated_text"] = self._generated_text("".join(self._text))
             if self.request.details:
                 line["details"] = {"finish_reason": finish_reason, "generated_tokens": index,
                                    "inputs": self.request.prompt}
@@ -148,24 +147,22 @@ class EventRenderer:
                 line["details"] = {"finish_reason": "error"}
         return json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n"
 
-    def _generated_text(self) -> str:
-        return (self.request.prompt if self.request.return_full_text else "") + "".join(self._text)
+    def _generated_text(self, text: str) -> str:
+        return (self.request.prompt if self.request.return_full_text else "") + text
 
     def end(self) -> bytes:
         return b""
 
     def error(self, message: str, error_type: str) -> bytes:
         """A failure during generation: LMI's last line says ``error`` and nothing else about it."""
-        return self.token(len(self._text) + 1, Token(id=-1, text=""), "error")
+        return self.token(len(self._text) + 1, FAILED, "error")
 
     def whole_body(self) -> tuple[bytes, int]:
         generated = list(generate(self.request))
         if self.request.stream:
             lines = [self.token(index, token, finish) for index, (token, finish) in enumerate(generated, start=1)]
             return b"".join(lines), len(generated)
-        text = "".join(token.text for token, _ in generated)
-        answer: dict[str, Any] = {"generated_text": (self.request.prompt if self.request.return_full_text else "")
-                                  + text}
+        answer: dict[str, Any] = {"generated_text": self._generated_text("".join(token.text for token, _ in generated))}
         if self.request.details:
             answer["details"] = {"finish_reason": generated[-1][1], "generated_tokens": len(generated),
                                  "inputs": self.request.prompt}

@@ -219,6 +219,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     server_version = "SageMakerRuntimeEmulator"
 
+    @property
+    def _container(self) -> ModuleType:
+        """The module standing in for the endpoint's model container (``EmulatorConfig.container``)."""
+        return CONTAINERS[self.server.emulator.config.container]
+
     # -- routing -----------------------------------------------------------
 
     def do_GET(self) -> None:
@@ -285,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind == "model_error":
             self._send_model_error(record, 500, fault.message or "CUDA error: an illegal memory access was encountered")
             return
-        container = CONTAINERS[config.container]
+        container = self._container
         try:
             request = container.parse_request(body, config.max_total_tokens, config.chat_template)
         except tgi.BodyRejected as rejected:
@@ -327,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_whole(self, record: ReceivedRequest, renderer: Renderer) -> None:
         """InvokeEndpoint: the container's whole answer as the HTTP body (a streamed one, buffered)."""
         body, record.tokens_sent = renderer.whole_body()
-        stream_type = CONTAINERS[self.server.emulator.config.container].STREAM_CONTENT_TYPE
+        stream_type = self._container.STREAM_CONTENT_TYPE
         self._send_body(record, body, stream_type if renderer.request.stream else "application/json")
 
     def _send_body(self, record: ReceivedRequest, body: bytes, content_type: str = "application/json") -> None:
@@ -347,8 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = _PartSplitter(random.Random(record.request_id), enabled=config.split_parts)  # noqa: S311 (test data, not secrets)
         if not self._pause(config.ttft_ms / 1000):
             return "server_stopped"
-        generate = CONTAINERS[config.container].generate
-        for index, (token, finish_reason) in enumerate(generate(request), start=1):
+        for index, (token, finish_reason) in enumerate(self._container.generate(request), start=1):
             if fault and record.tokens_sent == fault.after_tokens:
                 outcome = self._apply_fault(fault, renderer, parts)
                 if outcome is not None:

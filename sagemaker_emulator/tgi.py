@@ -40,8 +40,6 @@ class ValidationFailure(Exception):
 
     mode: Literal["generate", "chat"] = "generate"
     stream: bool = True
-    #: The container's HTTP status for it, when it is not sent in-band.
-    status: int = 422
 
 
 @dataclass
@@ -285,7 +283,7 @@ class EventRenderer:
 def refusal(failure: ValidationFailure) -> tuple[int, str, bytes]:
     """Input validation: the status and message without streaming, the in-band event when streaming."""
     message = f"Input validation error: {failure}"
-    return failure.status, message, error_event(failure.mode, message, "validation")
+    return 422, message, error_event(failure.mode, message, "validation")
 
 
 def error_event(mode: Literal["generate", "chat"], message: str, error_type: str) -> bytes:

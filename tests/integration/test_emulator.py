@@ -32,6 +32,11 @@ def stream_tokens(client, payload: object) -> tuple[list[str], TokenIterator]:
     return list(iterator), iterator
 
 
+def raw_body(response: dict) -> bytes:
+    """Every ``PayloadPart``'s bytes, joined: what the container wrote."""
+    return b"".join(event["PayloadPart"]["Bytes"] for event in response["Body"] if "PayloadPart" in event)
+
+
 def with_params(**params: object) -> dict:
     return {"inputs": "How do I build a website?", "parameters": params, "stream": True}
 
@@ -72,7 +77,7 @@ def test_payload_parts_do_not_align_with_events(runtime_client) -> None:
 
 
 def test_raw_events_are_tgi_sse(runtime_client) -> None:
-    whole = b"".join(e["PayloadPart"]["Bytes"] for e in invoke(runtime_client, with_params(max_new_tokens=3))["Body"])
+    whole = raw_body(invoke(runtime_client, with_params(max_new_tokens=3)))
     events = [json.loads(line[5:]) for line in whole.decode().split("\n\n") if line]
     assert [e["index"] for e in events] == [1, 2, 3]
     assert all(e["generated_text"] is None for e in events[:-1])
@@ -118,7 +123,7 @@ def test_messages_payload_streams_chat_chunks(runtime_client) -> None:
 
 def test_request_without_stream_gets_the_whole_answer_at_once(runtime_client) -> None:
     payload = {"inputs": "Hello", "parameters": {"max_new_tokens": 4}}
-    body = b"".join(e["PayloadPart"]["Bytes"] for e in invoke(runtime_client, payload)["Body"])
+    body = raw_body(invoke(runtime_client, payload))
     assert json.loads(body)[0]["generated_text"].startswith("Hello")
 
 
@@ -149,7 +154,7 @@ def test_validation_errors_arrive_in_band(runtime_client, params: dict, message:
 
 def test_chat_validation_error_uses_the_messages_shape(runtime_client) -> None:
     payload = {"messages": [{"role": "user", "content": "Hi"}], "top_p": 1.5, "stream": True}
-    parts = b"".join(e["PayloadPart"]["Bytes"] for e in invoke(runtime_client, payload)["Body"])
+    parts = raw_body(invoke(runtime_client, payload))
     assert json.loads(parts[5:])["error"]["http_status_code"] == 422
 
 
@@ -367,10 +372,6 @@ def lmi_client(make_runtime_client):
     config = EmulatorConfig(ttft_ms=0, token_ms=0, container="lmi", max_total_tokens=4096)
     with EmulatorServer(config) as server:
         yield make_runtime_client(server.url)
-
-
-def raw_body(response: dict) -> bytes:
-    return b"".join(event["PayloadPart"]["Bytes"] for event in response["Body"] if "PayloadPart" in event)
 
 
 def raw_lines(response: dict) -> list[bytes]:
