@@ -13,7 +13,8 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 	CDK_DISABLE_VERSION_CHECK=1
 OUTPUTS ?= outputs.json
 
-.PHONY: install lint test test-tools test-fast demo dev api-key synth deploy destroy refresh-catalog fuzz load bench-parser bench-function clean
+.PHONY: install lint test test-tools test-fast demo dev api-key synth preflight bootstrap deploy destroy smoke \
+	refresh-catalog fuzz load bench-parser bench-function clean
 
 install: $(STAMP)
 
@@ -94,7 +95,18 @@ api-key: install
 synth: install $(CDK)
 	AWS_EC2_METADATA_DISABLED=true $(CDK_ENV) $(CDK) synth --quiet $(CDK_ARGS)
 
+# Read-only checks of the account and region the deployment goes to (same CDK_ARGS as deploy); deploy runs
+# them first. SKIP_CHECKS="bootstrap sagemaker-quota" leaves checks out.
+PREFLIGHT = $(PY) -m infra.preflight $(CDK_ARGS) $(foreach check,$(SKIP_CHECKS),--skip $(check))
+
+preflight: install
+	@$(PREFLIGHT)
+
+bootstrap: install $(CDK)
+	$(CDK_ENV) $(CDK) bootstrap $(CDK_ARGS)
+
 deploy: install $(CDK)
+	@$(PREFLIGHT)
 	$(CDK_ENV) $(CDK) deploy --all --require-approval broadening --outputs-file $(OUTPUTS) $(CDK_ARGS)
 
 destroy: install $(CDK)

@@ -11,12 +11,20 @@ from .settings import DeploymentSettings
 from .streaming_stack import StreamingStack
 
 
+def endpoint_stack_name(name_prefix: str) -> str:
+    return f"{name_prefix}-endpoint"
+
+
+def streaming_stack_name(name_prefix: str) -> str:
+    return f"{name_prefix}-streaming"
+
+
 def build(app: App, settings: DeploymentSettings | None = None) -> tuple[EndpointStack, StreamingStack]:
     settings = settings or DeploymentSettings.from_context(app.node.try_get_context)
     prefix = settings.name_prefix
-    endpoint = EndpointStack(app, f"{prefix}-endpoint", settings=settings,
+    endpoint = EndpointStack(app, endpoint_stack_name(prefix), settings=settings,
                              description=f"SageMaker JumpStart endpoint for {settings.model.model_id}")
-    streaming = StreamingStack(app, f"{prefix}-streaming", settings=settings,
+    streaming = StreamingStack(app, streaming_stack_name(prefix), settings=settings,
                                endpoint=endpoint,
                                description="Lambda function URL that streams the endpoint's answers")
     # The streaming stack holds the endpoint's name and ARN itself (no cross-stack reference): order by hand.

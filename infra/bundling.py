@@ -19,6 +19,21 @@ HANDLER_SCRIPT = "run.sh"
 _EXCLUDE = ["__pycache__", "*.pyc", ".pytest_cache"]
 
 
+def pip_install_arguments(python_version: str, platform: str, target: Path, source: Path = LAMBDA_DIR) -> list[str]:
+    """This interpreter's ``pip install`` of the function's requirements as wheels for the Lambda platform
+    (``make preflight`` runs the same command with ``--dry-run``)."""
+    return [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+            "--requirement", str(source / "requirements.txt"), "--target", str(target),
+            "--platform", platform, "--implementation", "cp", "--python-version", python_version,
+            "--only-binary=:all:"]
+
+
+def lambda_platform(runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> tuple[str, str]:
+    """(Python version, pip platform tag) of a Lambda runtime and architecture."""
+    arm = architecture.name == lambda_.Architecture.ARM_64.name  # jsii proxies do not compare equal
+    return runtime.name.removeprefix("python"), "manylinux2014_aarch64" if arm else "manylinux2014_x86_64"
+
+
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
     """``pip install --platform`` for the runtime's Python version and architecture, then the package."""
@@ -31,13 +46,8 @@ class PipLocalBundling:
     def try_bundle(self, output_dir: str, *_options: Any, **_keywords: Any) -> bool:
         """Bundle into ``output_dir``; the bundling options (jsii passes them as one struct) are not needed."""
         output = Path(output_dir)
-        subprocess.run(  # noqa: S603 (this interpreter's pip, fixed arguments)
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-             "--requirement", str(self.source / "requirements.txt"), "--target", str(output),
-             "--platform", self.platform, "--implementation", "cp", "--python-version", self.python_version,
-             "--only-binary=:all:"],
-            check=True,
-        )
+        subprocess.run(pip_install_arguments(self.python_version, self.platform, output, self.source),  # noqa: S603
+                       check=True)
         shutil.copytree(self.source / PACKAGE, output / PACKAGE, ignore=shutil.ignore_patterns(*_EXCLUDE))
         shutil.copy2(self.source / HANDLER_SCRIPT, output / HANDLER_SCRIPT)  # keeps mode 755
         return True
@@ -48,9 +58,7 @@ def function_code(runtime: lambda_.Runtime, architecture: lambda_.Architecture) 
 
     Local bundling first; Docker (the runtime's build image) only where it fails.
     """
-    python_version = runtime.name.removeprefix("python")
-    arm = architecture.name == lambda_.Architecture.ARM_64.name  # jsii proxies do not compare equal
-    platform = "manylinux2014_aarch64" if arm else "manylinux2014_x86_64"
+    python_version, platform = lambda_platform(runtime, architecture)
     return lambda_.Code.from_asset(
         str(LAMBDA_DIR),
         exclude=_EXCLUDE,

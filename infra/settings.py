@@ -186,7 +186,7 @@ class DeploymentSettings:
             max_input_chars=number("max_input_chars", 1, 1_000_000, default=from_model["max_input_chars"]),
             max_body_bytes=number("max_body_bytes", 1024, 6 * 1024 * 1024,
                                   default=function_settings.DEFAULT_MAX_BODY_BYTES),
-            reserved_concurrency=number("reserved_concurrency", 1, 1000),
+            reserved_concurrency=number("reserved_concurrency", 0, 1000),
             function_timeout_seconds=timeout,
             function_memory_mb=number("function_memory_mb", 128, 10_240),
             log_retention_days=retention,

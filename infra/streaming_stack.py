@@ -76,7 +76,7 @@ class StreamingStack(Stack):
                 self, "WebAdapter", web_adapter_layer_arn(self, settings.web_adapter_layer_version))],
             memory_size=settings.function_memory_mb,
             timeout=Duration.seconds(settings.function_timeout_seconds),
-            reserved_concurrent_executions=settings.reserved_concurrency,
+            reserved_concurrent_executions=settings.reserved_concurrency or None,  # 0: no reservation
             role=role,
             log_group=log_group,
             environment=_environment(settings, endpoint_name, self.api_keys),
@@ -92,6 +92,10 @@ class StreamingStack(Stack):
                            "SageMaker runtime's public HTTPS endpoint, with SigV4.",
             "CKV_AWS_173": "The environment holds no secrets (endpoint name, model id, caps); Lambda encrypts it "
                            "at rest with an AWS managed key.",
+            **({} if settings.reserved_concurrency else {
+                "CKV_AWS_115": "The deployer asked for no reservation (context reserved_concurrency=0, for accounts "
+                               "whose concurrency quota cannot spare one); the README warns what that leaves unbound.",
+            }),
         })
         skip_checkov(log_group, {
             "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; the lines hold request "

@@ -26,3 +26,13 @@ RELEASE: Final = "v1.0.1"
 LAYER_VERSIONS: Final = dict.fromkeys((
     "ap-northeast-1", "ap-south-1", "ap-southeast-1", "ap-southeast-2", "eu-central-1", "eu-west-1", "eu-west-2",
     "us-east-1", "us-east-2", "us-west-2"), 28)
+
+
+def layer_version(region: str, named: int | None) -> int | None:
+    """The version a deployment to ``region`` uses: the one the deployer named, else the pinned release's
+    version there (``None``: not established in that region)."""
+    return named if named is not None else LAYER_VERSIONS.get(region)
+
+
+def layer_arn(partition: str, region: str, version: int) -> str:
+    return f"arn:{partition}:lambda:{region}:{ACCOUNT}:layer:{LAYER_NAME}:{version}"

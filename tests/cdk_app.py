@@ -9,14 +9,13 @@ from typing import Any
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from tests import ROOT
-
 SKIP_BUNDLING: dict[str, list[str]] = {"aws:cdk:bundling-stacks": []}
 
 
 def cdk_context(**overrides: Any) -> dict[str, Any]:
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return {**context, **overrides}
+    from infra.cdk_context import project_context
+
+    return {**project_context(), **overrides}
 
 
 def build_app(bundle: bool = False, outdir: str | None = None, **overrides: Any) -> tuple[App, Any, Any]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,10 @@ from fastapi.routing import APIRoute
 from llm_stream.api_keys import EMPTY_DOCUMENT, KeyRecord, KeyRing, key_digest, new_key
 from llm_stream.app import create_app
 from llm_stream.settings import Settings
-from local_mode.servers import free_port
 from sagemaker_emulator import EmulatorServer
 from stream_client import keys as keys_cli
 from stream_client.__main__ import main as client_main
 from stream_client.client import stream_answer
-from tests import ROOT
 from tests.conftest import AppServer, LogRecords
 
 MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
@@ -255,35 +251,14 @@ def test_the_last_good_copy_serves_while_reads_fail_then_requests_are_refused(
 # -- Secrets Manager: moto's server, the real boto3 client, the real CLI ---------------------------
 
 
-@pytest.fixture(scope="module")
-def secrets_manager() -> Iterator[str]:
-    """moto's Secrets Manager on a free port, as its own process."""
-    port = free_port()
-    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/moto-api/", timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            assert process.poll() is None, "moto_server exited"
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
-
-
 @pytest.fixture
-def secret_arn(secrets_manager: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
+def secret_arn(moto_server: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
     """A fresh secret holding the empty key document, as the stack creates it; boto3 here (the CLI and the
     function alike) reaches moto through AWS_ENDPOINT_URL_SECRETS_MANAGER."""
     from tests.conftest import point_boto3_at
 
     point_boto3_at(monkeypatch, emulator.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets_manager)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server)
     name = f"api-keys-{time.monotonic_ns()}"
     return boto3.client("secretsmanager").create_secret(Name=name, SecretString=EMPTY_DOCUMENT)["ARN"]
 

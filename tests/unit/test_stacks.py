@@ -310,6 +310,20 @@ def region_rule(regions: list[str]) -> dict:
                             "AssertDescription": Match.string_like_regexp("^This deployment runs only in ")}]}
 
 
+def test_reserved_concurrency_0_reserves_nothing_and_says_why_checkov_s_rule_is_waived() -> None:
+    _, streaming = templates(reserved_concurrency=0)
+    streaming.has_resource("AWS::Lambda::Function", {
+        "Properties": Match.object_like({"ReservedConcurrentExecutions": Match.absent()}),
+        "Metadata": {"checkov": {"skip": Match.array_with([
+            Match.object_like({"id": "CKV_AWS_115", "comment": Match.string_like_regexp("reserved_concurrency=0")})])}},
+    })
+    _, default = templates()
+    default.has_resource("AWS::Lambda::Function", {"Metadata": {"checkov": {"skip": Match.not_(Match.array_with([
+        Match.object_like({"id": "CKV_AWS_115"})]))}}})
+    with pytest.raises(SettingsError, match=r"'reserved_concurrency': -1 is out of range; allowed: 0\.\.1000"):
+        build_app(reserved_concurrency=-1)
+
+
 def test_the_web_adapter_layer_is_the_region_s_own_and_other_regions_are_refused_before_anything() -> None:
     endpoint, streaming = templates()
     # v1.0.1 is layer 28 where arm64 has been published since the adapter's first release; elsewhere unknown.
