@@ -112,6 +112,11 @@ deploy: install $(CDK)
 destroy: install $(CDK)
 	$(CDK_ENV) $(CDK) destroy --all $(CDK_ARGS)
 
+# After make deploy: health, refusal without credentials, a streamed answer (TTFT, tokens/s), a 4xx for bad
+# input, through the deployed URL; one verdict line, non-zero exit on any failure.
+smoke: install
+	@$(PY) -m stream_client smoke --outputs $(OUTPUTS)
+
 refresh-catalog: install
 	$(PY) -m infra.refresh_catalog
 

@@ -1,6 +1,7 @@
 """``python -m stream_client [--url URL | --outputs FILE] [options] PROMPT``
 
-(``python -m stream_client keys ...`` manages API keys: ``keys --help``.)
+(``python -m stream_client keys ...`` manages API keys: ``keys --help``; ``python -m stream_client smoke``
+checks a deployment: ``smoke --help``.)
 
 Streams the answer to stdout as it arrives; TTFT, tokens and tokens/s go to stderr.
 Exit status: 0 done, 1 HTTP error or error event, 2 bad usage, 130 interrupted.
@@ -16,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from . import keys
+from . import keys, smoke
 from .client import API_KEY_VARIABLE, AUTH_MODES, AuthMode, ClientError, StreamResult, stream_answer, url_from_outputs
 from .signing import MissingCredentials
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         return keys.main(argv[1:])
+    if argv[:1] == ["smoke"]:
+        return smoke.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         url: str

@@ -96,7 +96,8 @@ def url_from_outputs(path: Path) -> tuple[str, AuthMode]:
     return str(outputs["FunctionUrl"]), auth
 
 
-def request_headers(url: str, body: bytes, auth: AuthMode, api_key: str | None = None) -> dict[str, str]:
+def request_headers(url: str, body: bytes, auth: AuthMode, api_key: str | None = None,
+                    method: str = "POST") -> dict[str, str]:
     """``auto``: the API key if one is given, else SigV4 for a Lambda function URL, else nothing."""
     headers = {"content-type": "application/json", "accept": "text/event-stream"}
     region = function_url_region(url)
@@ -112,7 +113,7 @@ def request_headers(url: str, body: bytes, auth: AuthMode, api_key: str | None =
         if region is None:
             raise ClientError(f"cannot sign for {url}: IAM auth needs a Lambda function URL "
                               "(*.lambda-url.<region>.on.aws)")
-        headers = sign_headers("POST", url, body, headers, region)
+        headers = sign_headers(method, url, body, headers, region)
     return headers
 
 
