@@ -97,7 +97,7 @@ synth: install $(CDK)
 
 # Read-only checks of the account and region the deployment goes to (same CDK_ARGS as deploy); deploy runs
 # them first. SKIP_CHECKS="bootstrap sagemaker-quota" leaves checks out.
-PREFLIGHT = $(PY) -m infra.preflight $(CDK_ARGS) $(foreach check,$(SKIP_CHECKS),--skip $(check))
+PREFLIGHT = $(CDK_ENV) $(PY) -m infra.preflight $(CDK_ARGS) $(foreach check,$(SKIP_CHECKS),--skip $(check))
 
 preflight: install
 	@$(PREFLIGHT)
