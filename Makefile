@@ -14,7 +14,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 OUTPUTS ?= outputs.json
 
 .PHONY: install lint test test-tools test-fast demo dev api-key synth preflight bootstrap deploy destroy smoke \
-	refresh-catalog fuzz load bench-parser bench-function clean
+	refresh-catalog refresh-catalog-live fuzz load bench-parser bench-function clean
 
 install: $(STAMP)
 
@@ -119,6 +119,12 @@ smoke: install
 
 refresh-catalog: install
 	$(PY) -m infra.refresh_catalog
+
+# JumpStart's own resolution of every pin, by the sagemaker SDK (network; no credentials needed): reports
+# newer versions and changes nothing. UPDATE=<model id> [TO=<version>] moves that one pin.
+refresh-catalog-live: install $(SAGEMAKER_STAMP)
+	$(PY) -m infra.refresh_catalog --live $(if $(REGION),--region $(REGION)) $(if $(UPDATE),--update $(UPDATE)) \
+		$(if $(TO),--to $(TO))
 
 fuzz: install
 	HYPOTHESIS_PROFILE=full FUZZ_REFUSAL_P99_SECONDS=0.1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \

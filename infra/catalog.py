@@ -65,6 +65,9 @@ class ContainerImage:
         return cls(regions={region: RegionImage(**image) for region, image in data["regions"].items()})
 
 
+#: Environment variables the project gives a container beyond what its spec sets (LMI's window).
+PROJECT_ENVIRONMENT = frozenset({"OPTION_MAX_MODEL_LEN"})
+
 #: The serving containers the function speaks to, by the image repository JumpStart names.
 CONTAINER_FAMILIES = {"huggingface-pytorch-tgi-inference": "tgi", "djl-inference": "lmi"}
 

@@ -1,46 +1,22 @@
-"""Fetch the latest JumpStart specs of the catalog's models from the public JumpStart bucket.
+"""JumpStart's live spec format (as the bucket and the ``sagemaker`` SDK hold it) and the recorded format.
 
-The bucket holds ``models_manifest.json`` (a list of ``{model_id, version, spec_key, ...}``) and
-one spec file per model version. Both are public: no credentials and no ``sagemaker`` SDK needed.
-Specs are converted to the recorded format of ``jumpstart-specs.json``, which the catalog is built
-from, so the one mapping (``spec_mapping.model_from_spec``) serves both sources. For each model the
-newest version whose spec that mapping can deploy is taken (newer ones without complete hosting data,
-such as an image per region, are walked past and listed under ``skipped`` with the reason).
+``recorded_from_live`` turns a live spec into the recorded format of ``jumpstart-specs.json``, which the
+catalog is built from (``spec_mapping.model_from_spec``): ``refresh_catalog --live --update`` records a
+version that way. ``live_from_recorded`` goes the other way, for the offline tests that serve recorded
+specs to the SDK as a JumpStart bucket would: the minimal live spec the SDK resolves (sagemaker 2.257.7).
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from collections.abc import Callable, Iterable
 from typing import Any
 
-from .catalog import JUMPSTART_BUCKET_PREFIX
-from .spec_mapping import SpecError, model_from_spec
+from .spec_mapping import CONTAINER_ENVIRONMENT_KEYS
 
+#: The live bucket's layout for open-weight models' specs.
+SPEC_KEY_FORMAT = "community_models/{model_id}/specs_v{version}.json"
 MANIFEST = "models_manifest.json"
-TIMEOUT_SECONDS = 30
-
-
-def bucket_url(region: str) -> str:
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{JUMPSTART_BUCKET_PREFIX}{region}.s3.{region}.{suffix}"
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
-
-
-def spec_keys_newest_first(manifest: list[dict[str, Any]], model_ids: Iterable[str]) -> dict[str, list[str]]:
-    """Model id -> the spec keys of its versions in the manifest, newest first (absent ids are left out)."""
-    wanted = set(model_ids)
-    versions: dict[str, list[dict[str, Any]]] = {}
-    for entry in manifest:
-        if entry.get("model_id") in wanted:
-            versions.setdefault(entry["model_id"], []).append(entry)
-    return {model_id: [entry["spec_key"] for entry in sorted(entries, key=lambda e: _version_key(e["version"]),
-                                                             reverse=True)]
-            for model_id, entries in versions.items()}
+#: The oldest SDK a fixture version admits (the manifest's ``min_version``).
+FIXTURE_MIN_SDK_VERSION = "2.189.0"
 
 
 def recorded_from_live(spec: dict[str, Any]) -> dict[str, Any]:
@@ -82,29 +58,46 @@ def recorded_from_live(spec: dict[str, Any]) -> dict[str, Any]:
     return recorded
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (a fixed https bucket)
-        return json.load(response)
+def live_from_recorded(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The live spec a recorded one came from, as far as the SDK reads it to build a model: environment
+    variables flagged ``required_for_model_class`` as JumpStart's TGI specs flag them (those the container
+    needs; the SDK drops the rest), artifacts, instance types, timeouts, per-region image aliases and
+    per-instance variants."""
+    environment = [
+        {"name": name, "type": "int" if isinstance(value, int) else "text", "default": value, "scope": "container",
+         "required_for_model_class": name in CONTAINER_ENVIRONMENT_KEYS}
+        for name, value in (recorded.get("environment") or {}).items()]
+    spec: dict[str, Any] = {
+        "model_id": recorded["modelId"], "version": recorded["version"], "min_sdk_version": FIXTURE_MIN_SDK_VERSION,
+        "training_supported": False, "incremental_training_supported": False,
+        "hosting_artifact_key": recorded.get("artifactKey"),
+        "inference_environment_variables": environment,
+        "default_inference_instance_type": recorded["defaultInstanceType"],
+        "supported_inference_instance_types": list(recorded.get("instanceTypes") or []),
+        "inference_enable_network_isolation": recorded.get("networkIsolation", True),
+        "inference_vulnerable": False, "inference_vulnerabilities": [], "deprecated": False,
+    }
+    if recorded.get("prepackedArtifactKey"):
+        spec["hosting_prepacked_artifact_key"] = recorded["prepackedArtifactKey"]
+    deploy = {key: recorded[field] for key, field in (("model_data_download_timeout", "modelDataDownloadTimeout"),
+              ("container_startup_health_check_timeout", "containerStartupHealthCheckTimeout")) if recorded.get(field)}
+    if deploy:
+        spec["deploy_kwargs"] = deploy
+    variants: dict[str, Any] = {}
+    for entry in recorded.get("instanceVariants") or []:
+        variant: dict[str, Any] = {}
+        if entry.get("imageUri"):
+            variant["regional_properties"] = {"image_uri": entry["imageUri"]}
+        if entry.get("environment") or not variant:
+            variant["properties"] = {"environment_variables": dict(entry.get("environment") or {})}
+        variants[entry["instanceType"]] = variant
+    aliases = {entry["region"]: dict(entry["aliases"]) for entry in recorded.get("instanceAliases") or []}
+    if aliases or variants:
+        spec["hosting_instance_type_variants"] = {"regional_aliases": aliases, "variants": variants}
+    return spec
 
 
-def fetch_recorded_specs(model_ids: Iterable[str], region: str = "us-east-1", base_url: str | None = None,
-                         get_json: Callable[[str], Any] = _get_json) -> dict[str, Any]:
-    """The newest deployable spec of each model, in the recorded format, with where it came from and the
-    newer versions skipped on the way (``skipped``: model id -> ``"<version>: <why>"``)."""
-    base = (base_url or bucket_url(region)).rstrip("/")
-    keys = spec_keys_newest_first(get_json(f"{base}/{MANIFEST}"), model_ids)
-    models: dict[str, Any] = {}
-    skipped: dict[str, list[str]] = {}
-    for model_id, spec_keys in sorted(keys.items()):
-        for key in spec_keys:
-            recorded = recorded_from_live(get_json(f"{base}/{key}"))
-            models.setdefault(model_id, recorded)  # the newest, should no version deploy
-            try:
-                model_from_spec(recorded)
-            except SpecError as exc:
-                skipped.setdefault(model_id, []).append(f"{recorded['version']}: {exc}")
-                continue
-            models[model_id] = recorded
-            break
-    return {"_source": f"live JumpStart specs from {base}/{MANIFEST} (newest deployable version of each model)",
-            "models": models, "skipped": skipped}
+def manifest_entry(spec: dict[str, Any], min_sdk_version: str = FIXTURE_MIN_SDK_VERSION) -> dict[str, str]:
+    """The ``models_manifest.json`` entry of a live spec, at the bucket's own key."""
+    return {"model_id": spec["model_id"], "version": spec["version"], "min_version": min_sdk_version,
+            "spec_key": SPEC_KEY_FORMAT.format(model_id=spec["model_id"], version=spec["version"])}

@@ -179,26 +179,19 @@ def _timeout(spec: dict[str, Any], key: str, fallback: int) -> int:
 
 def catalog_from_specs(specs: dict[str, Any], pinned: dict[str, Any] | None = None,
                        model_ids: tuple[str, ...] = BLOG_MODELS) -> Catalog:
-    """The catalog from the newest specs; where a model's newest spec cannot be deployed, from its pinned
-    complete version in ``pinned`` (with a note saying which newer version was skipped and why). Live
-    spec data already holds each model's newest deployable version; its ``skipped`` list becomes the note."""
+    """The catalog from the recorded specs; where a model's spec cannot be deployed, from its pinned
+    complete version in ``pinned`` (with a note saying which newer version was skipped and why)."""
     models: dict[str, CatalogModel] = {}
     unavailable: dict[str, str] = {}
-    live = str(specs.get("_source", "")).startswith("live")
-    remedy = ("" if live else "; refresh the catalog from the live JumpStart specs "
-              "(python -m infra.refresh_catalog --live) to add it")
+    remedy = ("; resolve a version with JumpStart's own data and pin it "
+              "(python -m infra.refresh_catalog --live --update MODEL)")
     fallbacks = (pinned or {}).get("models", {})
-    skipped = specs.get("skipped", {})
     for model_id in model_ids:
         spec = specs["models"].get(model_id)
         try:
             if spec is None:
-                raise SpecError(f"absent from the {'live' if live else 'recorded'} spec data")
+                raise SpecError("absent from the recorded spec data")
             models[model_id] = model_from_spec(spec)
-            if skipped.get(model_id):
-                models[model_id] = replace(models[model_id], pin_note=(
-                    f"{spec['version']}, the newest live version with complete hosting data; newer versions "
-                    f"skipped: {'; '.join(skipped[model_id])}"))
         except SpecError as exc:
             if model_id not in fallbacks:
                 unavailable[model_id] = f"{exc}{remedy}"

@@ -1,17 +1,14 @@
-"""Refreshing the catalog from live JumpStart specs: the format conversion and the fetch, over real HTTP."""
+"""JumpStart's live spec format and the recorded one: both conversions (the SDK's resolution of them is in
+tests/e2e/test_jumpstart_sdk.py)."""
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from infra.live_specs import bucket_url, fetch_recorded_specs, recorded_from_live, spec_keys_newest_first
-from infra.refresh_catalog import main as refresh_main
+from infra.live_specs import live_from_recorded, manifest_entry, recorded_from_live
+from infra.refresh_catalog import DEFAULT_SPECS, PINNED_SPECS
 from infra.spec_mapping import model_from_spec
 
 IMAGE = "huggingface-pytorch-tgi-inference:2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04"
@@ -79,70 +76,21 @@ def test_same_model_from_either_source_differs_only_where_the_sources_do() -> No
     assert from_live.artifacts == from_recorded.artifacts
 
 
-def test_versions_are_ordered_by_number_not_by_text() -> None:
-    manifest = [
-        {"model_id": "a", "version": "4.6.9", "spec_key": "a-4.6.9.json"},
-        {"model_id": "a", "version": "4.6.16", "spec_key": "a-4.6.16.json"},
-        {"model_id": "a", "version": "4.10.0", "spec_key": "a-4.10.0.json"},
-        {"model_id": "b", "version": "1.0.0", "spec_key": "b.json"},
-    ]
-    assert spec_keys_newest_first(manifest, ["a", "c"]) == {"a": ["a-4.10.0.json", "a-4.6.16.json", "a-4.6.9.json"]}
+def recorded_specs() -> list[dict]:
+    return [*json.loads(DEFAULT_SPECS.read_text())["models"].values(),
+            *json.loads(PINNED_SPECS.read_text())["models"].values()]
 
 
-def test_bucket_urls() -> None:
-    assert bucket_url("us-east-1") == "https://jumpstart-cache-prod-us-east-1.s3.us-east-1.amazonaws.com"
-    assert bucket_url("cn-north-1").endswith(".amazonaws.com.cn")
+@pytest.mark.parametrize("recorded", recorded_specs(), ids=lambda spec: f"{spec['modelId']}-{spec['version']}")
+def test_a_recorded_spec_survives_the_round_trip_through_the_live_format(recorded: dict) -> None:
+    """The fixtures served to the SDK say what the recorded specs say (network isolation, which the recorded
+    data leaves out, is JumpStart's default for these models: on)."""
+    live = live_from_recorded(recorded)
+    assert recorded_from_live(live) == {**recorded, "networkIsolation": True}
+    assert live["inference_enable_network_isolation"] is True
 
 
-@pytest.fixture
-def bucket(tmp_path: Path):
-    """A stand-in for the public JumpStart bucket: plain files over real HTTP."""
-    (tmp_path / "community_models" / "specs").mkdir(parents=True)
-    key = "community_models/specs/falcon-7b-instruct-4.6.16.json"
-    (tmp_path / key).write_text(json.dumps(LIVE_SPEC))
-    # A newer version whose spec names its image only by framework (no regional aliases): not deployable
-    # from the spec alone, so the refresh walks past it to 4.6.16.
-    newer = {**LIVE_SPEC, "version": "4.7.0", "hosting_instance_type_variants": {}}
-    (tmp_path / "newer.json").write_text(json.dumps(newer))
-    (tmp_path / "models_manifest.json").write_text(json.dumps([
-        {"model_id": LIVE_SPEC["model_id"], "version": "4.6.16", "min_version": "2.0.0", "spec_key": key},
-        {"model_id": LIVE_SPEC["model_id"], "version": "4.7.0", "min_version": "2.0.0", "spec_key": "newer.json"},
-        {"model_id": LIVE_SPEC["model_id"], "version": "4.1.0", "min_version": "2.0.0", "spec_key": "old.json"},
-        {"model_id": "huggingface-llm-other", "version": "1.0.0", "spec_key": "missing.json"},
-    ]))
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_fetch_over_http(bucket: str) -> None:
-    specs = fetch_recorded_specs(["huggingface-llm-falcon-7b-instruct-bf16", "absent"], base_url=bucket)
-    assert list(specs["models"]) == ["huggingface-llm-falcon-7b-instruct-bf16"]
-    assert specs["models"]["huggingface-llm-falcon-7b-instruct-bf16"]["version"] == "4.6.16"
-    assert specs["skipped"] == {"huggingface-llm-falcon-7b-instruct-bf16": [
-        "4.7.0: its spec carries no container image aliases (instanceAliases), so the image cannot be resolved "
-        "without a live lookup"]}
-    assert specs["_source"].startswith(f"live JumpStart specs from {bucket}/models_manifest.json")
-
-
-def test_refresh_live_writes_specs_and_catalog(bucket: str, tmp_path: Path, capsys) -> None:
-    specs, catalog = tmp_path / "specs.json", tmp_path / "catalog.json"
-    assert refresh_main(["--live", "--base-url", bucket, "--specs", str(specs), "--output", str(catalog)]) == 0
-    written = json.loads(catalog.read_text())
-    # The bucket holds one model; the pinned complete versions still stand in for the three whose newest
-    # recorded specs cannot be deployed.
-    assert sorted(written["models"]) == ["huggingface-llm-bilingual-rinna-4b-instruction-ppo-bf16",
-                                         "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-mistral-7b",
-                                         "huggingface-llm-mistral-7b-instruct"]
-    falcon = written["models"]["huggingface-llm-falcon-7b-instruct-bf16"]
-    assert falcon["spec_version"] == "4.6.16"
-    assert falcon["pin_note"].startswith("4.6.16, the newest live version with complete hosting data; newer "
-                                         "versions skipped: 4.7.0: its spec carries no container image aliases")
-    assert "newer versions skipped: 4.7.0" in capsys.readouterr().out
-    assert written["unavailable"]["huggingface-llm-falcon-40b-bf16"] == "absent from the live spec data"
-    assert refresh_main(["--specs", str(specs), "--output", str(catalog), "--check"]) == 0
+def test_a_manifest_entry_points_at_the_bucket_s_own_key() -> None:
+    assert manifest_entry(LIVE_SPEC) == {
+        "model_id": "huggingface-llm-falcon-7b-instruct-bf16", "version": "4.6.16", "min_version": "2.189.0",
+        "spec_key": "community_models/huggingface-llm-falcon-7b-instruct-bf16/specs_v4.6.16.json"}
