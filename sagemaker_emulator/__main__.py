@@ -33,6 +33,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fault", action="append", default=[], metavar="JSON",
         help=f'inject a fault, e.g. \'{{"kind": "stall", "after_tokens": 3}}\'; kinds: {", ".join(FAULT_KINDS)}',
     )
+    parser.add_argument("--inference-component", metavar="NAME",
+                        help="scale to zero: the endpoint hosts its model as this inference component")
+    parser.add_argument("--initial-copies", type=int, default=EmulatorConfig.initial_copies,
+                        help="with --inference-component: copies at start (0: scaled to zero)")
+    parser.add_argument("--warm-up-seconds", type=float, default=EmulatorConfig.warm_up_seconds,
+                        help="with --inference-component: from the first refused invocation until a copy serves")
+    parser.add_argument("--idle-seconds", type=float, default=None,
+                        help="with --inference-component: idle time after which the copies go to zero")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -53,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         split_parts=not args.no_split,
         chat_template=not args.no_chat_template,
         container=args.container,
+        inference_component=args.inference_component,
+        initial_copies=args.initial_copies,
+        warm_up_seconds=args.warm_up_seconds,
+        idle_seconds=args.idle_seconds,
     )
     server = EmulatorServer(config, host=args.host, port=args.port)
     server.inject(*faults)

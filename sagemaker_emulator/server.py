@@ -10,6 +10,8 @@ Admin routes (not part of the SageMaker API):
 * ``GET /_emulator/health``: readiness.
 * ``GET /_emulator/requests``: what was received, with each outcome.
 * ``POST /_emulator/faults`` ``{"faults": [{"kind": ..., ...}]}`` / ``DELETE /_emulator/faults``.
+* ``GET /_emulator/inference-component``, ``POST`` ``{"copies": N}``: the copies of an endpoint whose model
+  is an inference component (``EmulatorConfig.inference_component``; ``capacity.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from types import ModuleType
 from typing import Any, Literal, Protocol
 
 from . import eventstream, lmi, tgi
+from .capacity import Capacity
 from .faults import PRE_STREAM_FAULTS, Fault
 from .textgen import EOS, Token
 
@@ -71,6 +74,14 @@ class EmulatorConfig:
     chat_template: bool = True
     #: The model container behind the endpoint: its request rules, stream format and errors.
     container: Literal["tgi", "lmi"] = "tgi"
+    #: Scale to zero: the endpoint hosts its model as this inference component (``None``: as a model).
+    inference_component: str | None = None
+    #: Its copies at start (0: scaled to zero).
+    initial_copies: int = 1
+    #: Seconds from the first refused invocation (what the scale-out alarm reacts to) until a copy serves.
+    warm_up_seconds: float = 5.0
+    #: Seconds without an invocation after which the copies go back to zero (the idle alarm); ``None``: never.
+    idle_seconds: float | None = None
 
 
 #: How often the serving loop checks whether it was asked to stop.
@@ -126,6 +137,9 @@ class EmulatorServer:
         self._requests: list[ReceivedRequest] = []
         self._faults: deque[tuple[Fault, int | None]] = deque()  # (fault, remaining uses or None)
         self.stopping = threading.Event()
+        component = self.config.inference_component
+        self.capacity = None if component is None else Capacity(
+            component, self.config.initial_copies, self.config.warm_up_seconds, self.config.idle_seconds)
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.emulator = self
         self._thread: threading.Thread | None = None
@@ -231,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"status": "ok"})
         elif self.path == "/_emulator/requests":
             self._send_json(200, {"requests": [r.to_dict() for r in self.server.emulator.requests]})
+        elif self.path == "/_emulator/inference-component":
+            self._answer_capacity()
         else:
             self._send_unknown_operation()
 
@@ -246,6 +262,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/_emulator/faults":
             self._set_faults(body)
             return
+        if self.path == "/_emulator/inference-component":
+            self._answer_capacity(body)
+            return
         match = _INVOKE_PATH.match(self.path.split("?", 1)[0])
         if not match:
             self._send_unknown_operation()
@@ -260,6 +279,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.emulator.inject(*faults)
         self._send_json(200, {"faults": [f.to_dict() for f in faults]})
+
+    def _answer_capacity(self, body: bytes | None = None) -> None:
+        capacity = self.server.emulator.capacity
+        if capacity is None:
+            self._send_json(404, {"message": "this endpoint hosts a model, not an inference component"})
+            return
+        if body is not None:
+            try:
+                copies = json.loads(body)["copies"]
+                if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
+                    raise ValueError(f"copies must be a whole number >= 0, got {copies!r}")
+            except (ValueError, KeyError, TypeError) as exc:
+                self._send_json(400, {"message": f"invalid copies: {exc}"})
+                return
+            capacity.scale_to(copies)
+        self._send_json(200, capacity.state())
 
     # -- InvokeEndpoint and InvokeEndpointWithResponseStream ----------------
 
@@ -284,6 +319,12 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"Endpoint {endpoint} of account {config.account} not found."
             self._send_service_error(record, 400, "ValidationError", message)
             return
+        if emulator.capacity is not None:
+            admission = emulator.capacity.admit(self.headers.get("X-Amzn-SageMaker-Inference-Component"),
+                                                config.account)
+            if not admission.admitted:
+                self._send_service_error(record, 400, "ValidationError", admission.message)
+                return
         if fault and fault.kind == "throttle":
             self._send_service_error(record, 429, "ThrottlingException", fault.message or "Rate exceeded")
             return

@@ -7,7 +7,7 @@ it sends through the function URL; locally, the same server runs in front of the
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +32,9 @@ from .reader import StreamReader
 from .responses import PlainEncoder, SseEncoder, TokenStreamResponse
 from .settings import READINESS_PATH, Settings
 from .tokens import StreamError
-from .upstream import StreamEnd, create_client, open_stream
+from .upstream import StreamEnd, UpstreamStream, create_client, open_stream
 from .upstream_errors import first_event_error
+from .wake_up import WakeUpClock
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
     settings = settings or Settings.from_env()
     client = client or create_client(settings)
     key_store = key_store or create_key_store(settings)
+    wake_up = WakeUpClock(settings.wake_up_seconds)
     state: dict[str, anyio.CapacityLimiter] = {}
     request_body, component_schemas = _request_schemas()
 
@@ -120,8 +122,9 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
         stats.kind, stats.input_chars = upstream_request.kind, upstream_request.input_chars
         stats.max_new_tokens, stats.prompt = upstream_request.max_new_tokens, upstream_request.prompt
         deadline = _deadline(request, stats.started, settings)
-        reader, first = await _open_until_first_token(request, client, settings, upstream_request,
-                                                      stats.request_id, deadline, state["limiter"])
+        reader, first = await _open_until_first_token(
+            request, lambda: open_stream(client, settings, upstream_request, stats.request_id, wake_up), settings,
+            deadline, state["limiter"])
         if first is not None:
             stats.first_token_at = time.monotonic()
         return OpenedStream(reader, first, deadline, upstream_request)
@@ -140,14 +143,13 @@ def _answer_head_on_get_routes(app: FastAPI) -> None:
 
 
 async def _open_until_first_token(
-    request: Request, client: SageMakerRuntimeClient, settings: Settings, upstream_request: UpstreamRequest,
-    request_id: str, deadline: float, limiter: anyio.CapacityLimiter,
+    request: Request, open_now: Callable[[], UpstreamStream], settings: Settings, deadline: float,
+    limiter: anyio.CapacityLimiter,
 ) -> tuple[StreamReader, str | None]:
     """Take a stream slot, open the stream and wait for its first item, so failures before any byte get
     an HTTP status. A caller who left while waiting for the slot, or whose time ran out, never reaches
     the endpoint."""
-    reader = await StreamReader.reserve(lambda: open_stream(client, settings, upstream_request, request_id),
-                                        limiter, settings.queue_wait_seconds)
+    reader = await StreamReader.reserve(open_now, limiter, settings.queue_wait_seconds)
     if await request.is_disconnected() or time.monotonic() >= deadline:
         reader.release_unstarted()
         raise ApiError(499, "client_gone", "the caller left, or its time ran out, before a stream slot was free")

@@ -60,15 +60,21 @@ AUTH_MODES = ("iam", "none", "api_key")
 #: for how many such intervals a last good copy keeps serving while reads fail.
 DEFAULT_API_KEYS_REFRESH_SECONDS = 60.0
 DEFAULT_API_KEYS_MAX_STALE_INTERVALS = 5
+#: Scale to zero: how long waking the model from zero copies is expected to take (instance provisioning,
+#: artifact download, container start), which sets the ``Retry-After`` of a 503 ``model_waking_up``. AWS
+#: measured about 5 minutes for an 8B model with fast model loading (its scale-to-zero launch post); a TGI
+#: container without it loads more slowly.
+DEFAULT_WAKE_UP_SECONDS = 480
 
 
 class SettingsError(ValueError):
     """An environment variable is missing or has a value outside what is allowed."""
 
 
-def _env(name: str, default: _T) -> _T:
-    """A field read from the environment variable ``name``."""
-    return field(default=default, metadata={"env": name})
+def _env(name: str, default: _T, opt_in: bool = False) -> _T:
+    """A field read from the environment variable ``name``; an ``opt_in`` feature's field is written only
+    when it is not its default, so a deployment without the feature has the environment it had before."""
+    return field(default=default, metadata={"env": name, "opt_in": opt_in})
 
 
 @dataclass(frozen=True)
@@ -118,12 +124,16 @@ class Settings:
     api_keys_file: str = _env("API_KEYS_FILE", "")
     api_keys_refresh_seconds: float = _env("API_KEYS_REFRESH_SECONDS", DEFAULT_API_KEYS_REFRESH_SECONDS)
     api_keys_max_stale_intervals: int = _env("API_KEYS_MAX_STALE_INTERVALS", DEFAULT_API_KEYS_MAX_STALE_INTERVALS)
+    #: Scale to zero: the endpoint's inference component, named in every invocation ("": none).
+    inference_component_name: str = _env("INFERENCE_COMPONENT_NAME", "", opt_in=True)
+    #: Scale to zero: how long waking the model is expected to take (the 503's ``Retry-After`` counts it down).
+    wake_up_seconds: int = _env("WAKE_UP_SECONDS", DEFAULT_WAKE_UP_SECONDS, opt_in=True)
 
     def __post_init__(self) -> None:
         _require(bool(self.endpoint_name.strip()), "endpoint_name", self.endpoint_name, "a non-empty name")
         for name in ("model_max_total_tokens", "max_new_tokens", "default_max_new_tokens", "max_input_chars",
                      "max_body_bytes", "upstream_max_attempts", "max_concurrent_streams",
-                     "api_keys_max_stale_intervals"):
+                     "api_keys_max_stale_intervals", "wake_up_seconds"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         _require(self.chat_format in (NO_CHAT_FORMAT, *FORMATS), "chat_format", self.chat_format,
                  f"{NO_CHAT_FORMAT} (a base model) or one of {', '.join(FORMATS)}")
@@ -171,7 +181,8 @@ class Settings:
 
     def to_environment(self) -> dict[str, str]:
         """The environment variables :meth:`from_env` reads back into these settings."""
-        return {env_name(setting.name): _format(getattr(self, setting.name)) for setting in fields(self)}
+        return {env_name(setting.name): _format(getattr(self, setting.name)) for setting in fields(self)
+                if not setting.metadata.get("opt_in") or getattr(self, setting.name) != setting.default}
 
 
 def env_name(field_name: str) -> str:

@@ -14,6 +14,7 @@ from .payloads import UpstreamRequest
 from .settings import Settings
 from .tokens import StreamError, TokenIterator
 from .upstream_errors import client_error, transport_error
+from .wake_up import WakeUpClock
 
 if TYPE_CHECKING:  # the stubs are a development dependency; the bundle has none of them
     from botocore.eventstream import EventStream
@@ -73,12 +74,16 @@ class UpstreamStream:
 
 
 def open_stream(
-    client: SageMakerRuntimeClient, settings: Settings, request: UpstreamRequest, request_id: str
+    client: SageMakerRuntimeClient, settings: Settings, request: UpstreamRequest, request_id: str,
+    wake_up: WakeUpClock | None = None,
 ) -> UpstreamStream:
-    """Invoke the endpoint; raises :class:`ApiError` for anything that fails before the stream opens.
+    """Invoke the endpoint (its inference component, where the model is one); raises :class:`ApiError` for
+    anything that fails before the stream opens.
 
     The request id travels in ``CustomAttributes``, so the container's logs can be matched with ours.
     """
+    component = {"InferenceComponentName": settings.inference_component_name} \
+        if settings.inference_component_name else {}
     try:
         response = client.invoke_endpoint_with_response_stream(
             EndpointName=settings.endpoint_name,
@@ -86,9 +91,12 @@ def open_stream(
             ContentType="application/json",
             Accept=request.family.accept,
             CustomAttributes=f"request_id={request_id}",
+            **component,
         )
     except ClientError as exc:
-        raise client_error(exc) from exc
+        raise client_error(exc, wake_up) from exc
     except BotoCoreError as exc:
         raise transport_error(exc) from exc
+    if wake_up is not None:
+        wake_up.awake()
     return UpstreamStream(response["Body"])

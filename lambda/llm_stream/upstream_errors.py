@@ -23,8 +23,13 @@ from botocore.exceptions import (
 
 from .errors import INTERNAL_ERROR_MESSAGE, ApiError
 from .tokens import StreamError
+from .wake_up import MIN_RETRY_AFTER_SECONDS, WakeUpClock
 
 _RETRY_SOON: Final = {"Retry-After": "1"}
+#: SageMaker's answer while an inference component has no copies (scaled to zero, or scaling out from it):
+#: a ValidationError like any bad request, told apart only by its message (AWS's scale-to-zero launch post
+#: and notebooks; botocore has no code of its own for it).
+NO_CAPACITY_MESSAGE: Final = "Inference Component has no capacity to process this request"
 
 #: Pre-stream failures of the SageMaker runtime, by botocore error code.
 _CLIENT_ERRORS: Final[Mapping[str, tuple[int, str, str]]] = {
@@ -63,10 +68,14 @@ _MASKS: Final = ((re.compile(r"arn:[^\s\"']+"), "<arn>"), (re.compile(r"https?:/
                  (re.compile(r"\b\d{12}\b"), "<account>"))
 
 
-def client_error(exc: ClientError) -> ApiError:
+def client_error(exc: ClientError, wake_up: WakeUpClock | None = None) -> ApiError:
     error = exc.response.get("Error", {})
     code, message = error.get("Code", ""), error.get("Message", str(exc))
     detail = f"{code}: {message}"
+    if code == "ValidationError" and message.startswith(NO_CAPACITY_MESSAGE):
+        seconds = wake_up.retry_after() if wake_up else MIN_RETRY_AFTER_SECONDS
+        return ApiError(503, "model_waking_up", f"the model is starting (it scales to zero while idle); retry in "
+                        f"{seconds} s", {"Retry-After": str(seconds)}, detail)
     if code == "ValidationError" and "not found" in message:
         return ApiError(503, "endpoint_not_found", "the endpoint does not exist (yet)", dict(_RETRY_SOON), detail)
     status, error_type, safe = _CLIENT_ERRORS.get(code, (502, "upstream_error", "calling the endpoint failed"))

@@ -1,0 +1,41 @@
+"""Scale to zero: how long until the model is awake, counted from the first "no capacity" answer seen.
+
+While an endpoint's inference component has no copies, SageMaker refuses invocations at once, and a
+CloudWatch alarm on those refusals asks Application Auto Scaling for a copy. The function never waits for
+it (a Lambda held open for minutes bills and blocks a stream slot): it answers 503 ``model_waking_up``
+with a ``Retry-After`` counted down from the expected wake-up time, so callers come back about when the
+model is ready rather than at a fixed interval.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+
+#: The least ``Retry-After`` given, once the expected time has passed and the model is still waking.
+MIN_RETRY_AFTER_SECONDS = 10
+
+
+class WakeUpClock:
+    def __init__(self, expected_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._expected = expected_seconds
+        self._clock = clock
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def retry_after(self) -> int:
+        """Seconds a caller should wait: what is left of the expected time since the first refusal (a new
+        wake-up starts the count again once twice the expected time has passed)."""
+        with self._lock:
+            now = self._clock()
+            if self._since is None or now - self._since > 2 * self._expected:
+                self._since = now
+            left = self._expected - (now - self._since)
+        return max(MIN_RETRY_AFTER_SECONDS, math.ceil(left))
+
+    def awake(self) -> None:
+        """The endpoint answered: the next refusal is a new wake-up."""
+        with self._lock:
+            self._since = None

@@ -1,0 +1,80 @@
+"""Scale to zero: an endpoint whose model is an inference component, and the copies serving it.
+
+With no copies, SageMaker refuses every invocation at once with a ValidationError (HTTP 400) whose
+message begins ``Inference Component has no capacity to process this request`` (AWS's scale-to-zero
+launch post and notebooks). Deployed, those refusals show in CloudWatch as ``NoCapacityInvocationFailures``,
+whose alarm asks Application Auto Scaling for a copy; minutes later the copy serves. Here the first
+refusal starts that clock (``warm_up_seconds``), and ``idle_seconds`` without an invocation takes the
+copies back to zero, as the stack's idle alarm does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: SageMaker's whole answer while a component has no copies (AWS's scale-to-zero notebooks).
+NO_CAPACITY_MESSAGE = ("Inference Component has no capacity to process this request. ApplicationAutoScaling may be "
+                       "in-progress (if configured) or try to increase the capacity by invoking "
+                       "UpdateInferenceComponentRuntimeConfig API.")
+#: Its answer to an invocation of such an endpoint that names no component (quoted in langchain#14344).
+COMPONENT_REQUIRED_MESSAGE = ("Inference Component Name header is required for endpoints to which you plan to deploy "
+                              "inference components. Please include Inference Component Name header or consider "
+                              "using SageMaker models.")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether an invocation may reach the model; if not, the ValidationError message to answer with."""
+
+    admitted: bool
+    message: str = ""
+
+
+class Capacity:
+    """The component's copies over time (thread-safe)."""
+
+    def __init__(self, component: str, copies: int, warm_up_seconds: float, idle_seconds: float | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.component = component
+        self._copies = copies
+        self._warm_up = warm_up_seconds
+        self._idle = idle_seconds
+        self._clock = clock
+        self._ready_at: float | None = None
+        self._last_invocation = clock()
+        self._lock = threading.Lock()
+
+    def admit(self, named: str | None, account: str) -> Admission:
+        """One invocation: refused without the component's name, or while there is no copy (the first such
+        refusal starts the scale-out); otherwise admitted."""
+        if not named:
+            return Admission(False, COMPONENT_REQUIRED_MESSAGE)
+        if named != self.component:
+            # Not quoted from AWS: the endpoint-not-found answer's wording, for a component.
+            return Admission(False, f"Inference Component {named} of account {account} not found.")
+        with self._lock:
+            now = self._clock()
+            if self._idle is not None and self._copies and now - self._last_invocation > self._idle:
+                self._copies = 0
+            self._last_invocation = now
+            if self._ready_at is not None and now >= self._ready_at:
+                self._copies, self._ready_at = 1, None
+            if self._copies:
+                return Admission(True)
+            if self._ready_at is None:
+                self._ready_at = now + self._warm_up
+            return Admission(False, NO_CAPACITY_MESSAGE)
+
+    def scale_to(self, copies: int) -> None:
+        """What UpdateInferenceComponentRuntimeConfig (or autoscaling) does, at once."""
+        with self._lock:
+            self._copies, self._ready_at = copies, None
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            waking = None if self._ready_at is None else max(0.0, self._ready_at - self._clock())
+            return {"inference_component": self.component, "copies": self._copies, "ready_in_seconds": waking}
