@@ -79,7 +79,9 @@ test-fast: install
 
 # API_KEY=<key>: the local function runs with api_key auth and accepts that one key.
 # MODEL=<catalog id>: the function and the emulator run as that model (its settings and container formats).
-LOCAL_ARGS = $(if $(API_KEY),--api-key '$(API_KEY)') $(if $(MODEL),--model '$(MODEL)')
+# SCALE_TO_ZERO=1: the model starts scaled to zero and wakes 15 s after the first request (or SCALE_TO_ZERO=<s>).
+LOCAL_ARGS = $(if $(API_KEY),--api-key '$(API_KEY)') $(if $(MODEL),--model '$(MODEL)') \
+	$(if $(SCALE_TO_ZERO),--scale-to-zero $(if $(filter-out 1,$(SCALE_TO_ZERO)),$(SCALE_TO_ZERO)))
 
 demo: install
 	@$(PY) -m local_mode demo $(LOCAL_ARGS)

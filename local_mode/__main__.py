@@ -6,18 +6,24 @@ import argparse
 import sys
 import time
 
-from stream_client.client import API_KEY_VARIABLE, ClientError, stream_answer
+from stream_client.client import (
+    API_KEY_VARIABLE,
+    DEFAULT_WAIT_FOR_MODEL_SECONDS,
+    ClientError,
+    print_wait,
+    stream_answer,
+)
 
-from .servers import LOCAL_KEY_NAME, LocalModeError, local_servers
+from .servers import LOCAL_KEY_NAME, LOCAL_WAKE_UP_SECONDS, LocalModeError, local_servers
 
 SEED_PROMPT = "我该如何建立一个网站?"
 
 
-def demo(max_new_tokens: int, api_key: str | None, model_id: str | None) -> int:
+def demo(max_new_tokens: int, api_key: str | None, model_id: str | None, wake_up_seconds: float | None) -> int:
     payload = {"inputs": SEED_PROMPT, "parameters": {"max_new_tokens": max_new_tokens}}
     print("Starting the SageMaker runtime emulator and the function (uvicorn) on loopback"
           f"{f' as {model_id}' if model_id else ''}...", file=sys.stderr)
-    with local_servers(api_key=api_key, model_id=model_id) as servers:
+    with local_servers(api_key=api_key, model_id=model_id, wake_up_seconds=wake_up_seconds) as servers:
         print(f"POST {servers.function_url}  {payload}\n", file=sys.stderr)
 
         def show(text: str) -> None:
@@ -25,7 +31,7 @@ def demo(max_new_tokens: int, api_key: str | None, model_id: str | None) -> int:
             sys.stdout.flush()
 
         result = stream_answer(servers.function_url, payload, on_token=show, auth="api_key" if api_key else "none",
-                               api_key=api_key)
+                               api_key=api_key, wait_for_model=DEFAULT_WAIT_FOR_MODEL_SECONDS, on_wait=print_wait)
         print()
         print(f"\n{result.summary()}", file=sys.stderr)
         if result.error:
@@ -37,9 +43,10 @@ def demo(max_new_tokens: int, api_key: str | None, model_id: str | None) -> int:
     return 0
 
 
-def dev(port: int, emulator_port: int, api_key: str | None, model_id: str | None) -> int:
+def dev(port: int, emulator_port: int, api_key: str | None, model_id: str | None,
+        wake_up_seconds: float | None) -> int:
     with local_servers(port=port, emulator_port=emulator_port, quiet=False, api_key=api_key,
-                       model_id=model_id) as servers:
+                       model_id=model_id, wake_up_seconds=wake_up_seconds) as servers:
         key_header = ' -H "x-api-key: $LLM_STREAM_API_KEY"' if api_key else ""
         key_note = (f"api_key auth: only the key you gave is accepted (consumer {LOCAL_KEY_NAME!r}); "
                     f"export {API_KEY_VARIABLE}=<that key> for the commands below\n" if api_key else "")
@@ -72,11 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--api-key", help="run with api_key auth, accepting this one key (default: no auth)")
         command.add_argument("--model", help="run as this catalog model: its settings, and its container's request "
                              "and stream formats in the emulator (default: the default model)")
+        command.add_argument("--scale-to-zero", nargs="?", type=float, const=LOCAL_WAKE_UP_SECONDS, default=None,
+                             metavar="SECONDS", help="the model starts scaled to zero and wakes this long after the "
+                             f"first request (default {LOCAL_WAKE_UP_SECONDS}), as with scale_to_zero=true deployed")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            return demo(args.max_new_tokens, args.api_key, args.model)
-        return dev(args.port, args.emulator_port, args.api_key, args.model)
+            return demo(args.max_new_tokens, args.api_key, args.model, args.scale_to_zero)
+        return dev(args.port, args.emulator_port, args.api_key, args.model, args.scale_to_zero)
     except (LocalModeError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -21,6 +22,10 @@ LOCAL_ENDPOINT_NAME = "local-endpoint"
 READY_TIMEOUT_SECONDS = 30.0
 #: The consumer name of the one key a local run with ``--api-key`` accepts.
 LOCAL_KEY_NAME = "local"
+#: A local run with ``--scale-to-zero``: the endpoint's inference component, and how long its first copy
+#: takes to wake (seconds here, minutes deployed).
+LOCAL_INFERENCE_COMPONENT = "local-component"
+LOCAL_WAKE_UP_SECONDS = 15
 
 
 class LocalModeError(RuntimeError):
@@ -118,16 +123,28 @@ def local_servers(
     quiet: bool = True,
     api_key: str | None = None,
     model_id: str | None = None,
+    wake_up_seconds: float | None = None,
 ) -> Iterator[LocalServers]:
     """Run both processes until the block ends; ports default to free ones. With ``api_key``, the function
     runs with api_key auth and accepts that one key (from a key file, the local stand-in for Secrets Manager).
-    With ``model_id``, both run as that catalog model (its settings, its container's formats)."""
+    With ``model_id``, both run as that catalog model (its settings, its container's formats). With
+    ``wake_up_seconds``, the model is an inference component scaled to zero, which wakes that long after
+    the first request (``scale_to_zero=true`` deployed)."""
     model_env, model_emulator_args = model_arguments(model_id) if model_id else ({}, [])
+    zero_env, zero_args = ({}, []) if wake_up_seconds is None else scale_to_zero_arguments(wake_up_seconds)
     with tempfile.TemporaryDirectory(prefix="llm-stream-keys-") as key_folder:
         key_env = _key_file_settings(api_key, Path(key_folder)) if api_key else {}
-        env = {**model_env, **(function_env or {}), **key_env}
-        with _processes(port, emulator_port, [*model_emulator_args, *(emulator_args or [])], env, quiet) as servers:
+        env = {**model_env, **zero_env, **(function_env or {}), **key_env}
+        arguments = [*model_emulator_args, *zero_args, *(emulator_args or [])]
+        with _processes(port, emulator_port, arguments, env, quiet) as servers:
             yield servers
+
+
+def scale_to_zero_arguments(wake_up_seconds: float) -> tuple[dict[str, str], list[str]]:
+    """The function's environment and the emulator's arguments for a model scaled to zero."""
+    return ({"INFERENCE_COMPONENT_NAME": LOCAL_INFERENCE_COMPONENT, "WAKE_UP_SECONDS": str(math.ceil(wake_up_seconds))},
+            ["--inference-component", LOCAL_INFERENCE_COMPONENT, "--initial-copies", "0",
+             "--warm-up-seconds", str(wake_up_seconds)])
 
 
 def write_key_file(path: Path, **keys: str) -> Path:

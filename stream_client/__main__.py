@@ -18,7 +18,17 @@ from typing import Any
 import httpx
 
 from . import keys, smoke
-from .client import API_KEY_VARIABLE, AUTH_MODES, AuthMode, ClientError, StreamResult, stream_answer, url_from_outputs
+from .client import (
+    API_KEY_VARIABLE,
+    AUTH_MODES,
+    DEFAULT_WAIT_FOR_MODEL_SECONDS,
+    AuthMode,
+    ClientError,
+    StreamResult,
+    print_wait,
+    stream_answer,
+    url_from_outputs,
+)
 from .signing import MissingCredentials
 
 DEFAULT_OUTPUTS = Path("outputs.json")
@@ -42,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--chat", action="store_true", help="send a conversation (messages) instead of a prompt")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds (default: %(default)s)")
+    parser.add_argument("--wait-for-model", type=float, default=DEFAULT_WAIT_FOR_MODEL_SECONDS, metavar="SECONDS",
+                        help="with scale_to_zero: how long to keep retrying while the model starts (default: "
+                             "%(default)s; 0: fail at once)")
     return parser
 
 
@@ -75,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         auth: AuthMode
         url, auth = (args.url, "auto") if args.url else url_from_outputs(args.outputs)
         result: StreamResult = stream_answer(url, build_payload(args), auth=args.auth or auth,
-                                             api_key=args.api_key, on_token=print_token, timeout=args.timeout)
+                                             api_key=args.api_key, on_token=print_token, timeout=args.timeout,
+                                             wait_for_model=args.wait_for_model, on_wait=print_wait)
     except (ClientError, MissingCredentials) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +22,28 @@ AUTH_MODES: tuple[AuthMode, ...] = ("auto", "iam", "none", "api_key")
 API_KEY_VARIABLE = "LLM_STREAM_API_KEY"
 #: The only hosts an API key may be sent to without TLS (a local `make dev`).
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: A deployment with scale_to_zero answers this (503, with ``Retry-After``) while its model wakes.
+WAKING_UP = "model_waking_up"
+#: How long the command-line client keeps retrying a waking model by default (AWS measured about 5 minutes
+#: from zero for an 8B model; a TGI container without fast loading takes longer).
+DEFAULT_WAIT_FOR_MODEL_SECONDS = 900.0
+#: Waits between tries: doubling from the first, never past the next, nor past the server's Retry-After
+#: (an estimate of what is left: trying sooner costs one fast 503).
+FIRST_RETRY_SECONDS = 5.0
+LONGEST_RETRY_SECONDS = 60.0
 
 
 class ClientError(Exception):
     """The request failed before streaming (HTTP error) or the outputs file is unusable."""
+
+
+class ModelWakingUp(ClientError):
+    """503 ``model_waking_up``: the model scaled to zero and is starting; ``retry_after`` seconds is the
+    function's estimate of what is left."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -33,6 +52,8 @@ class StreamResult:
     text_parts: list[str] = field(default_factory=list)
     ttft_s: float | None = None
     duration_s: float = 0.0
+    #: Seconds spent waiting for a scaled-to-zero model before the answering request (not in the figures).
+    waited_s: float = 0.0
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 
@@ -62,6 +83,8 @@ class StreamResult:
             parts.append(f"{rate:.1f} tokens/s")
         if self.done and self.done.get("finish_reason"):
             parts.append(f"finish: {self.done['finish_reason']}")
+        if self.waited_s:
+            parts.append(f"after {self.waited_s:.0f} s waiting for the model to start")
         return ", ".join(parts)
 
 
@@ -117,6 +140,12 @@ def request_headers(url: str, body: bytes, auth: AuthMode, api_key: str | None =
     return headers
 
 
+def print_wait(seconds: float) -> None:
+    """What the command-line tools show while a scaled-to-zero model starts."""
+    print(f"the model is starting (scaled to zero while idle), retrying in {seconds:.0f} s", file=sys.stderr,
+          flush=True)
+
+
 def stream_answer(
     url: str,
     payload: dict[str, Any],
@@ -125,8 +154,35 @@ def stream_answer(
     api_key: str | None = None,
     on_token: Callable[[str], None] = lambda text: None,
     timeout: float = 900.0,
+    wait_for_model: float = 0.0,
+    on_wait: Callable[[float], None] = lambda seconds: None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> StreamResult:
-    """POST ``payload`` and call ``on_token`` for each token as it arrives."""
+    """POST ``payload`` and call ``on_token`` for each token as it arrives. While a scaled-to-zero model
+    wakes (503 ``model_waking_up``), try again for up to ``wait_for_model`` seconds, calling ``on_wait``
+    with each wait; after that, :class:`ModelWakingUp`."""
+    started = time.monotonic()
+    tries, slept = 0, 0.0
+    while True:
+        try:
+            result = _stream_once(url, payload, auth, api_key, on_token, timeout)
+        except ModelWakingUp as waking:
+            left = wait_for_model - max(time.monotonic() - started, slept)
+            if left <= 0:
+                raise
+            wait = min(FIRST_RETRY_SECONDS * 2 ** min(tries, 10), LONGEST_RETRY_SECONDS, left,
+                       waking.retry_after if waking.retry_after else LONGEST_RETRY_SECONDS)
+            on_wait(wait)
+            sleep(wait)
+            tries, slept = tries + 1, slept + wait
+            continue
+        if tries:
+            result.waited_s = time.monotonic() - started - result.duration_s
+        return result
+
+
+def _stream_once(url: str, payload: dict[str, Any], auth: AuthMode, api_key: str | None,
+                 on_token: Callable[[str], None], timeout: float) -> StreamResult:
     body = json.dumps(payload, ensure_ascii=False).encode()
     headers = request_headers(url, body, auth, api_key)
     started = time.monotonic()
@@ -135,6 +191,7 @@ def stream_answer(
         result = StreamResult(status=response.status_code)
         if response.status_code != 200:
             response.read()
+            _raise_if_waking(response)
             raise ClientError(_describe_http_error(response))
         # httpx-sse splits lines only where SSE does (CR, LF): a token may hold U+2028 and friends.
         for event in EventSource(response).iter_sse():
@@ -152,6 +209,19 @@ def stream_answer(
     if result.done is None and result.error is None:
         result.error = {"type": "incomplete", "message": "the stream ended without a done or error event"}
     return result
+
+
+def _raise_if_waking(response: httpx.Response) -> None:
+    if response.status_code != 503:
+        return
+    try:
+        error = response.json()["error"]
+        waking = error.get("type", error.get("code")) == WAKING_UP
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return
+    if waking:
+        retry_after = response.headers.get("retry-after", "")
+        raise ModelWakingUp(_describe_http_error(response), float(retry_after) if retry_after.isdigit() else None)
 
 
 def _describe_http_error(response: httpx.Response) -> str:

@@ -29,9 +29,11 @@ import httpx
 from .client import (
     API_KEY_VARIABLE,
     AUTH_MODES,
+    DEFAULT_WAIT_FOR_MODEL_SECONDS,
     AuthMode,
     ClientError,
     StreamResult,
+    print_wait,
     request_headers,
     stream_answer,
     url_from_outputs,
@@ -97,7 +99,8 @@ def check_refusal(target: Target) -> str:
 def check_stream(target: Target) -> StreamResult:
     payload = {"inputs": SMOKE_PROMPT, "parameters": {"max_new_tokens": SMOKE_MAX_NEW_TOKENS}}
     result = stream_answer(target.url, payload, auth=target.auth, api_key=target.api_key,
-                           timeout=STREAM_TIMEOUT_SECONDS)
+                           timeout=STREAM_TIMEOUT_SECONDS, wait_for_model=DEFAULT_WAIT_FOR_MODEL_SECONDS,
+                           on_wait=print_wait)
     if result.error is not None:
         raise SmokeFailed(f"the stream ended with an error event after {result.tokens} tokens: "
                           f"{result.describe_error()}")

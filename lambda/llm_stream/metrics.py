@@ -2,7 +2,8 @@
 
 Per request, dimension ``Service``: ``Requests``, ``Tokens``, ``Duration``, ``TimeToFirstToken`` (when a
 token was sent), ``ServerErrors`` (the endpoint or the function failed: a 5xx status, or an error after
-the first byte). Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included. Dimensions
+the first byte; not a scaled-to-zero model's 503 ``model_waking_up``, which is that mode working).
+Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included. Dimensions
 ``Service, Consumer`` (api_key auth, the key's name): ``Requests`` and ``Tokens`` per consumer.
 """
 
@@ -17,8 +18,13 @@ _PER_REQUEST = (("Requests", "Count"), ("Tokens", "Count"), ("Duration", "Millis
                 ("ServerErrors", "Count"))
 
 
+#: 5xx answers that are a feature working, not a failure (the alarm on ServerErrors must not page for them).
+_EXPECTED_UNAVAILABILITY = frozenset({"model_waking_up"})
+
+
 def is_server_error(stats: RequestStats) -> bool:
-    return bool(stats.error_type) and (stats.status >= 500 or stats.status == 200)
+    return (bool(stats.error_type) and stats.error_type not in _EXPECTED_UNAVAILABILITY
+            and (stats.status >= 500 or stats.status == 200))
 
 
 def emf_fields(stats: RequestStats, namespace: str, service: str) -> dict[str, Any]:

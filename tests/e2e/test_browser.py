@@ -211,3 +211,23 @@ def test_other_deployments_show_no_key_field(page, function) -> None:
     wait_until(page, "document.readyState === 'complete'")
     page.wait_for_timeout(200)  # the page has asked /healthz
     assert page.is_hidden("#key-row")
+
+
+def test_a_model_scaled_to_zero_is_waited_for_and_the_wait_can_be_stopped(page, start_function) -> None:
+    component = "test-component"
+    with EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=component, initial_copies=0,
+                                       warm_up_seconds=1.0)) as emulator:
+        function = start_function(emulator, inference_component_name=component, wake_up_seconds=60)
+        page.goto(function.url + "/")
+        ask(page, "Hello", max_new_tokens=5)
+        wait_until(page, "document.getElementById('status').textContent.startsWith('The model is starting')")
+        assert page.text_content("#status") == "The model is starting (scaled to zero while idle), retrying in 5 s…"
+        assert page.is_hidden("#error")
+        page.click("#stop")
+        wait_until(page, "document.getElementById('status').textContent.startsWith('Stopped')")
+        assert page.is_enabled("#send")
+        time.sleep(1.1)  # the first refusal started the wake-up: the copy now serves
+        ask(page, "Hello", max_new_tokens=5)
+        wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
+        assert page.is_hidden("#error")
+        assert [request.outcome for request in emulator.requests] == ["error:ValidationError", "completed"]

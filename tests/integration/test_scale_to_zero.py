@@ -93,6 +93,8 @@ def test_the_function_answers_503_model_waking_up_at_once_then_streams_once_awak
         assert [(log["status"], log["error_type"]) for log in logs[:3]] == [
             (503, "model_waking_up"), (503, "model_waking_up"), (200, None)]
         assert logs[0]["error_detail"].startswith(f"ValidationError: {NO_CAPACITY_MESSAGE[:40]}")
+        # Counted under its error type, not as a server error: the alarm on ServerErrors must not page for it.
+        assert (logs[0]["ServerErrors"], logs[0]["ErrorType"], logs[0]["Errors"]) == (0, "model_waking_up", 1)
 
 
 def test_the_openai_routes_answer_the_same_503(start_function) -> None:

@@ -86,6 +86,31 @@ function authHeaders() {
 
 function showKeyField() { $("key-row").hidden = false; }
 
+// Scale to zero: while the model wakes the function answers 503 model_waking_up with Retry-After; the
+// page waits (doubling from 5 s, at most 60 s, never past Retry-After) and tries again, for up to 15 minutes.
+const WAKE_UP_LIMIT_MS = 15 * 60 * 1000;
+
+// Seconds the function asks a waking model's callers to wait, or null for any other answer.
+async function wakingUp(response) {
+  if (response.status !== 503) return null;
+  let body = null;
+  try { body = await response.clone().json(); } catch (_) { return null; }
+  const error = body && body.error;
+  if (!error || (error.type || error.code) !== "model_waking_up") return null;
+  const seconds = Number(response.headers.get("retry-after"));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : 60;
+}
+
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new DOMException("Stopped while waiting", "AbortError"));
+    }, { once: true });
+  });
+}
+
 async function httpError(response) {
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
@@ -143,7 +168,7 @@ async function send(event) {
   $("send").disabled = true;
   $("stop").disabled = false;
   controller = new AbortController();
-  const started = performance.now();
+  let started = performance.now();
   let firstAt = null, tokens = 0;
   setStatus("Waiting for the first token…");
   let answered = false;
@@ -166,12 +191,24 @@ async function send(event) {
     } else {
       body = payload();
     }
-    const response = await fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json", "accept": "text/event-stream", ...authHeaders() },
-      body: JSON.stringify(body),
-      signal: controller.signal,
-    });
+    const waitingSince = performance.now();
+    let response;
+    for (let tries = 0; ; tries += 1) {
+      started = performance.now();
+      response = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", "accept": "text/event-stream", ...authHeaders() },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      const retryAfter = await wakingUp(response);
+      const left = WAKE_UP_LIMIT_MS - (performance.now() - waitingSince);
+      if (retryAfter === null || left <= 0) break;
+      const seconds = Math.max(1, Math.round(Math.min(5 * 2 ** Math.min(tries, 10), 60, retryAfter, left / 1000)));
+      setStatus(`The model is starting (scaled to zero while idle), retrying in ${seconds} s…`);
+      await pause(seconds * 1000, controller.signal);
+      setStatus("Waiting for the first token…");
+    }
     if (!response.ok) {
       showError(await httpError(response));
       setStatus("Failed.");
