@@ -11,6 +11,7 @@ from constructs import Construct
 
 from .catalog import CatalogModel, is_nvme_instance
 from .checkov import skip_checkov
+from .scale_to_zero import ScaleToZero, inference_component_arn, managed_instance_scaling
 from .settings import LOG_RETENTION, DeploymentSettings
 
 VARIANT_NAME = "AllTraffic"
@@ -83,34 +84,48 @@ class EndpointStack(Stack):
 
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
             variant_name=VARIANT_NAME,
-            model_name=self.sagemaker_model.attr_model_name,
+            # With scale to zero the model is the inference component's, not the variant's.
+            model_name=None if settings.scale_to_zero else self.sagemaker_model.attr_model_name,
             instance_type=settings.instance_type,
             initial_instance_count=settings.min_instances,
             initial_variant_weight=1.0,
             model_data_download_timeout_in_seconds=model.download_timeout_seconds,
             container_startup_health_check_timeout_in_seconds=model.startup_timeout_seconds,
+            managed_instance_scaling=managed_instance_scaling(settings) if settings.scale_to_zero else None,
+            routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                routing_strategy="LEAST_OUTSTANDING_REQUESTS") if settings.scale_to_zero else None,
         )
         if not is_nvme_instance(settings.instance_type):
             # Every instance type in the catalog has local NVMe, where CreateEndpointConfig rejects
             # VolumeSizeInGB and KmsKeyId; another type would need both, which this stack does not set.
             raise ValueError(f"instance type {settings.instance_type} has no local NVMe storage; "
                              f"allowed: the catalog's NVMe types ({', '.join(settings.model.instance_types)})")
-        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig", production_variants=[variant])
+        # An endpoint for inference components has a role of its own (the model's: it pulls the same image
+        # and artifacts), which CreateEndpointConfig checks: the policy must be attached first.
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self, "EndpointConfig", production_variants=[variant],
+            execution_role_arn=self.role.role_arn if settings.scale_to_zero else None)
+        if settings.scale_to_zero:
+            self.endpoint_config.node.add_dependency(policy)
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             # An update (a new config: other caps, timeouts, model version) keeps the instance count
             # autoscaling has set, instead of dropping back to the config's initial count.
-            retain_all_variant_properties=settings.autoscaling or None,
+            retain_all_variant_properties=settings.autoscaling or settings.scale_to_zero or None,
         )
         self.endpoint.node.add_dependency(self.log_group)
 
-        if settings.autoscaling:
+        jumpstart_tags = {JUMPSTART_MODEL_ID_TAG: model.model_id, JUMPSTART_MODEL_VERSION_TAG: model.spec_version}
+        self.scale_to_zero = ScaleToZero(
+            self, "ScaleToZero", settings=settings, endpoint=self.endpoint, model=self.sagemaker_model,
+            variant_name=VARIANT_NAME, tags=jumpstart_tags) if settings.scale_to_zero else None
+        if settings.autoscaling and not settings.scale_to_zero:
             self._add_autoscaling(settings)
 
         for resource in (self.sagemaker_model, self.endpoint_config, self.endpoint):
-            Tags.of(resource).add(JUMPSTART_MODEL_ID_TAG, model.model_id)
-            Tags.of(resource).add(JUMPSTART_MODEL_VERSION_TAG, model.spec_version)
+            for key, value in jumpstart_tags.items():
+                Tags.of(resource).add(key, value)
         Tags.of(self).add("llm-stream:model-id", model.model_id)
         Tags.of(self).add("llm-stream:spec-version", model.spec_version)
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
@@ -125,8 +140,12 @@ class EndpointStack(Stack):
                             self.endpoint_name])
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Let ``grantee`` invoke this endpoint, streaming included, and nothing else."""
-        return iam.Grant.add_to_principal(grantee=grantee, actions=INVOKE_ACTIONS, resource_arns=[self.endpoint_arn])
+        """Let ``grantee`` invoke this endpoint, streaming included, and nothing else (with scale to zero, its
+        inference component too: the Service Authorization Reference lists it as the invoke actions' optional
+        resource, so granting it works whether or not SageMaker checks it)."""
+        component = [] if self.scale_to_zero is None else [inference_component_arn(self.scale_to_zero.name)]
+        return iam.Grant.add_to_principal(grantee=grantee, actions=INVOKE_ACTIONS,
+                                          resource_arns=[self.endpoint_arn, *component])
 
     def _add_autoscaling(self, settings: DeploymentSettings) -> None:
         # L1 on purpose: without RoleARN, Application Auto Scaling uses its service-linked role for

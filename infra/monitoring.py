@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
@@ -9,8 +11,10 @@ from constructs import Construct
 
 from .endpoint_stack import VARIANT_NAME
 from .function_settings import function_settings
+from .scale_to_zero import NO_CAPACITY_METRIC, idle_alarm_name, wake_up_alarm_name
 
 FIVE_MINUTES = Duration.minutes(5)
+ONE_MINUTE = Duration.minutes(1)
 #: The function's metrics namespace (EMF, lambda/llm_stream/metrics.py).
 METRICS_NAMESPACE = function_settings.DEFAULT_METRICS_NAMESPACE
 #: SageMaker reports ModelLatency in microseconds.
@@ -28,13 +32,16 @@ class Monitoring(Construct):
         service_name: str,
         model_latency_alarm_seconds: int,
         per_consumer: bool = False,
+        inference_component: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
+        # An endpoint for inference components reports invocations, errors and latency per component.
+        dimensions = {"InferenceComponentName": inference_component} if inference_component else {
+            "EndpointName": endpoint_name, "VariantName": VARIANT_NAME}
 
         def endpoint_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, statistic=statistic, label=label,
-                                     dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT_NAME},
-                                     period=FIVE_MINUTES)
+                                     dimensions_map=dimensions, period=FIVE_MINUTES)
 
         def own_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic, label=label,
@@ -47,10 +54,19 @@ class Monitoring(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=description)
 
         model_latency = endpoint_metric("ModelLatency", "p90", "model latency p90 (µs)")
-        endpoint_errors = cloudwatch.MathExpression(
-            expression="e4xx + e5xx", label="endpoint invocation errors", period=FIVE_MINUTES,
-            using_metrics={"e4xx": endpoint_metric("Invocation4XXErrors", "Sum", "4xx"),
-                           "e5xx": endpoint_metric("Invocation5XXErrors", "Sum", "5xx")})
+        errors = {"e4xx": endpoint_metric("Invocation4XXErrors", "Sum", "4xx"),
+                  "e5xx": endpoint_metric("Invocation5XXErrors", "Sum", "5xx")}
+        if inference_component:
+            # Requests refused while the model is at zero are that mode working, not errors; whether SageMaker
+            # counts them among the 4xx is not documented, so they are taken out of the 4xx where they are.
+            endpoint_errors = cloudwatch.MathExpression(
+                expression="FILL(e5xx, 0) + IF(FILL(e4xx, 0) > FILL(refused, 0), FILL(e4xx, 0) - FILL(refused, 0), 0)",
+                label="endpoint invocation errors", period=FIVE_MINUTES, using_metrics={
+                    **errors, "refused": endpoint_metric(NO_CAPACITY_METRIC, "Sum", "refused at zero")})
+        else:
+            endpoint_errors = cloudwatch.MathExpression(
+                expression="e4xx + e5xx", label="endpoint invocation errors", period=FIVE_MINUTES,
+                using_metrics=errors)
         self.alarms = [
             alarm("FunctionErrors", function.metric_errors(period=FIVE_MINUTES), 0,
                   "The streaming function failed invocations (crashes, timeouts, adapter errors)."),
@@ -84,6 +100,8 @@ class Monitoring(Construct):
                 function.metric("ConcurrentExecutions", statistic="Maximum", period=FIVE_MINUTES)]),
             cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=self.alarms),
         )
+        if inference_component:
+            self._add_scale_to_zero_widgets(inference_component, endpoint_metric)
         if per_consumer:  # api_key auth: the function adds the key's name as the Consumer dimension
             def per_consumer_metric(name: str) -> cloudwatch.MathExpression:
                 return cloudwatch.MathExpression(
@@ -97,3 +115,23 @@ class Monitoring(Construct):
                 cloudwatch.GraphWidget(title="Requests per consumer (API key name)", width=12,
                                        left=[per_consumer_metric("Requests")]),
             )
+
+    def _add_scale_to_zero_widgets(self, component: str, endpoint_metric: Callable[[str, str, str], cloudwatch.Metric],
+                                   ) -> None:
+        """Scale to zero over time. CloudWatch has no copy or instance count for a component (DescribeInference-
+        Component's CurrentCopyCount has it): its GPU utilization exists only while a copy runs, and the two
+        alarms' states say when it was asked to wake and to go."""
+        gpu = cloudwatch.Metric(namespace="/aws/sagemaker/InferenceComponents", metric_name="GPUUtilizationNormalized",
+                                dimensions_map={"InferenceComponentName": component}, statistic="Average",
+                                label="copies' GPU utilization (absent: no copy running)", period=ONE_MINUTE)
+        alarms = [cloudwatch.Alarm.from_alarm_name(self, alarm_id, name) for alarm_id, name in (
+            ("WakeUpAlarm", wake_up_alarm_name(component)), ("IdleAlarm", idle_alarm_name(component)))]
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Scale to zero: requests served and refused at zero", width=8, left=[
+                endpoint_metric("Invocations", "Sum", "invocations"),
+                endpoint_metric(NO_CAPACITY_METRIC, "Sum", "refused: no copy (wakes the model)")]),
+            cloudwatch.GraphWidget(title="Scale to zero: a copy is running while this has data", width=8,
+                                   left=[gpu]),
+            cloudwatch.AlarmStatusWidget(title="Scale to zero: asked to wake / to go to zero", width=8,
+                                         alarms=alarms),
+        )

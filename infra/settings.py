@@ -42,12 +42,18 @@ CONTEXT_KEYS = (
     "cors_origins", "max_new_tokens", "default_max_new_tokens", "max_input_chars", "max_body_bytes",
     "reserved_concurrency", "function_timeout_seconds", "function_memory_mb", "log_retention_days", "name_prefix",
     "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds", "api_keys_refresh_seconds",
-    "api_keys_max_stale_intervals", "lmi_max_model_len",
+    "api_keys_max_stale_intervals", "lmi_max_model_len", "scale_to_zero", "scale_to_zero_after_minutes",
 )
 AUTH_MODES = function_settings.AUTH_MODES
 #: ``lmi_max_model_len`` (an LMI model's window, input and answer together): at least the answer room
 #: plus 1024 prompt tokens; at most Mistral 7B's 32768 (config.json ``max_position_embeddings``).
 LMI_MAX_MODEL_LEN_RANGE = (2048, 32768)
+#: ``scale_to_zero_after_minutes``: the idle alarm's one-minute periods; at least 5 (a GPU that takes minutes
+#: to wake is not given up after a short lull), at most a day (a CloudWatch alarm's longest window).
+SCALE_TO_ZERO_AFTER_MINUTES_RANGE = (5, 1440)
+#: Appended to the endpoint's name in scale-to-zero mode: switching modes replaces the endpoint (SageMaker
+#: cannot turn a model's endpoint into one for inference components in place).
+INFERENCE_COMPONENT_SUFFIX = "-ic"
 
 
 class SettingsError(ValueError):
@@ -78,6 +84,9 @@ class DeploymentSettings:
     model_latency_alarm_seconds: int
     api_keys_refresh_seconds: int
     api_keys_max_stale_intervals: int
+    #: Host the model as an inference component that scales to zero copies (and instances) when idle.
+    scale_to_zero: bool = False
+    scale_to_zero_after_minutes: int = 15
 
     @property
     def autoscaling(self) -> bool:
@@ -94,11 +103,17 @@ class DeploymentSettings:
         replaces it instead."""
         model = self.model.model_id.removeprefix("huggingface-llm-")
         instance = self.instance_type.removeprefix("ml.").replace(".", "-")
-        name = f"{self.name_prefix}-{model}-{instance}".lower()
+        mode = INFERENCE_COMPONENT_SUFFIX if self.scale_to_zero else ""
+        name = f"{self.name_prefix}-{model}-{instance}{mode}".lower()
         if len(name) > ENDPOINT_NAME_MAX_LENGTH:
             digest = hashlib.sha256(name.encode()).hexdigest()[:8]
             name = f"{name[: ENDPOINT_NAME_MAX_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"
         return name
+
+    @property
+    def inference_component_name(self) -> str:
+        """With ``scale_to_zero``: the model's inference component, named as its endpoint (another namespace)."""
+        return self.endpoint_name if self.scale_to_zero else ""
 
     @property
     def supported_regions(self) -> list[str]:
@@ -133,6 +148,7 @@ class DeploymentSettings:
             api_keys_secret_id=api_keys_secret_id,
             api_keys_refresh_seconds=self.api_keys_refresh_seconds,
             api_keys_max_stale_intervals=self.api_keys_max_stale_intervals,
+            inference_component_name=self.inference_component_name,
         )
 
     @classmethod
@@ -157,6 +173,10 @@ class DeploymentSettings:
 
         min_instances = number("min_instances", 1, 20)
         max_instances = number("max_instances", 1, 20)
+        scale_to_zero = _boolean(raw, "scale_to_zero", default=False)
+        if scale_to_zero and min_instances != 1:
+            raise SettingsError(f"context key 'min_instances': {min_instances} does not apply with scale_to_zero=true "
+                                "(the endpoint then runs 0..max_instances instances); allowed: 1")
         if max_instances < min_instances:
             raise SettingsError(f"context key 'max_instances': {max_instances} is below min_instances "
                                 f"({min_instances}); allowed: {min_instances}..20")
@@ -198,6 +218,8 @@ class DeploymentSettings:
                                             default=int(function_settings.DEFAULT_API_KEYS_REFRESH_SECONDS)),
             api_keys_max_stale_intervals=number("api_keys_max_stale_intervals", 1, 1000,
                                                 default=function_settings.DEFAULT_API_KEYS_MAX_STALE_INTERVALS),
+            scale_to_zero=scale_to_zero,
+            scale_to_zero_after_minutes=number("scale_to_zero_after_minutes", *SCALE_TO_ZERO_AFTER_MINUTES_RANGE),
         )
 
 

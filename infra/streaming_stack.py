@@ -128,7 +128,7 @@ class StreamingStack(Stack):
         self.monitoring = Monitoring(
             self, "Monitoring", function=self.function, endpoint_name=endpoint_name,
             service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds,
-            per_consumer=settings.auth == "api_key")
+            per_consumer=settings.auth == "api_key", inference_component=settings.inference_component_name)
 
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         CfnOutput(self, "AuthMode", value=settings.auth)

@@ -23,6 +23,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "api-keys": {"auth": "api_key", "cors_origins": ["https://app.example.com"]},
     "falcon-40b-g5-12xlarge": {"model": "huggingface-llm-falcon-40b-instruct-bf16", "instance_type": "ml.g5.12xlarge"},
     "mistral-7b-instruct-lmi": {"model": "huggingface-llm-mistral-7b-instruct"},
+    "scale-to-zero": {"scale_to_zero": True, "max_instances": 2},
 }
 
 
