@@ -57,16 +57,25 @@ class EndpointStack(Stack):
         self.log_group = logs.LogGroup(
             self, "EndpointLogs", log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
             retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY)
-        skip_checkov(self.log_group, {
-            "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; this group only holds "
-                           "what SageMaker would otherwise write to a group of its own making, unencrypted by KMS "
-                           "and without retention: creating it adds retention and takes nothing away.",
-        })
+        log_groups = [self.log_group]
+        if settings.scale_to_zero:
+            # An inference component's container logs go to a group of its own, by every public example
+            # (AWS documents no path): created too, so it has retention and goes with the stack either way.
+            log_groups.append(logs.LogGroup(
+                self, "InferenceComponentLogs",
+                log_group_name=f"/aws/sagemaker/InferenceComponents/{settings.inference_component_name}",
+                retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY))
+        for log_group in log_groups:
+            skip_checkov(log_group, {
+                "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; this group only holds "
+                               "what SageMaker would otherwise write to a group of its own making, unencrypted by "
+                               "KMS and without retention: creating it adds retention and takes nothing away.",
+            })
 
         self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description=f"SageMaker execution role for {model.model_id}")
         policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role], statements=_execution_statements(
-            model, bucket, image["account"], image["repository"], self.log_group.log_group_arn))
+            model, bucket, image["account"], image["repository"], [group.log_group_arn for group in log_groups]))
 
         self.sagemaker_model = sagemaker.CfnModel(
             self, "Model",
@@ -114,7 +123,7 @@ class EndpointStack(Stack):
             # autoscaling has set, instead of dropping back to the config's initial count.
             retain_all_variant_properties=settings.autoscaling or settings.scale_to_zero or None,
         )
-        self.endpoint.node.add_dependency(self.log_group)
+        self.endpoint.node.add_dependency(*log_groups)
 
         jumpstart_tags = {JUMPSTART_MODEL_ID_TAG: model.model_id, JUMPSTART_MODEL_VERSION_TAG: model.spec_version}
         self.scale_to_zero = ScaleToZero(
@@ -191,7 +200,7 @@ def _model_data_source(model: CatalogModel, bucket: str) -> sagemaker.CfnModel.M
 
 
 def _execution_statements(model: CatalogModel, bucket: str, image_account: str, image_repository: str,
-                          log_group_arn: str) -> list[iam.PolicyStatement]:
+                          log_group_arns: list[str]) -> list[iam.PolicyStatement]:
     """What the endpoint needs: its artifacts, its image, its logs and metrics. Nothing else."""
     bucket_arn = Fn.join("", ["arn:", Aws.PARTITION, ":s3:::", bucket])
     repository_arn = Fn.join("", ["arn:", Aws.PARTITION, ":ecr:", Aws.REGION, ":", image_account,
@@ -206,7 +215,7 @@ def _execution_statements(model: CatalogModel, bucket: str, image_account: str, 
             "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]),
         # The log group's ARN ends in ":*", which also covers its streams. CreateLogGroup stays: SageMaker's
         # documented execution-role permissions list it, and here it can only meet the existing group.
-        iam.PolicyStatement(sid="WriteLogs", resources=[log_group_arn],
+        iam.PolicyStatement(sid="WriteLogs", resources=log_group_arns,
                             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
                                      "logs:DescribeLogStreams"]),
         iam.PolicyStatement(sid="PutMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"]),

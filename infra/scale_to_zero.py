@@ -15,9 +15,12 @@ why:
   extra copies stay until the endpoint has been idle that long, then all go.
 * **Waking**: the alarm fires on one refused request in a minute (Sum ≥ 1). The guide's example (Sum > 1)
   needs two; the launch post's (Maximum ≥ 1 over 30 s) fires on one: this works under either reading. The
-  step policy adds one copy with a cooldown of the expected wake-up time instead of the examples' 60 s:
-  while a copy is starting, refused retries keep the alarm firing, and Application Auto Scaling counts the
-  copy already added during a cooldown, so a slow start does not add more.
+  step policy adds one copy with a cooldown of 15 minutes instead of the examples' 60 s: while a copy is
+  starting (5 to 10 minutes), refused retries keep the alarm in ALARM, CloudWatch invokes the policy again
+  every minute, and a step policy does not scale out again within its cooldown unless a larger step is
+  triggered, so a slow start does not add a second copy (and instance).
+* **After a deployment** the idle alarm has no data, which counts as idle: the copy the deployment started
+  (proof that the model loads) goes to zero within minutes unless requests arrive.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from .function_settings import function_settings
 from .instance_types import copy_requirements
 from .settings import DeploymentSettings
 
@@ -36,6 +38,8 @@ SCALABLE_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 #: SageMaker's answer count while a component has no copy (namespace AWS/SageMaker, per component).
 NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
 SCALE_OUT_COOLDOWN_SECONDS = 300
+#: Longer than a copy takes to start (5 to 10 minutes), so the wake-up adds one copy, not one per minute.
+WAKE_UP_COOLDOWN_SECONDS = 900
 #: The copy a deployment starts with: the model loads once at deploy time, so a broken container fails the
 #: deployment instead of the first request (and the idle alarm then takes it to zero).
 INITIAL_COPIES = 1
@@ -72,7 +76,7 @@ class ScaleToZero(Construct):
         self.name = settings.inference_component_name
         needs = copy_requirements(settings.instance_type)
         catalog_model = settings.model
-        self.component = sagemaker.CfnInferenceComponent(
+        self.component = sagemaker.CfnInferenceComponent(  # after the endpoint, hence after its log groups
             self, "InferenceComponent",
             inference_component_name=self.name,
             endpoint_name=endpoint.attr_endpoint_name,
@@ -110,8 +114,7 @@ class ScaleToZero(Construct):
                         predefined_metric_type="SageMakerInferenceComponentInvocationsPerCopy"),
                     disable_scale_in=True, scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS))
 
-        wake_up_seconds = function_settings.DEFAULT_WAKE_UP_SECONDS
-        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ChangeInCapacity", wake_up_seconds,
+        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ChangeInCapacity", WAKE_UP_COOLDOWN_SECONDS,
                                  appscaling.CfnScalingPolicy.StepAdjustmentProperty(
                                      metric_interval_lower_bound=0, scaling_adjustment=1))
         idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", "ExactCapacity", MINUTE,

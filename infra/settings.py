@@ -48,9 +48,11 @@ AUTH_MODES = function_settings.AUTH_MODES
 #: ``lmi_max_model_len`` (an LMI model's window, input and answer together): at least the answer room
 #: plus 1024 prompt tokens; at most Mistral 7B's 32768 (config.json ``max_position_embeddings``).
 LMI_MAX_MODEL_LEN_RANGE = (2048, 32768)
-#: ``scale_to_zero_after_minutes``: the idle alarm's one-minute periods; at least 5 (a GPU that takes minutes
-#: to wake is not given up after a short lull), at most a day (a CloudWatch alarm's longest window).
-SCALE_TO_ZERO_AFTER_MINUTES_RANGE = (5, 1440)
+#: ``scale_to_zero_after_minutes``: the idle alarm's one-minute periods; at least 15 (longer than a copy takes
+#: to start, so a copy still starting for a caller who gave up is not taken away), at most a day (a CloudWatch
+#: alarm's longest window). It must also outlast the function's timeout: invocations are counted when they
+#: start, so a stream never outlives its copy.
+SCALE_TO_ZERO_AFTER_MINUTES_RANGE = (15, 1440)
 #: Appended to the endpoint's name in scale-to-zero mode: switching modes replaces the endpoint (SageMaker
 #: cannot turn a model's endpoint into one for inference components in place).
 INFERENCE_COMPONENT_SUFFIX = "-ic"
@@ -188,6 +190,11 @@ class DeploymentSettings:
         if retention not in LOG_RETENTION:
             raise SettingsError(f"context key 'log_retention_days': {retention} is not a CloudWatch retention "
                                 f"period; allowed: {', '.join(map(str, LOG_RETENTION))}")
+        after_minutes = number("scale_to_zero_after_minutes", *SCALE_TO_ZERO_AFTER_MINUTES_RANGE)
+        if scale_to_zero and after_minutes * 60 <= timeout:
+            raise SettingsError(f"context key 'scale_to_zero_after_minutes': {after_minutes} minutes does not outlast "
+                                f"function_timeout_seconds ({timeout}), so a stream could outlive its model copy; "
+                                f"allowed: {timeout // 60 + 1}..{SCALE_TO_ZERO_AFTER_MINUTES_RANGE[1]}")
         name_prefix = str(_required(raw, "name_prefix"))
         if not _NAME_PREFIX.match(name_prefix):
             raise SettingsError(f"context key 'name_prefix': {name_prefix!r} is not allowed; allowed: a letter then "
@@ -219,7 +226,7 @@ class DeploymentSettings:
             api_keys_max_stale_intervals=number("api_keys_max_stale_intervals", 1, 1000,
                                                 default=function_settings.DEFAULT_API_KEYS_MAX_STALE_INTERVALS),
             scale_to_zero=scale_to_zero,
-            scale_to_zero_after_minutes=number("scale_to_zero_after_minutes", *SCALE_TO_ZERO_AFTER_MINUTES_RANGE),
+            scale_to_zero_after_minutes=after_minutes,
         )
 
 

@@ -109,6 +109,8 @@ class StreamingStack(Stack):
                 allowed_origins=list(settings.cors_origins),
                 allowed_methods=[lambda_.HttpMethod.POST, lambda_.HttpMethod.GET],
                 allowed_headers=CORS_HEADERS,
+                # A page on another origin reads when to retry a throttled or waking model.
+                exposed_headers=["retry-after"],
                 max_age=Duration.hours(1),
             ) if settings.cors_origins else None,
         )

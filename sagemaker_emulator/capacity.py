@@ -70,9 +70,11 @@ class Capacity:
             return Admission(False, NO_CAPACITY_MESSAGE)
 
     def scale_to(self, copies: int) -> None:
-        """What UpdateInferenceComponentRuntimeConfig (or autoscaling) does, at once."""
+        """What UpdateInferenceComponentRuntimeConfig (or autoscaling) does, at once; the idle time counts
+        from here."""
         with self._lock:
             self._copies, self._ready_at = copies, None
+            self._last_invocation = self._clock()
 
     def state(self) -> dict[str, Any]:
         with self._lock:

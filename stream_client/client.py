@@ -216,7 +216,7 @@ def _raise_if_waking(response: httpx.Response) -> None:
         return
     try:
         error = response.json()["error"]
-        waking = error.get("type", error.get("code")) == WAKING_UP
+        waking = WAKING_UP in (error.get("type"), error.get("code"))  # POST / and the OpenAI routes
     except (ValueError, KeyError, TypeError, AttributeError):
         return
     if waking:

@@ -23,7 +23,7 @@ from botocore.exceptions import (
 
 from .errors import INTERNAL_ERROR_MESSAGE, ApiError
 from .tokens import StreamError
-from .wake_up import MIN_RETRY_AFTER_SECONDS, WakeUpClock
+from .wake_up import MIN_RETRY_AFTER_SECONDS, WakeUpClock, WakeUpEstimate
 
 _RETRY_SOON: Final = {"Retry-After": "1"}
 #: SageMaker's answer while an inference component has no copies (scaled to zero, or scaling out from it):
@@ -72,10 +72,11 @@ def client_error(exc: ClientError, wake_up: WakeUpClock | None = None) -> ApiErr
     error = exc.response.get("Error", {})
     code, message = error.get("Code", ""), error.get("Message", str(exc))
     detail = f"{code}: {message}"
-    if code == "ValidationError" and message.startswith(NO_CAPACITY_MESSAGE):
-        seconds = wake_up.retry_after() if wake_up else MIN_RETRY_AFTER_SECONDS
-        return ApiError(503, "model_waking_up", f"the model is starting (it scales to zero while idle); retry in "
-                        f"{seconds} s", {"Retry-After": str(seconds)}, detail)
+    if code == "ValidationError" and NO_CAPACITY_MESSAGE.lower() in message.lower():
+        estimate = wake_up.estimate() if wake_up else WakeUpEstimate(0, MIN_RETRY_AFTER_SECONDS)
+        ready = f"ready in about {estimate.seconds_left} s" if estimate.seconds_left else "nearly ready"
+        return ApiError(503, "model_waking_up", f"the model is starting (it scales to zero while idle), {ready}; "
+                        f"retry in {estimate.retry_after} s", {"Retry-After": str(estimate.retry_after)}, detail)
     if code == "ValidationError" and "not found" in message:
         return ApiError(503, "endpoint_not_found", "the endpoint does not exist (yet)", dict(_RETRY_SOON), detail)
     status, error_type, safe = _CLIENT_ERRORS.get(code, (502, "upstream_error", "calling the endpoint failed"))

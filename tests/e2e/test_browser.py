@@ -231,3 +231,17 @@ def test_a_model_scaled_to_zero_is_waited_for_and_the_wait_can_be_stopped(page, 
         wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
         assert page.is_hidden("#error")
         assert [request.outcome for request in emulator.requests] == ["error:ValidationError", "completed"]
+
+
+def test_chat_mode_waits_for_a_model_scaled_to_zero_too(page, start_function) -> None:
+    """The OpenAI route says {type: server_error, code: model_waking_up}: the page waits on that as well."""
+    component = "test-component"
+    with EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=component, initial_copies=0,
+                                       warm_up_seconds=1.0)) as emulator:
+        function = start_function(emulator, inference_component_name=component, wake_up_seconds=2)
+        page.goto(function.url + "/")
+        page.select_option("#mode", "chat")
+        ask(page, "Hello", max_new_tokens=5)
+        wait_until(page, "document.getElementById('status').textContent.startsWith('The model is starting')")
+        wait_until(page, "document.getElementById('status').textContent.startsWith('Done')", timeout=30)
+        assert page.is_hidden("#error")

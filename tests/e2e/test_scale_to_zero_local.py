@@ -47,7 +47,7 @@ def test_the_client_gives_up_at_its_limit_with_the_function_s_message() -> None:
     assert took < 30
     assert "the model is starting (scaled to zero while idle), retrying in 2 s" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: HTTP 503: model_waking_up: the model is starting (it scales to zero while idle); retry in ")
+        "error: HTTP 503: model_waking_up: the model is starting (it scales to zero while idle), ready in about ")
     assert state["copies"] == 0
     assert state["ready_in_seconds"] > 0  # the first refusal started the scale-out, as the alarm would
 
@@ -58,5 +58,5 @@ def test_the_waits_double_within_the_server_s_retry_after_and_the_limit() -> Non
         stream_answer(servers.function_url, PAYLOAD, auth="none", wait_for_model=300,
                       on_wait=waits.append, sleep=lambda seconds: None)
     assert gave_up.value.retry_after is not None
-    assert 590 <= gave_up.value.retry_after <= 600
+    assert gave_up.value.retry_after == 60  # a minute at most, however long the wake-up
     assert waits == [5, 10, 20, 40, 60, 60, 60, 45]  # doubling, at most 60, and no wait past the limit

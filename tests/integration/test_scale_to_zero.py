@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from llm_stream.settings import Settings
-from llm_stream.wake_up import MIN_RETRY_AFTER_SECONDS, WakeUpClock
+from llm_stream.wake_up import MAX_RETRY_AFTER_SECONDS, MIN_RETRY_AFTER_SECONDS, WakeUpClock, WakeUpEstimate
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
 from sagemaker_emulator.capacity import COMPONENT_REQUIRED_MESSAGE, NO_CAPACITY_MESSAGE
 from tests.conftest import LogRecords
@@ -68,7 +68,7 @@ def test_the_emulator_s_copies_can_be_set_and_go_to_zero_when_idle(make_runtime_
 def test_the_function_answers_503_model_waking_up_at_once_then_streams_once_awake(
         start_function, request_logs: LogRecords) -> None:
     with scaled_to_zero(warm_up_seconds=1.0) as emulator:
-        function = start_function(emulator, inference_component_name=COMPONENT, wake_up_seconds=60)
+        function = start_function(emulator, inference_component_name=COMPONENT, wake_up_seconds=480)
         started = time.monotonic()
         refused = httpx.post(function.url, json=PAYLOAD, headers={"accept": "text/event-stream"}, timeout=30)
         assert time.monotonic() - started < 2, "the function waited for the model instead of answering"
@@ -76,13 +76,15 @@ def test_the_function_answers_503_model_waking_up_at_once_then_streams_once_awak
         assert refused.headers["content-type"] == "application/json"
         error = refused.json()["error"]
         assert error["type"] == "model_waking_up"
-        assert error["message"] == "the model is starting (it scales to zero while idle); retry in 60 s"
-        assert refused.headers["retry-after"] == "60"
+        assert error["message"] == ("the model is starting (it scales to zero while idle), ready in about 480 s; "
+                                    "retry in 60 s")
+        assert refused.headers["retry-after"] == "60"  # at most a minute: clients poll
         assert "Inference Component" not in refused.text  # SageMaker's words go to the log line only
         time.sleep(0.5)
         again = httpx.post(function.url, json=PAYLOAD, timeout=30)
         assert again.status_code == 503
-        assert 58 <= int(again.headers["retry-after"]) <= 60  # counted down from the first refusal
+        assert again.json()["error"]["message"].startswith(  # counted down from the first refusal
+            "the model is starting (it scales to zero while idle), ready in about 48")
         time.sleep(0.6)
         answered = httpx.post(function.url, json=PAYLOAD, timeout=30)
         assert answered.status_code == 200
@@ -99,28 +101,30 @@ def test_the_function_answers_503_model_waking_up_at_once_then_streams_once_awak
 
 def test_the_openai_routes_answer_the_same_503(start_function) -> None:
     with scaled_to_zero(warm_up_seconds=30) as emulator:
-        function = start_function(emulator, inference_component_name=COMPONENT, wake_up_seconds=120)
+        function = start_function(emulator, inference_component_name=COMPONENT, wake_up_seconds=30)
         response = httpx.post(f"{function.url}/v1/chat/completions", timeout=30, json={
             "model": "huggingface-llm-falcon-7b-instruct-bf16", "messages": [{"role": "user", "content": "Hi"}],
             "stream": True})
         assert response.status_code == 503
-        assert response.headers["retry-after"] == "120"
+        assert response.headers["retry-after"] == "30"
         assert response.json()["error"]["code"] == "model_waking_up"
 
 
-def test_the_wake_up_clock_counts_down_from_the_first_refusal() -> None:
+def test_the_wake_up_clock_counts_down_from_the_first_refusal_and_asks_for_a_retry_within_a_minute() -> None:
     now = [100.0]
     clock = WakeUpClock(300, clock=lambda: now[0])
-    assert clock.retry_after() == 300
-    now[0] += 120.4
-    assert clock.retry_after() == 180
-    now[0] += 250
-    assert clock.retry_after() == MIN_RETRY_AFTER_SECONDS  # late: ask again soon, not never
+    assert clock.estimate() == WakeUpEstimate(300, MAX_RETRY_AFTER_SECONDS)
+    now[0] += 250.4
+    assert clock.estimate() == WakeUpEstimate(50, 50)
+    now[0] += 45
+    assert clock.estimate() == WakeUpEstimate(5, MIN_RETRY_AFTER_SECONDS)
+    now[0] += 100
+    assert clock.estimate() == WakeUpEstimate(0, MIN_RETRY_AFTER_SECONDS)  # late: ask again soon, not never
     now[0] += 300  # twice the expected time since the first refusal: a new wake-up
-    assert clock.retry_after() == 300
+    assert clock.estimate().seconds_left == 300
     clock.awake()
     now[0] += 10
-    assert clock.retry_after() == 300
+    assert clock.estimate().seconds_left == 300
 
 
 def test_scale_to_zero_settings_are_written_only_when_used() -> None:

@@ -114,11 +114,25 @@ def test_copies_scale_from_zero_on_refused_requests_and_to_zero_when_idle() -> N
     assert policies[wake.as_string()]["Properties"] == {
         "PolicyName": "wake-up", "PolicyType": "StepScaling", "ScalingTargetId": {"Ref": target},
         "StepScalingPolicyConfiguration": {
-            "AdjustmentType": "ChangeInCapacity", "Cooldown": 480, "MetricAggregationType": "Maximum",
+            "AdjustmentType": "ChangeInCapacity", "Cooldown": 900, "MetricAggregationType": "Maximum",
             "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]}}
     assert policies[to_zero.as_string()]["Properties"]["StepScalingPolicyConfiguration"] == {
         "AdjustmentType": "ExactCapacity", "Cooldown": 60, "MetricAggregationType": "Maximum",
         "StepAdjustments": [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0}]}
+
+
+def test_the_component_s_log_group_is_the_stack_s_and_the_role_writes_only_to_its_two_groups() -> None:
+    endpoint, _ = templates(scale_to_zero=True, log_retention_days=90)
+    endpoint.resource_count_is("AWS::Logs::LogGroup", 2)
+    for group in (f"/aws/sagemaker/Endpoints/{NAME}", f"/aws/sagemaker/InferenceComponents/{NAME}"):
+        endpoint.has_resource("AWS::Logs::LogGroup", {
+            "Properties": {"LogGroupName": group, "RetentionInDays": 90},
+            "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"})
+    groups = sorted(endpoint.find_resources("AWS::Logs::LogGroup"))
+    endpoint.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Sid": "WriteLogs", "Resource": [{"Fn::GetAtt": [group, "Arn"]} for group in groups]})])}})
+    # Created before the endpoint, hence before the component that logs there.
+    endpoint.has_resource("AWS::SageMaker::Endpoint", {"DependsOn": Match.array_with(groups)})
 
 
 def test_one_instance_at_most_needs_no_target_tracking() -> None:
@@ -161,8 +175,11 @@ def test_the_endpoint_s_metrics_and_the_dashboard_follow_the_component() -> None
     ({"scale_to_zero": True, "min_instances": 2}, (
         "context key 'min_instances': 2 does not apply with scale_to_zero=true (the endpoint then runs "
         "0..max_instances instances); allowed: 1")),
-    ({"scale_to_zero": True, "scale_to_zero_after_minutes": 4},
-     "context key 'scale_to_zero_after_minutes': 4 is out of range; allowed: 5..1440"),
+    ({"scale_to_zero": True, "scale_to_zero_after_minutes": 14},
+     "context key 'scale_to_zero_after_minutes': 14 is out of range; allowed: 15..1440"),
+    ({"scale_to_zero": True, "scale_to_zero_after_minutes": 15, "function_timeout_seconds": 900}, (
+        "context key 'scale_to_zero_after_minutes': 15 minutes does not outlast function_timeout_seconds (900), "
+        "so a stream could outlive its model copy; allowed: 16..1440")),
 ])
 def test_bad_scale_to_zero_settings_are_refused_by_name(overrides: dict, message: str) -> None:
     with pytest.raises(SettingsError) as raised:

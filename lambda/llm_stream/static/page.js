@@ -91,23 +91,25 @@ function showKeyField() { $("key-row").hidden = false; }
 const WAKE_UP_LIMIT_MS = 15 * 60 * 1000;
 
 // Seconds the function asks a waking model's callers to wait, or null for any other answer.
-async function wakingUp(response) {
+async function wakingUp(response, signal) {
   if (response.status !== 503) return null;
   let body = null;
-  try { body = await response.clone().json(); } catch (_) { return null; }
+  try { body = await response.clone().json(); } catch (_) { body = null; }
+  if (signal.aborted) throw new DOMException("Stopped while waiting", "AbortError");
   const error = body && body.error;
-  if (!error || (error.type || error.code) !== "model_waking_up") return null;
+  // POST / says {type: "model_waking_up"}; the OpenAI routes {type: "server_error", code: "model_waking_up"}.
+  if (!error || (error.type !== "model_waking_up" && error.code !== "model_waking_up")) return null;
   const seconds = Number(response.headers.get("retry-after"));
   return Number.isFinite(seconds) && seconds > 0 ? seconds : 60;
 }
 
 function pause(ms, signal) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(new DOMException("Stopped while waiting", "AbortError"));
-    }, { once: true });
+    const stopped = () => reject(new DOMException("Stopped while waiting", "AbortError"));
+    if (signal.aborted) { stopped(); return; }
+    const onAbort = () => { clearTimeout(timer); stopped(); };
+    const timer = setTimeout(() => { signal.removeEventListener("abort", onAbort); resolve(); }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
   });
 }
 
@@ -201,7 +203,7 @@ async function send(event) {
         body: JSON.stringify(body),
         signal: controller.signal,
       });
-      const retryAfter = await wakingUp(response);
+      const retryAfter = await wakingUp(response, controller.signal);
       const left = WAKE_UP_LIMIT_MS - (performance.now() - waitingSince);
       if (retryAfter === null || left <= 0) break;
       const seconds = Math.max(1, Math.round(Math.min(5 * 2 ** Math.min(tries, 10), 60, retryAfter, left / 1000)));
