@@ -34,7 +34,7 @@ def test_make_synth_with_scale_to_zero_works_offline(tmp_path) -> None:
     types = sorted(resource["Type"] for resource in endpoint["Resources"].values()
                    if resource["Type"] != "AWS::CDK::Metadata")
     assert types == ["AWS::ApplicationAutoScaling::ScalableTarget", *["AWS::ApplicationAutoScaling::ScalingPolicy"] * 3,
-                     *["AWS::CloudWatch::Alarm"] * 2, "AWS::IAM::Policy", "AWS::IAM::Role", *["AWS::Logs::LogGroup"] * 2,
-                     "AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig",
+                     *["AWS::CloudWatch::Alarm"] * 2, "AWS::IAM::Policy", "AWS::IAM::Role",
+                     *["AWS::Logs::LogGroup"] * 2, "AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig",
                      "AWS::SageMaker::InferenceComponent", "AWS::SageMaker::Model"]
     assert (out / "llm-stream-streaming.template.json").exists()
