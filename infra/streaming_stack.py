@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnMapping, CfnOutput, Duration, Fn, RemovalPolicy, SecretValue, Stack
+from aws_cdk import Aws, CfnMapping, CfnOutput, Duration, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -38,8 +38,7 @@ def web_adapter_layer_arn(scope: Construct, version: int | None) -> str:
         number: str = mapping.find_in_map(Aws.REGION, "version")
     else:
         number = str(version)
-    return Fn.join("", ["arn:", Aws.PARTITION, ":lambda:", Aws.REGION, f":{web_adapter.ACCOUNT}:layer:",
-                        f"{web_adapter.LAYER_NAME}:", number])
+    return web_adapter.layer_arn(Aws.PARTITION, Aws.REGION, number)
 
 
 class StreamingStack(Stack):

@@ -34,5 +34,6 @@ def layer_version(region: str, named: int | None) -> int | None:
     return named if named is not None else LAYER_VERSIONS.get(region)
 
 
-def layer_arn(partition: str, region: str, version: int) -> str:
+def layer_arn(partition: str, region: str, version: int | str) -> str:
+    """The layer's ARN: literal values (``make preflight``), or the template's tokens (the stack)."""
     return f"arn:{partition}:lambda:{region}:{ACCOUNT}:layer:{LAYER_NAME}:{version}"
