@@ -129,7 +129,7 @@ class EndpointStack(Stack):
         self.scale_to_zero = ScaleToZero(
             self, "ScaleToZero", settings=settings, endpoint=self.endpoint, model=self.sagemaker_model,
             variant_name=VARIANT_NAME, tags=jumpstart_tags) if settings.scale_to_zero else None
-        if settings.autoscaling and not settings.scale_to_zero:
+        if settings.autoscaling:
             self._add_autoscaling(settings)
 
         for resource in (self.sagemaker_model, self.endpoint_config, self.endpoint):

@@ -92,7 +92,8 @@ class DeploymentSettings:
 
     @property
     def autoscaling(self) -> bool:
-        return self.max_instances > self.min_instances
+        """The variant's instance count scales (with scale to zero, the component's copies do instead)."""
+        return self.max_instances > self.min_instances and not self.scale_to_zero
 
     @property
     def endpoint_name(self) -> str:
