@@ -142,7 +142,11 @@ def local_servers(
 
 def scale_to_zero_arguments(wake_up_seconds: float) -> tuple[dict[str, str], list[str]]:
     """The function's environment and the emulator's arguments for a model scaled to zero."""
-    return ({"INFERENCE_COMPONENT_NAME": LOCAL_INFERENCE_COMPONENT, "WAKE_UP_SECONDS": str(math.ceil(wake_up_seconds))},
+    from infra.function_settings import function_settings
+
+    environment = {function_settings.env_name("inference_component_name"): LOCAL_INFERENCE_COMPONENT,
+                   function_settings.env_name("wake_up_seconds"): str(math.ceil(wake_up_seconds))}
+    return (environment,
             ["--inference-component", LOCAL_INFERENCE_COMPONENT, "--initial-copies", "0",
              "--warm-up-seconds", str(wake_up_seconds)])
 
