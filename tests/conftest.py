@@ -26,6 +26,15 @@ from sagemaker_emulator import EmulatorConfig, EmulatorServer
 from tests import ROOT
 
 FAST = EmulatorConfig(ttft_ms=5, token_ms=1)
+#: The inference component of a scaled-to-zero emulator (``scaled_to_zero``).
+TEST_COMPONENT = "test-component"
+
+
+def scaled_to_zero(warm_up_seconds: float = 0.5, **config: Any) -> EmulatorServer:
+    """An emulator whose endpoint hosts its model as an inference component with no copy yet: the first
+    invocation is refused and starts the warm-up (use it as a context manager)."""
+    return EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=TEST_COMPONENT, initial_copies=0,
+                                         warm_up_seconds=warm_up_seconds, **config))
 
 # Hypothesis profiles, chosen with HYPOTHESIS_PROFILE: `make test` runs "default", `make test-fast`
 # "dev" and `make fuzz` "full". Tests that need more cases than others ask for a multiple of the

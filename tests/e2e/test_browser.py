@@ -12,6 +12,7 @@ import pytest
 from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
+from tests.conftest import TEST_COMPONENT, scaled_to_zero
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -214,10 +215,8 @@ def test_other_deployments_show_no_key_field(page, function) -> None:
 
 
 def test_a_model_scaled_to_zero_is_waited_for_and_the_wait_can_be_stopped(page, start_function) -> None:
-    component = "test-component"
-    with EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=component, initial_copies=0,
-                                       warm_up_seconds=1.0)) as emulator:
-        function = start_function(emulator, inference_component_name=component, wake_up_seconds=60)
+    with scaled_to_zero(warm_up_seconds=1.0) as emulator:
+        function = start_function(emulator, inference_component_name=TEST_COMPONENT, wake_up_seconds=60)
         page.goto(function.url + "/")
         ask(page, "Hello", max_new_tokens=5)
         wait_until(page, "document.getElementById('status').textContent.startsWith('The model is starting')")
@@ -235,10 +234,8 @@ def test_a_model_scaled_to_zero_is_waited_for_and_the_wait_can_be_stopped(page, 
 
 def test_chat_mode_waits_for_a_model_scaled_to_zero_too(page, start_function) -> None:
     """The OpenAI route says {type: server_error, code: model_waking_up}: the page waits on that as well."""
-    component = "test-component"
-    with EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=component, initial_copies=0,
-                                       warm_up_seconds=1.0)) as emulator:
-        function = start_function(emulator, inference_component_name=component, wake_up_seconds=2)
+    with scaled_to_zero(warm_up_seconds=1.0) as emulator:
+        function = start_function(emulator, inference_component_name=TEST_COMPONENT, wake_up_seconds=2)
         page.goto(function.url + "/")
         page.select_option("#mode", "chat")
         ask(page, "Hello", max_new_tokens=5)

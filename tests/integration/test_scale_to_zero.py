@@ -14,15 +14,10 @@ from llm_stream.settings import Settings
 from llm_stream.wake_up import MAX_RETRY_AFTER_SECONDS, MIN_RETRY_AFTER_SECONDS, WakeUpClock, WakeUpEstimate
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
 from sagemaker_emulator.capacity import COMPONENT_REQUIRED_MESSAGE, NO_CAPACITY_MESSAGE
-from tests.conftest import LogRecords
+from tests.conftest import TEST_COMPONENT, LogRecords, scaled_to_zero
 
-COMPONENT = "llm-stream-falcon-7b-instruct-bf16-g5-2xlarge"
+COMPONENT = TEST_COMPONENT
 PAYLOAD = {"inputs": "Hi", "parameters": {"max_new_tokens": 3}}
-
-
-def scaled_to_zero(warm_up_seconds: float = 0.5, **config: Any) -> EmulatorServer:
-    return EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=COMPONENT, initial_copies=0,
-                                         warm_up_seconds=warm_up_seconds, **config))
 
 
 def invoke(client: Any, **component: str) -> Any:
