@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
@@ -14,9 +15,12 @@ FaultKind = Literal[
     "internal_stream_failure",  # InternalStreamFailure exception frame after `after_tokens` tokens
     "drop_connection",  # socket closed mid-frame after `after_tokens` tokens
     "stall",  # nothing sent for `stall_seconds` after `after_tokens` tokens
+    "stall_before_response",  # nothing, not even the response's headers, for `stall_seconds`; then the answer
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-PRE_STREAM_FAULTS = frozenset({"throttle", "model_error", "unknown_endpoint"})
+#: The longest stall a fault may ask for (an hour: longer than any timeout it could be testing).
+MAX_STALL_SECONDS = 3600
+PRE_STREAM_FAULTS = frozenset({"throttle", "model_error", "unknown_endpoint", "stall_before_response"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,16 @@ class Fault:
     message: str = ""
 
     def __post_init__(self) -> None:
+        # Checked when the fault is set, so a bad knob is a 400 then, not a crash in a later request.
+        _require(isinstance(self.after_tokens, int) and not isinstance(self.after_tokens, bool), "after_tokens",
+                 self.after_tokens, "a whole number")
+        _require(isinstance(self.stall_seconds, int | float) and not isinstance(self.stall_seconds, bool)
+                 and math.isfinite(self.stall_seconds) and 0 <= self.stall_seconds <= MAX_STALL_SECONDS,
+                 "stall_seconds", self.stall_seconds, f"a number of seconds from 0 to {MAX_STALL_SECONDS}")
+        _require(self.times is None or (isinstance(self.times, int) and not isinstance(self.times, bool)), "times",
+                 self.times, "a whole number or null")
+        _require(isinstance(self.error_type, str), "error_type", self.error_type, "a string")
+        _require(isinstance(self.message, str), "message", self.message, "a string")
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
         if self.after_tokens < 0:
@@ -47,3 +61,8 @@ class Fault:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _require(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")

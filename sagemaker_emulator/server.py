@@ -12,6 +12,13 @@ Admin routes (not part of the SageMaker API):
 * ``POST /_emulator/faults`` ``{"faults": [{"kind": ..., ...}]}`` / ``DELETE /_emulator/faults``.
 * ``GET /_emulator/inference-component``, ``POST`` ``{"copies": N}``: the copies of an endpoint whose model
   is an inference component (``EmulatorConfig.inference_component``; ``capacity.py``).
+
+The admin routes answer only tools on this machine: the Host must be a loopback name (a page whose DNS
+name was rebound to loopback sends its own), a browser's ``Origin`` must be loopback too, and a POST must
+say JSON (which a cross-site page cannot send without a CORS preflight, which this server never grants).
+
+What the emulator keeps of the requests it received is bounded (:data:`KEPT_REQUESTS` records, their bodies
+within :data:`KEPT_BODY_BYTES`), and a body larger than :data:`MAX_BODY_BYTES` is refused before it is read.
 """
 
 from __future__ import annotations
@@ -55,6 +62,14 @@ class Renderer(Protocol):
 
 log = logging.getLogger("sagemaker_emulator")
 
+#: The emulator's own bound on a request body (InvokeEndpoint's payload quota is 6 MB; the service's own
+#: answer beyond it is not emulated): 413 before a byte of it is read.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+#: The requests kept for tests and ``GET /_emulator/requests`` (the oldest go first), and the bytes of bodies
+#: among them (older bodies are dropped first; their records stay, with ``body_dropped``).
+KEPT_REQUESTS = 10_000
+KEPT_BODY_BYTES = 32 * 1024 * 1024
+_LOOPBACK_HOST = re.compile(r"(?:localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
 _INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<operation>invocations|invocations-response-stream)$")
 _DISCONNECTED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
@@ -100,6 +115,8 @@ class ReceivedRequest:
     #: Wall-clock time (``time.time()``) each token event was written, for latency measurements.
     token_sent_at: list[float] = field(default_factory=list)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: The body was dropped to keep the emulator's memory bounded (``KEPT_BODY_BYTES``).
+    body_dropped: bool = False
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -134,7 +151,11 @@ class EmulatorServer:
     def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.config = config or EmulatorConfig()
         self._lock = threading.Lock()
-        self._requests: list[ReceivedRequest] = []
+        self._requests: deque[ReceivedRequest] = deque(maxlen=KEPT_REQUESTS)
+        self._bodies: deque[ReceivedRequest] = deque()  # kept requests whose bodies are kept, oldest first
+        self._body_bytes = 0
+        #: Every request received since the start (or the last reset), including those no longer kept.
+        self.received = 0
         self._faults: deque[tuple[Fault, int | None]] = deque()  # (fault, remaining uses or None)
         self.stopping = threading.Event()
         component = self.config.inference_component
@@ -179,6 +200,8 @@ class EmulatorServer:
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._bodies.clear()
+            self._body_bytes = self.received = 0
             self._faults.clear()
 
     def inject(self, *faults: Fault) -> None:
@@ -203,6 +226,13 @@ class EmulatorServer:
     def _record(self, request: ReceivedRequest) -> Fault | None:
         with self._lock:
             self._requests.append(request)
+            self.received += 1
+            self._bodies.append(request)
+            self._body_bytes += len(request.body)
+            while self._body_bytes > KEPT_BODY_BYTES and len(self._bodies) > 1:
+                oldest = self._bodies.popleft()
+                self._body_bytes -= len(oldest.body)
+                oldest.body, oldest.body_dropped = b"", True
             if not self._faults:
                 return None
             fault, remaining = self._faults[0]
@@ -241,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -----------------------------------------------------------
 
     def do_GET(self) -> None:
+        if self.path.startswith("/_emulator/") and not self._admin_allowed():
+            return
         if self.path == "/_emulator/health":
             self._send_json(200, {"status": "ok"})
         elif self.path == "/_emulator/requests":
@@ -251,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_unknown_operation()
 
     def do_DELETE(self) -> None:
+        if not self._admin_allowed():
+            return
         if self.path == "/_emulator/faults":
             self.server.emulator.clear_faults()
             self._send_json(200, {"faults": []})
@@ -258,7 +292,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_unknown_operation()
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        admin = self.path.startswith("/_emulator/")
+        if admin and not (self._admin_allowed() and self._says_json()):
+            return
+        body = self._read_body()
+        if body is None:
+            return
         if self.path == "/_emulator/faults":
             self._set_faults(body)
             return
@@ -270,6 +309,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_unknown_operation()
             return
         self._invoke(match["name"], body, streaming=match["operation"] == "invocations-response-stream")
+
+    def _read_body(self) -> bytes | None:
+        """The body its Content-Length announces; ``None`` once a refusal was sent (the connection then closes)."""
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isascii() or not declared.isdigit():
+            self._refuse(400, f"Content-Length {declared[:32]!r} is not a number of bytes")
+            return None
+        if int(declared) > MAX_BODY_BYTES:
+            self._refuse(413, f"the body has {declared[:32]} bytes; the emulator takes at most {MAX_BODY_BYTES}")
+            return None
+        return self.rfile.read(int(declared))
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.close_connection = True
+        self._send_json(status, {"message": message}, {"x-amzn-ErrorType": "ValidationError", "Connection": "close"})
+
+    def _admin_allowed(self) -> bool:
+        origin = self.headers.get("Origin")
+        if _LOOPBACK_HOST.fullmatch(self.headers.get("Host", "")) and (
+                origin is None or _LOOPBACK_HOST.fullmatch(origin.partition("://")[2])):
+            return True
+        self._refuse(403, "the emulator's admin routes answer only tools on this machine (a loopback Host, "
+                     "and no foreign Origin)")
+        return False
+
+    def _says_json(self) -> bool:
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/json":
+            return True
+        self._refuse(415, "send the admin routes JSON (Content-Type: application/json)")
+        return False
 
     def _set_faults(self, body: bytes) -> None:
         try:
@@ -325,6 +394,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not admission.admitted:
                 self._send_service_error(record, 400, "ValidationError", admission.message)
                 return
+        if fault and fault.kind == "stall_before_response" and not self._pause(fault.stall_seconds):
+            record.finish("server_stopped")
+            return
         if fault and fault.kind == "throttle":
             self._send_service_error(record, 429, "ThrottlingException", fault.message or "Rate exceeded")
             return
@@ -335,7 +407,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             request = container.parse_request(body, config.max_total_tokens, config.chat_template)
         except tgi.BodyRejected as rejected:
-            self._send_model_error(record, rejected.status, rejected.message, error_type=rejected.error_type)
+            self._send_model_error(record, rejected.status, rejected.message, original=rejected.body)
             return
         except tgi.ValidationFailure as failure:
             status, message, event = container.refusal(failure)
@@ -486,13 +558,14 @@ class _Handler(BaseHTTPRequestHandler):
         record.finish(f"error:{code}")
 
     def _send_model_error(
-        self, record: ReceivedRequest, original_status: int, message: str, error_type: str = "generation"
+        self, record: ReceivedRequest, original_status: int, message: str, error_type: str = "generation",
+        original: str | None = None,
     ) -> None:
         config = self.server.emulator.config
         log_stream = (
             f"arn:aws:logs:{config.region}:{config.account}:log-group:/aws/sagemaker/Endpoints/{record.endpoint}"
         )
-        original = json.dumps({"error": message, "error_type": error_type})
+        original = original or json.dumps({"error": message, "error_type": error_type})
         body = {
             "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if original_status < 500 else "SERVER_ERROR_FROM_MODEL",
             "LogStreamArn": log_stream,

@@ -30,6 +30,14 @@ class BodyRejected(Exception):
         self.message = message
         self.error_type = error_type
 
+    @property
+    def body(self) -> str:
+        """What the container answers: axum's own text for a body its ``Json`` extractor cannot deserialize
+        (``JsonDataError``, text/plain), TGI's JSON ``{"error", "error_type"}`` for the rest."""
+        if self.message.startswith("Failed to deserialize"):
+            return self.message
+        return json.dumps({"error": self.message, "error_type": self.error_type})
+
 
 class ValidationFailure(Exception):
     """TGI's input validation error; with streaming it arrives in-band with HTTP 200.
@@ -76,6 +84,43 @@ def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True
         raise
 
 
+#: The Rust types of the fields TGI's router deserializes (``GenerateParameters``, ``GenerateRequest``,
+#: ``ChatRequest``): serde refuses a JSON value of another type with 422 before any validation runs.
+_FIELD_TYPES: dict[str, str] = {
+    "best_of": "usize", "temperature": "f32", "repetition_penalty": "f32", "frequency_penalty": "f32",
+    "top_k": "i32", "top_p": "f32", "typical_p": "f32", "do_sample": "bool", "max_new_tokens": "u32",
+    "return_full_text": "bool", "stop": "a sequence", "truncate": "usize", "watermark": "bool", "details": "bool",
+    "decoder_input_details": "bool", "seed": "u64", "top_n_tokens": "u32", "stream": "bool", "max_tokens": "u32",
+}
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "f32": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "i32": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "a sequence": lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v),
+}
+_UNSIGNED = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+
+
+def _check_types(fields: dict[str, Any], prefix: str = "") -> None:
+    for name, value in fields.items():
+        rust_type = _FIELD_TYPES.get(name)
+        if rust_type is None or value is None:
+            continue
+        if not _JSON_TYPES.get(rust_type, _UNSIGNED)(value):
+            raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: "
+                               f"{prefix}{name}: invalid type: {_json_type(value)}, expected {rust_type}")
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return f"boolean `{str(value).lower()}`"
+    if isinstance(value, str):
+        return f"string {json.dumps(value[:32])}"
+    if isinstance(value, list | dict):
+        return "sequence" if isinstance(value, list) else "map"
+    return f"{'floating point' if isinstance(value, float) else 'integer'} `{value!r}`"[:48]
+
+
 def _parse_generate(payload: dict[str, Any], max_total_tokens: int) -> GenerationRequest:
     inputs = payload.get("inputs")
     if not isinstance(inputs, str):
@@ -84,6 +129,8 @@ def _parse_generate(payload: dict[str, Any], max_total_tokens: int) -> Generatio
     if not isinstance(params, dict):
         raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: "
                                 "`parameters` must be an object")
+    _check_types({"stream": payload.get("stream")})
+    _check_types(params, "parameters.")
     stream = bool(payload.get("stream"))
     _validate_sampling(params)
     input_tokens, max_new_tokens = _token_budget(inputs, params.get("max_new_tokens"), max_total_tokens)
@@ -110,6 +157,7 @@ def _parse_chat(payload: dict[str, Any], max_total_tokens: int) -> GenerationReq
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
     ):
         raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: invalid `messages`")
+    _check_types({name: value for name, value in payload.items() if name != "stop"})
     _validate_sampling({k: payload.get(k) for k in ("top_p",)})
     temperature = payload.get("temperature")
     if temperature is not None and temperature < 0:

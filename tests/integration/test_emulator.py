@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -293,7 +295,8 @@ def test_command_line_server_with_admin_routes(make_runtime_client) -> None:
         assert line.startswith("SageMaker runtime emulator listening on http://127.0.0.1:")
         url = line.split()[-1]
         fault = json.dumps({"faults": [{"kind": "throttle"}]}).encode()
-        urllib.request.urlopen(urllib.request.Request(f"{url}/_emulator/faults", data=fault, method="POST"))
+        urllib.request.urlopen(urllib.request.Request(f"{url}/_emulator/faults", data=fault, method="POST",
+                                                    headers={"content-type": "application/json"}))
         client = make_runtime_client(url)
         with pytest.raises(ClientError, match="ThrottlingException"):
             invoke(client, SEED_PAYLOAD)
@@ -435,3 +438,82 @@ def test_lmi_without_stream_answers_one_json_object(lmi_client) -> None:
                                           Body=json.dumps({"inputs": "Hello", "parameters": {"max_new_tokens": 3}}))
     assert response["ContentType"] == "application/json"
     assert set(json.loads(response["Body"].read())) == {"generated_text"}
+
+
+# -- what a broken or hostile client sends the emulator ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    (with_params(max_new_tokens="5"), 'parameters.max_new_tokens: invalid type: string "5", expected u32'),
+    (with_params(temperature="hot"), "parameters.temperature: invalid type: string"),
+    (with_params(top_k=1.5), "parameters.top_k: invalid type: floating point `1.5`, expected i32"),
+    (with_params(do_sample="yes"), "parameters.do_sample: invalid type: string"),
+    (with_params(stop=[1]), "parameters.stop: invalid type: sequence, expected a sequence"),
+    ({**SEED_PAYLOAD, "stream": "true"}, 'stream: invalid type: string "true", expected bool'),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": "x"}, "temperature: invalid type"),
+])
+def test_a_parameter_of_the_wrong_type_is_refused_as_tgi_refuses_it(runtime_client, payload, field: str) -> None:
+    with pytest.raises(ClientError) as raised:
+        invoke(runtime_client, payload)
+    error = raised.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["OriginalStatusCode"] == 422  # type: ignore[typeddict-item]
+    original = error["OriginalMessage"]  # type: ignore[typeddict-item]
+    assert original.startswith("Failed to deserialize the JSON body into the target type: ")  # axum's text
+    assert field in original
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        return sock.recv(65536)
+
+
+@pytest.mark.parametrize(("length", "status"), [(b"-1", b"400"), (b"1000000000000", b"413"), (b"12abc", b"400")])
+def test_a_bad_content_length_is_refused_before_the_body_is_read(emulator, length: bytes, status: bytes) -> None:
+    started = time.monotonic()
+    answer = _raw(emulator.url, b"POST /endpoints/x/invocations-response-stream HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                  b"content-length: " + length + b"\r\n\r\n{}")
+    assert answer.split(b" ")[1] == status
+    assert time.monotonic() - started < 2
+    assert emulator.received == 0
+
+
+def test_a_fault_with_a_field_of_the_wrong_type_is_refused_when_set(emulator) -> None:
+    bad_stall = {"faults": [{"kind": "stall", "stall_seconds": "a"}]}
+    response = httpx.post(f"{emulator.url}/_emulator/faults", json=bad_stall)
+    assert response.status_code == 400
+    assert "stall_seconds" in response.json()["message"]
+    for bad in ({"after_tokens": "2"}, {"times": 1.5}, {"stall_seconds": float("inf")}, {"message": 3}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Fault(kind="stall", **bad)
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"content-type": "text/plain"}, 415),
+    ({"content-type": "application/json", "origin": "http://evil.example"}, 403),
+    ({"content-type": "application/json", "host": "evil.example:8081"}, 403),
+])
+def test_the_admin_routes_answer_only_local_tools(emulator, headers: dict[str, str], status: int) -> None:
+    faults = json.dumps({"faults": [{"kind": "throttle"}]})
+    response = httpx.post(f"{emulator.url}/_emulator/faults", content=faults, headers=headers)
+    assert response.status_code == status
+    assert httpx.get(f"{emulator.url}/_emulator/requests", headers={"host": "evil.example"}).status_code == 403
+    assert httpx.post(f"{emulator.url}/_emulator/faults", content=faults,
+                      headers={"content-type": "application/json", "origin": emulator.url}).status_code == 200
+
+
+def test_what_the_emulator_keeps_of_requests_is_bounded(emulator, runtime_client, monkeypatch) -> None:
+    from sagemaker_emulator import server
+
+    monkeypatch.setattr(server, "KEPT_BODY_BYTES", 1024 * 1024)
+    big = {**SEED_PAYLOAD, "padding": "x" * 256 * 1024}
+    for _ in range(12):
+        invoke(runtime_client, with_params(max_new_tokens=1) | {"padding": big["padding"]})
+    kept = emulator.requests
+    assert emulator.received == len(kept) == 12
+    assert sum(len(record.body) for record in kept) <= 1024 * 1024
+    assert [record.body_dropped for record in kept][:8] == [True] * 8
+    assert not kept[-1].body_dropped
+    assert kept[-1].json()["padding"] == big["padding"]
