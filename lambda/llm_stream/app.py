@@ -24,13 +24,14 @@ from .auth_gate import ApiKeyGate
 from .errors import ApiError, error_body
 from .http_input import check_origin, read_body
 from .key_store import KeyStore, create_key_store
-from .lifecycle import RequestLifecycle, lambda_context, request_stats
+from .lifecycle import RequestLifecycle, lambda_deadline, request_stats
 from .openai_routes import OpenedStream, add_openai_routes
 from .page import PAGE_PATHS, add_page_routes
 from .payloads import ChatPayload, GeneratePayload, UpstreamRequest, parse_body
-from .reader import StreamReader
-from .responses import PlainEncoder, SseEncoder, TokenStreamResponse
+from .reader import Item, StreamReader
+from .responses import PlainEncoder, SseEncoder, TokenStreamResponse, watch_disconnect
 from .settings import READINESS_PATH, Settings
+from .stats import RequestStats
 from .tokens import StreamError
 from .upstream import StreamEnd, UpstreamStream, create_client, open_stream
 from .upstream_errors import first_event_error
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
         deadline = _deadline(request, stats.started, settings)
         reader, first = await _open_until_first_token(
             request, lambda: open_stream(client, settings, upstream_request, stats.request_id, wake_up), settings,
-            deadline, state["limiter"])
+            deadline, state["limiter"], stats)
         if first is not None:
             stats.first_token_at = time.monotonic()
         return OpenedStream(reader, first, deadline, upstream_request)
@@ -144,17 +145,24 @@ def _answer_head_on_get_routes(app: FastAPI) -> None:
 
 async def _open_until_first_token(
     request: Request, open_now: Callable[[], UpstreamStream], settings: Settings, deadline: float,
-    limiter: anyio.CapacityLimiter,
+    limiter: anyio.CapacityLimiter, stats: RequestStats,
 ) -> tuple[StreamReader, str | None]:
     """Take a stream slot, open the stream and wait for its first item, so failures before any byte get
     an HTTP status. A caller who left while waiting for the slot, or whose time ran out, never reaches
-    the endpoint."""
+    the endpoint; one who leaves while the endpoint prepares the first token stops it at once."""
     reader = await StreamReader.reserve(open_now, limiter, settings.queue_wait_seconds)
     if await request.is_disconnected() or time.monotonic() >= deadline:
         reader.release_unstarted()
         raise ApiError(499, "client_gone", "the caller left, or its time ran out, before a stream slot was free")
     reader.start()
-    first = await reader.next(deadline)
+    first: Item | None = None
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch_disconnect, request.receive, stats, tasks.cancel_scope)
+        first = await reader.next(deadline)
+        tasks.cancel_scope.cancel()
+    if stats.client_disconnected:
+        reader.cancel()
+        raise ApiError(499, "client_gone", "the caller left before the first token")
     if isinstance(first, str):
         return reader, first
     if isinstance(first, StreamEnd):  # an empty answer: the response is just the done event
@@ -180,9 +188,9 @@ def _methods_of(app: FastAPI, scope: Scope) -> list[str]:
 def _deadline(request: Request, started: float, settings: Settings) -> float:
     """Monotonic time by which the stream must end: the budget, or Lambda's deadline if sooner."""
     deadline = started + settings.time_budget_seconds
-    lambda_deadline_ms = lambda_context(request.scope).get("deadline")
-    if isinstance(lambda_deadline_ms, int | float):
-        remaining = lambda_deadline_ms / 1000 - time.time() - DEADLINE_MARGIN_SECONDS
+    lambda_deadline_at = lambda_deadline(request.scope)
+    if lambda_deadline_at is not None:
+        remaining = lambda_deadline_at - time.time() - DEADLINE_MARGIN_SECONDS
         deadline = min(deadline, time.monotonic() + max(remaining, 0))
     return deadline
 

@@ -3,6 +3,12 @@
 TGI's Messages API works only when the model's tokenizer files ship a chat template, which is not
 established for the JumpStart artifacts; the function renders every conversation itself and sends a
 plain ``inputs`` prompt. Each format names its source.
+
+A message cannot forge turns: inside a message's text, the format's control tokens (which the model's
+tokenizer reads as special tokens, such as ``</s>``), its newline symbol where it has one (``<NL>``),
+and its role labels at the start of a line (``User:``) are broken by a zero-width space
+(:data:`MARKER_BREAK`), so the model reads them as text, not as the end of a turn or the start of
+another. The text is otherwise sent as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
+#: Inserted into a marker found in a message (U+200B ZERO WIDTH SPACE: invisible, and no tokenizer's marker).
+MARKER_BREAK = "\u200b"
 
 
 @dataclass(frozen=True)
@@ -46,17 +54,33 @@ class ChatFormat:
     #: refuses anything else): consecutive turns of one role are joined by a blank line, and system
     #: text opens the first user turn.
     alternating: bool = False
+    #: Strings the tokenizer reads as special tokens (a turn's end, the sequence's end).
+    control_tokens: tuple[str, ...] = ()
 
     def render(self, turns: Sequence[Turn]) -> str:
         """The prompt; raises :class:`ConversationError` when the turns do not fit the format."""
         parts: list[str] = []
         for turn in _alternating(turns) if self.alternating else turns:
-            text = turn.content.replace("\n", self.newline)
+            text = self.as_text(turn.content).replace("\n", self.newline)
             prefix = self.prefixes[turn.role]
             if prefix is None:  # a system turn in a format without one
                 prefix = "" if self.system_as == "plain" else self.prefixes["user"]
             parts.append(f"{prefix}{text}{self.suffixes.get(turn.role, '')}")
         return self.separator.join([*parts, self.generation_prompt])
+
+    def as_text(self, content: str) -> str:
+        """``content`` with every marker of this format broken, so that it reads as text only."""
+        markers = (*self.control_tokens, *((self.newline,) if self.newline != "\n" else ()))
+        for marker in markers:
+            content = content.replace(marker, marker[0] + MARKER_BREAK + marker[1:])
+        lines = content.split("\n")
+        labels = self._labels()
+        return "\n".join(MARKER_BREAK + line if line.lstrip().startswith(labels) else line for line in lines)
+
+    def _labels(self) -> tuple[str, ...]:
+        """The role labels that open a turn (``User:``), as they would start a line."""
+        return tuple({prefix.strip() for prefix in self.prefixes.values() if prefix and prefix.strip()}
+                     | {self.generation_prompt.strip()} - {""})
 
 
 def _alternating(turns: Sequence[Turn]) -> list[Turn]:
@@ -92,19 +116,26 @@ _MISTRAL_SOURCE = ("Mistral 7B Instruct: mistralai/Mistral-7B-Instruct-v0.2 toke
 _RINNA_BILINGUAL_SOURCE = ("rinna/bilingual-gpt-neox-4b-instruction-ppo model card, I/O Format: the same speakers "
                            "and ending, utterances separated by a plain newline (its tokenizer has one: no <NL>)")
 
+#: Falcon's tokenizer: its end-of-text token (tiiuae/falcon-7b-instruct tokenizer.json, special tokens).
+_FALCON_CONTROL = ("<|endoftext|>",)
+#: SentencePiece tokenizers (Mistral's, rinna's): the sequence's start and end tokens.
+_SENTENCEPIECE_CONTROL = ("<s>", "</s>")
+
 #: name, (system, user, assistant prefixes), system_as, separator and newline, generation prompt, stop, source
 FORMATS: dict[str, ChatFormat] = {format_.name: format_ for format_ in (
     ChatFormat("falcon-instruct", {"system": None, "user": "User: ", "assistant": "Assistant: "}, "plain",
-               "\n", "\n", "Assistant:", ("\nUser:",), _FALCON_SOURCE),
+               "\n", "\n", "Assistant:", ("\nUser:",), _FALCON_SOURCE, control_tokens=_FALCON_CONTROL),
     ChatFormat("falcon-180b-chat", {"system": "System: ", "user": "User: ", "assistant": "Falcon: "}, "plain",
-               "\n", "\n", "Falcon:", ("\nUser:",), _FALCON_180B_SOURCE),
+               "\n", "\n", "Falcon:", ("\nUser:",), _FALCON_180B_SOURCE, control_tokens=_FALCON_CONTROL),
     ChatFormat("rinna-instruction", {"system": None, "user": "ユーザー: ", "assistant": "システム: "}, "user",
-               "<NL>", "<NL>", "システム: ", ("<NL>ユーザー:",), _RINNA_SOURCE),
+               "<NL>", "<NL>", "システム: ", ("<NL>ユーザー:",), _RINNA_SOURCE, control_tokens=_SENTENCEPIECE_CONTROL),
     ChatFormat("rinna-bilingual-instruction", {"system": None, "user": "ユーザー: ", "assistant": "システム: "},
-               "user", "\n", "\n", "システム: ", ("\nユーザー:",), _RINNA_BILINGUAL_SOURCE),
+               "user", "\n", "\n", "システム: ", ("\nユーザー:",), _RINNA_BILINGUAL_SOURCE,
+               control_tokens=_SENTENCEPIECE_CONTROL),
     # The model ends its answer with its EOS token: no stop sequence is needed.
     ChatFormat("mistral-instruct", {"system": None, "user": "[INST] ", "assistant": ""}, "user", "", "\n", "", (),
-               _MISTRAL_SOURCE, suffixes={"user": " [/INST]", "assistant": "</s>"}, alternating=True),
+               _MISTRAL_SOURCE, suffixes={"user": " [/INST]", "assistant": "</s>"}, alternating=True,
+               control_tokens=(*_SENTENCEPIECE_CONTROL, "[INST]", "[/INST]")),
 )}
 
 

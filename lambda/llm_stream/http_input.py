@@ -9,6 +9,7 @@ working. The body must arrive within a time limit and a size limit.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import anyio
@@ -23,12 +24,20 @@ JSON = "application/json"
 NON_BROWSER_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded")
 
 
+#: Names the function itself answers on: its function URL, and loopback (local runs). A page is the
+#: function's own only when its origin is one of these: a name that merely equals the Host header may
+#: be an attacker's, rebound to this address by their DNS.
+_OWN_HOST = re.compile(r"(?:[a-z0-9]+\.lambda-url\.[a-z0-9-]+\.on\.aws|localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])"
+                       r"(?::[0-9]{1,5})?", re.IGNORECASE)
+
+
 def check_origin(request: Request, settings: Settings) -> None:
     """Refuse a browser request from a web origin the deployment does not allow."""
     origin = request.headers.get("origin")
     if origin is None or "*" in settings.cors_origins or origin in settings.cors_origins:
         return
-    if urlsplit(origin).netloc == request.headers.get("host"):  # the function's own page
+    host = request.headers.get("host", "")
+    if urlsplit(origin).netloc == host and _OWN_HOST.fullmatch(host):  # the function's own page
         return
     raise ApiError(403, "forbidden_origin", "requests from this web origin are not allowed; the deployment's "
                    "cors_origins setting lists the origins that are")

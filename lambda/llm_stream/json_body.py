@@ -1,10 +1,16 @@
 """A request body as JSON, refused early when no container could take it.
 
 Checks that hold for every field, so they live here once rather than on each field of each
-payload: UTF-8; nesting no deeper than a bound (measured before parsing, so a hostile body cannot
-exhaust the parser's recursion); standard JSON only (``NaN`` and ``Infinity`` are not JSON, and a
-number that overflows to infinity is refused too); and no lone surrogate in any string (a JSON
-escape such as ``\\udfff`` decodes to one, and it cannot be encoded as UTF-8 to send upstream).
+payload: UTF-8 without a byte-order mark; standard JSON only (``NaN`` and ``Infinity`` are not
+JSON, and a number that overflows to infinity is refused too); integers of at most
+:data:`MAX_INTEGER_DIGITS` digits; nesting no deeper than :data:`MAX_DEPTH`; and no lone surrogate
+in any string (a JSON escape such as ``\\udfff`` decodes to one, and it cannot be encoded as UTF-8
+to send upstream).
+
+Everything here is linear in the body's size, since it runs on the event loop for every request:
+the body is parsed once by the json module's C scanner (which answers a nesting too deep for its
+stack with ``RecursionError``, not a crash) and walked once, without recursion. Messages are the
+function's own words, never Python's.
 """
 
 from __future__ import annotations
@@ -18,56 +24,87 @@ from .errors import ApiError
 
 #: The payloads nest three levels deep; this leaves room and stops pathological bodies.
 MAX_DEPTH = 32
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_BRACKETS = re.compile(r"[\[\]{}]")
+#: No field takes a number beyond 2**64 (20 digits); this refuses longer ones before Python converts
+#: them (a conversion that is quadratic in the digits, and that Python itself caps at 4300).
+MAX_INTEGER_DIGITS = 100
+#: How much of a name or location from the body a message quotes.
+QUOTED_CHARS = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Refused(ValueError):
+    """A value the JSON grammar allows but this function does not; its message is for the caller."""
 
 
 def load_json(raw: bytes) -> Any:
     """The parsed body; raises :class:`ApiError` 400 ``invalid_json`` or 422 ``validation_error``."""
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
-    if _depth(text) > MAX_DEPTH:
-        raise ApiError(400, "invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not UTF-8 text (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise ApiError(400, "invalid_json", "the body starts with a byte-order mark; send UTF-8 without one")
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    _check_values(data, "")
+        data = json.loads(text, parse_constant=_refuse_constant, parse_int=_integer)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {_decode_problem(exc)} (line "
+                       f"{exc.lineno}, column {exc.colno})") from None
+    except _Refused as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON here: {exc}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    _check_values(data)
     return data
 
 
-def _depth(text: str) -> int:
-    deepest = depth = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+def quoted(text: str) -> str:
+    """A caller's name or location, short enough to quote in a message."""
+    return text if len(text) <= QUOTED_CHARS else text[:QUOTED_CHARS] + "..."
+
+
+def _decode_problem(exc: json.JSONDecodeError) -> str:
+    # The json module's phrases ("Expecting value", "Unterminated string starting at", ...) name JSON's
+    # own grammar; lower-cased, without the position, which the caller gets as line and column.
+    return exc.msg[:1].lower() + exc.msg[1:]
+
+
+def _too_deep() -> ApiError:
+    return ApiError(400, "invalid_json", f"the body nests deeper than {MAX_DEPTH} levels")
 
 
 def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
+    raise _Refused(f"{name} is not a JSON number")
 
 
-def _check_values(value: Any, path: str) -> None:
-    if isinstance(value, str):
-        _check_text(value, path or "body")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ApiError(422, "validation_error", f"`{path or 'body'}`: the number is too large")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key, f"{path}.{key}" if path else key)
-            _check_values(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_values(item, f"{path}.{index}" if path else str(index))
+def _integer(digits: str) -> int:
+    if len(digits) > MAX_INTEGER_DIGITS + digits.startswith("-"):
+        raise _Refused(f"a number has more than {MAX_INTEGER_DIGITS} digits")
+    return int(digits)
+
+
+def _check_values(data: Any) -> None:
+    """One walk of the parsed body, without recursion: depth, strings and numbers."""
+    pending: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while pending:
+        value, path, depth = pending.pop()
+        if isinstance(value, str):
+            _check_text(value, path or "body")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(422, "validation_error", f"`{quoted(path or 'body')}`: the number is too large")
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                item_path = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str):
+                    _check_text(key, item_path)
+                pending.append((item, item_path, depth + 1))
 
 
 def _check_text(text: str, path: str) -> None:
     found = _SURROGATE.search(text)
     if found:
-        shown = path.encode("utf-8", "backslashreplace").decode("utf-8")  # the path may hold one too
+        shown = quoted(path).encode("utf-8", "backslashreplace").decode("utf-8")  # the path may hold one too
         raise ApiError(422, "validation_error", f"`{shown}`: contains a lone surrogate "
                        f"(U+{ord(found[0]):04X}), which is not valid Unicode text")

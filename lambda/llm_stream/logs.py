@@ -69,6 +69,12 @@ def log_request(stats: RequestStats, settings: Settings) -> None:
     log_event(request_record(stats, settings))
 
 
+#: Characters JSON may carry raw but some readers take as a line break or a terminal control (U+0085 and
+#: the other C1 controls, U+2028, U+2029): written as escapes, so one record is always one line, whatever a
+#: path or a ``user`` field holds.
+_LINE_BREAKERS = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
 def log_event(record: dict[str, object]) -> None:
     """One JSON line: a request's (``event: request``) or something an operator must know about."""
-    _logger.info(json.dumps(record, ensure_ascii=False))
+    _logger.info(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKERS))

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from .chat_formats import Turn
 from .errors import ApiError
-from .json_body import load_json
+from .json_body import load_json, quoted
 from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
 from .payloads import U32_MAX, U64_MAX, UpstreamRequest, check_caps
 from .settings import Settings
@@ -30,8 +30,13 @@ from .settings import Settings
 Stop = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class _Strict(BaseModel):
+    # Strict: a number or a boolean sent as a string ("5", "true") is refused, as OpenAI's API refuses it,
+    # not read as one (an integer is still a valid float).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class _Request(_Strict):
 
     model: str = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
@@ -40,7 +45,8 @@ class _Request(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: Annotated[list[Stop], Field(max_length=MAX_STOP_SEQUENCES)] | Stop | None = None
     seed: int | None = Field(default=None, ge=0, le=U64_MAX)
-    stream: bool = False
+    #: ``null`` is what some clients send for "not set" (OpenAI's API takes it as false).
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
     # Accepted only at their neutral values (see NEUTRAL below).
@@ -59,19 +65,16 @@ class _Request(BaseModel):
     service_tier: str | None = None
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StreamOptions(_Strict):
     include_usage: bool = False
 
 
-class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TextPart(_Strict):
     type: Literal["text"]
     text: str
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Message(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = Field(default=None, max_length=64)
@@ -115,7 +118,7 @@ class OpenAIRequest:
 
     @property
     def stream(self) -> bool:
-        return self.payload.stream
+        return bool(self.payload.stream)
 
     @property
     def include_usage(self) -> bool:
@@ -150,7 +153,7 @@ def _validate(model: type[_R], raw: bytes, settings: Settings) -> _R:
         payload = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
+        param = quoted(".".join(str(part) for part in first["loc"])) or None
         message = (f"`{param}` is not a known field" if first["type"] == "extra_forbidden"
                    else f"`{param}`: {first['msg']}")
         raise ApiError(400, "validation_error", message, param=param) from None

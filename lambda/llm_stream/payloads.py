@@ -20,7 +20,7 @@ from .answer_text import AnswerText
 from .chat_formats import Turn
 from .errors import ApiError
 from .families import TGI, ContainerFamily
-from .json_body import load_json
+from .json_body import load_json, quoted
 from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
 from .settings import Settings
 
@@ -58,7 +58,7 @@ class GenerateParameters(_Strict):
 
 class LmiGenerateParameters(_Strict):
     """LMI ``parameters`` a caller may set: those DJL Serving 0.28's lmi-dist backend reads, with vLLM's
-    own limits (``vllm/sampling_params.py`` ``_verify_args``: ``top_p`` in (0, 1], ``top_k`` -1 or >= 1,
+    own limits (``vllm/sampling_params.py`` ``_verify_args``: ``top_p`` in (0, 1], ``top_k`` -1 (no top-k) or >= 1,
     ``repetition_penalty`` in (0, 2], the penalties in [-2, 2]). Sampling needs ``do_sample: true``:
     without it LMI decodes greedily whatever ``temperature`` says."""
 
@@ -66,13 +66,21 @@ class LmiGenerateParameters(_Strict):
     do_sample: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=F32_MAX)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, gt=0, le=I32_MAX)
+    top_k: int | None = Field(default=None, ge=-1, le=I32_MAX)
     repetition_penalty: float | None = Field(default=None, gt=0, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     seed: int | None = Field(default=None, ge=0, le=U64_MAX)
     stop_sequences: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
     return_full_text: bool | None = None
+
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k_not_zero(cls, value: int | None) -> int | None:
+        if value == 0:
+            raise ValueError("must be -1 (no top-k) or at least 1")
+        return value
 
 
 class _Inputs(_Strict):
@@ -188,10 +196,15 @@ def _validate(model: type[_Strict], data: dict[str, Any], kind: str, settings: S
         raise ApiError(422, "validation_error", _describe(exc, kind, settings.container_family)) from None
 
 
+#: Problems a 422 lists; the rest are counted (a body of a thousand unknown keys gets a short answer).
+MAX_LISTED_PROBLEMS = 5
+
+
 def _describe(exc: ValidationError, kind: str, family: str) -> str:
     problems = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error["loc"]) or "body"
+    errors = exc.errors(include_url=False)
+    for error in errors[:MAX_LISTED_PROBLEMS]:
+        location = quoted(".".join(str(part) for part in error["loc"]) or "body")
         if error["type"] == "extra_forbidden":
             parent = _parent_kind(error["loc"], kind)
             allowed = ", ".join(_ALLOWED_PARAMETERS[family] if parent == "parameters" else _ALLOWED_FIELDS[parent])
@@ -200,6 +213,8 @@ def _describe(exc: ValidationError, kind: str, family: str) -> str:
             problems.append("`stream` may only be true: this endpoint always streams")
         else:
             problems.append(f"`{location}`: {error['msg']}")
+    if len(errors) > MAX_LISTED_PROBLEMS:
+        problems.append(f"and {len(errors) - MAX_LISTED_PROBLEMS} more")
     return "; ".join(problems)
 
 

@@ -3,6 +3,11 @@
 A worker-pool hop per token costs two cross-thread wake-ups (submit, then result) and lets the
 reader sit idle while the loop sends; a dedicated reader costs one (``call_soon_threadsafe``) and
 keeps reading ahead, which matters when many streams share a process (``make dev``, benchmarks).
+
+The invariant this module holds for every route: the event loop never waits on the endpoint. Opening
+the stream (DNS, connect, signing), reading it and closing it all happen in the reader's thread; the
+loop only takes items from a queue and cancels with a flag and a socket shutdown, neither of which
+blocks (``UpstreamStream.cancel``), so a silent endpoint cannot hold up any other request.
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ class StreamReader:
         return None
 
     def cancel(self) -> None:
-        """Stop reading and close the upstream connection (safe from any thread, at any time)."""
+        """Stop reading; the reader thread then closes the upstream connection (safe from any thread, at any
+        time, and returns at once)."""
         self._cancelled.set()
         if self._stream is not None:
             self._stream.cancel()
@@ -93,21 +99,24 @@ class StreamReader:
         # left waiting for its deadline because this thread failed in a way nobody foresaw.
         try:
             try:
-                self._stream = open_upstream()
+                stream = open_upstream()
             except ApiError as error:
                 self._put(error)
                 return
             except Exception:
                 self._put(internal_error(detail=traceback.format_exc()))
                 return
+            self._stream = stream
             if self._cancelled.is_set():  # cancelled while the stream was opening
-                self._stream.cancel()
+                stream.cancel()
             while True:
-                item = self._stream.next_item()
+                item = stream.next_item()
                 if not self._put(item) or not isinstance(item, str):
                     return
         except Exception:
             self._put(StreamError("internal_error", traceback.format_exc()))
         finally:
+            if self._stream is not None and self._stream.cancelled:
+                self._stream.close()  # here: closing waits for a read in progress to return
             with contextlib.suppress(RuntimeError):  # the event loop is gone, and its limiter with it
                 self._loop.call_soon_threadsafe(self._limiter.release_on_behalf_of, self)

@@ -83,7 +83,15 @@ class PlainEncoder:
         return b"\n"
 
     def error(self, error_type: str, message: str, request_id: str) -> bytes:
-        return _utf8(f"\n{ERROR_MARK}[error: {error_type}] {message} (request {request_id})\n")
+        # The message may quote the container (its validation text): it cannot open a line or forge the mark.
+        return _utf8(f"\n{ERROR_MARK}[error: {_one_line(error_type)}] {_one_line(message)} (request {request_id})\n")
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_NOT_IN_ERROR_LINE)
+
+
+_NOT_IN_ERROR_LINE = {ord(ERROR_MARK): "\ufffd", ord("\n"): " ", ord("\r"): " ", 0x85: " ", 0x2028: " ", 0x2029: " "}
 
 
 class TokenStreamResponse(Response):

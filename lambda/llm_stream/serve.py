@@ -16,6 +16,8 @@ import os
 import uvicorn
 
 from .app import create_app
+from .http_protocol import function_protocol
+from .lifecycle import MAX_HEAD_BYTES
 from .settings import Settings
 
 #: Idle seconds before a kept-alive connection is closed (uvicorn's default, stated).
@@ -23,8 +25,6 @@ KEEP_ALIVE_SECONDS = 5
 #: Connections and tasks allowed beyond the stream limit, for health checks, the page and callers
 #: the app is telling 503; past the total, uvicorn itself answers 503 (before the app sees them).
 CONCURRENCY_HEADROOM = 32
-#: Largest request head (request line and headers) uvicorn buffers before refusing it.
-MAX_HEAD_BYTES = 16 * 1024
 GRACEFUL_SHUTDOWN_SECONDS = 2
 
 
@@ -38,7 +38,11 @@ def server_config(app: object, settings: Settings, host: str = "127.0.0.1", port
         server_header=False,
         limit_concurrency=settings.max_concurrent_streams + CONCURRENCY_HEADROOM,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # uvicorn refuses a head past this only while it arrives in pieces; the lifecycle refuses any larger one.
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        # The function's own refusals (http_protocol.py), and no WebSocket: an upgrade is an ordinary request.
+        http=function_protocol(settings),
+        ws="none",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 

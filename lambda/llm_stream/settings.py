@@ -128,6 +128,10 @@ class Settings:
     inference_component_name: str = _env("INFERENCE_COMPONENT_NAME", "", opt_in=True)
     #: Scale to zero: how long waking the model is expected to take (the 503's ``Retry-After`` counts it down).
     wake_up_seconds: int = _env("WAKE_UP_SECONDS", DEFAULT_WAKE_UP_SECONDS, opt_in=True)
+    #: Set by Lambda itself in every execution environment (a reserved variable; never by the stack): only
+    #: there does the Web Adapter stand in front and write ``x-amzn-lambda-context``, replacing what a
+    #: caller sent. Elsewhere (``make dev``) that header comes from the caller and is not read.
+    lambda_runtime_api: str = _env("AWS_LAMBDA_RUNTIME_API", "", opt_in=True)
 
     def __post_init__(self) -> None:
         _require(bool(self.endpoint_name.strip()), "endpoint_name", self.endpoint_name, "a non-empty name")
@@ -156,6 +160,11 @@ class Settings:
                      f"{env_name('api_keys_file')}")
         for name in key_sources:
             _require(self.auth_mode == "api_key", name, getattr(self, name), "nothing unless AUTH_MODE=api_key")
+
+    @property
+    def in_lambda(self) -> bool:
+        """Whether the function runs in Lambda, behind the Web Adapter."""
+        return bool(self.lambda_runtime_api)
 
     @property
     def family(self) -> ContainerFamily:

@@ -46,6 +46,12 @@ StreamFormat = Literal["tgi", "messages", "lmi", "legacy"]
 UNFLAGGED_EOS_TEXTS: Final = frozenset({"<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>", "<|end|>"})
 
 _NO_MESSAGE: Final = "the model container reported an error"
+#: The in-band error types TGI's router sends (``ErrorResponse.error_type``) and LMI's; the container's
+#: word becomes the caller's ``type`` and a metric dimension, so any other becomes ``generation``.
+IN_BAND_ERROR_TYPES: Final = frozenset({"generation", "validation", "overloaded", "incomplete_generation",
+                                         "template_error", "tool_error"})
+#: The exceptions SageMaker's event stream carries (InvokeEndpointWithResponseStream's API reference).
+STREAM_EXCEPTIONS: Final = frozenset({"ModelStreamError", "InternalStreamFailure"})
 _MESSAGES_STATUS_TO_TYPE: Final = {422: "validation", 424: "generation", 429: "overloaded"}
 _MALFORMED_QUOTE_CHARS: Final = 80
 # json.loads adds encoding detection and a whitespace regex per call; raw_decode skips both, and
@@ -287,15 +293,25 @@ def _in_band_error(event: dict[str, Any]) -> StreamError:
         status = error.get("http_status_code")
         error_type = error.get("type") or (_MESSAGES_STATUS_TO_TYPE.get(status, "generation")
                                            if isinstance(status, int) else "generation")
-        return StreamError(str(error_type), str(error.get("message") or error))
-    return StreamError(str(event.get("error_type") or "generation"), str(error) or _NO_MESSAGE)
+        return _known_type(error_type, str(error.get("message") or error))
+    return _known_type(event.get("error_type") or "generation", str(error) or _NO_MESSAGE)
+
+
+def _known_type(error_type: object, message: str) -> StreamError:
+    """The container's error with a type of :data:`IN_BAND_ERROR_TYPES`; another one is kept in the message."""
+    if isinstance(error_type, str) and error_type in IN_BAND_ERROR_TYPES:
+        return StreamError(error_type, message)
+    return StreamError("generation", f"{message} (error_type {_quote(str(error_type))})")
 
 
 def _upstream_failure(exc: Exception) -> StreamError | None:
     """Map what botocore/urllib3 raise while a stream is read; ``None`` for anything else."""
     if isinstance(exc, EventStreamError):
         error = exc.response.get("Error", {})
-        return StreamError(str(error.get("Code") or "stream_error"), str(error.get("Message") or exc))
+        code, message = str(error.get("Code") or ""), str(error.get("Message") or exc)
+        if code in STREAM_EXCEPTIONS:
+            return StreamError(code, message)
+        return StreamError("stream_error", f"{message} (code {_quote(code)})")
     if isinstance(exc, _READ_TIMEOUTS):
         return StreamError("read_timeout", f"the endpoint stopped sending: {exc}")
     if isinstance(exc, _BROKEN_CONNECTIONS):

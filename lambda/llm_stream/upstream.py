@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from typing import TYPE_CHECKING, Final
 
@@ -41,12 +42,17 @@ def create_client(settings: Settings) -> SageMakerRuntimeClient:
 
 
 class UpstreamStream:
-    """One open response stream; ``next_item`` blocks, ``cancel`` may be called from any thread."""
+    """One open response stream: ``next_item`` and ``close`` block and belong to the reader thread;
+    ``cancel`` may be called from any thread, the event loop's included, and never blocks."""
 
     def __init__(self, body: EventStream[ResponseStreamTypeDef]) -> None:
         self._body = body
         self.tokens = TokenIterator(body)
         self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
     def next_item(self) -> str | StreamEnd | StreamError:
         """The next token text, :data:`END`, or the :class:`StreamError` that ended the stream."""
@@ -58,19 +64,41 @@ class UpstreamStream:
             return END
         except StreamError as error:
             return END if self._cancelled.is_set() else error
-        except Exception as exc:  # the body was closed under us, or botocore failed in a new way
+        except Exception as exc:  # the socket was shut down under us, or botocore failed in a new way
             if self._cancelled.is_set():
                 return END
             return StreamError("upstream_error", f"reading the endpoint's stream failed: {exc!r}")
 
     def cancel(self) -> None:
-        """Stop reading and close the connection, so the endpoint stops generating for nobody."""
+        """Stop reading: wake a read blocked on a silent endpoint by shutting the socket's reading side.
+
+        Closing the body here would wait for that read (urllib3's file object holds a lock while it
+        reads), so the reader thread closes it (:meth:`close`) once its read has returned."""
         if self._cancelled.is_set():
             return
         self._cancelled.set()
-        # Closing a half-read connection from another thread may itself fail; the stream is given up either way.
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # already closed, or released: nothing left to wake
+            _shut_reading_side(self._body)
+
+    def close(self) -> None:
+        """Close the connection, so the endpoint stops generating for nobody (blocking: reader thread only)."""
+        with contextlib.suppress(Exception):  # a half-read connection may fail to close; it is given up either way
             self._body.close()
+
+
+def _shut_reading_side(body: object) -> None:
+    """``shutdown(SHUT_RD)`` on the stream's socket, which returns at once and ends a blocked read.
+
+    botocore keeps the urllib3 response as ``_raw_stream``; urllib3 (2.3+) shuts it with
+    ``HTTPResponse.shutdown``, made for this; older ones expose the connection's socket."""
+    raw = getattr(body, "_raw_stream", None)
+    shutdown = getattr(raw, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+        return
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RD)
 
 
 def open_stream(

@@ -402,7 +402,8 @@ def test_prompt_is_logged_only_when_enabled(start_function, emulator, request_lo
     assert request_logs[0]["prompt"] == "secret question"
 
 
-def test_lambda_request_id_is_carried_through(function, emulator, request_logs: LogRecords) -> None:
+def test_lambda_request_id_is_carried_through(start_function, emulator, request_logs: LogRecords) -> None:
+    function = start_function(emulator, lambda_runtime_api="127.0.0.1:9001")  # as in Lambda, behind the adapter
     context = json.dumps({"request_id": "abc-123", "deadline": int(time.time() * 1000) + 60_000})
     response = httpx.post(function.url, json={"inputs": "Hi", "parameters": {"max_new_tokens": 2}},
                           headers={"x-amzn-lambda-context": context}, timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -310,3 +311,99 @@ def test_a_browser_must_say_json_even_with_no_content_type(function, emulator) -
                           headers={"origin": f"http://{host}", "content-type": ""})
     assert_safe_json_error(response, 415, "unsupported_media_type")
     assert emulator.requests == []
+
+
+# -- 7. what a caller controls cannot steer the function --------------------------------------------------
+
+
+def test_a_forged_lambda_context_outside_lambda_is_not_read(function, emulator, request_logs: LogRecords) -> None:
+    """Locally the header comes from the caller: it names no request id and sets no deadline."""
+    for context in ({"request_id": "forged-id-123"}, {"deadline": 1}, {"deadline": 10**400}):
+        response = httpx.post(function.url, json={"inputs": "hi", "parameters": {"max_new_tokens": 2}}, timeout=30,
+                              headers={"x-amzn-lambda-context": json.dumps(context)})
+        assert response.status_code == 200, (context, response.text)
+        assert response.headers["x-request-id"] != "forged-id-123"
+    assert [line["status"] for line in request_logs.wait_for(3)] == [200, 200, 200]
+
+
+@pytest.mark.parametrize("deadline", [10**400, -1, "soon", True, 1e308])
+def test_an_implausible_lambda_deadline_is_ignored_in_lambda_too(start_function, emulator, deadline: object) -> None:
+    function = start_function(emulator, lambda_runtime_api="127.0.0.1:9001")
+    response = httpx.post(function.url, json={"inputs": "hi", "parameters": {"max_new_tokens": 2}}, timeout=30,
+                          headers={"x-amzn-lambda-context": json.dumps({"deadline": deadline})})
+    assert response.status_code == 200, response.text
+
+
+def test_a_dns_rebinding_page_is_not_the_functions_own(function, emulator) -> None:
+    port = function.url.rsplit(":", 1)[1]
+    rebound = httpx.post(function.url, json={"inputs": "hi"}, timeout=30,
+                         headers={"host": f"evil.example:{port}", "origin": f"http://evil.example:{port}"})
+    assert_safe_json_error(rebound, 403, "forbidden_origin")
+    for own in (f"localhost:{port}", f"127.0.0.1:{port}", "abc123.lambda-url.us-east-1.on.aws"):
+        scheme = "https" if "lambda-url" in own else "http"
+        response = httpx.post(function.url, json={"inputs": "hi", "parameters": {"max_new_tokens": 2}}, timeout=30,
+                              headers={"host": own, "origin": f"{scheme}://{own}"})
+        assert response.status_code == 200, own
+    assert len(emulator.requests) == 3
+
+
+def test_thousands_of_unknown_keys_get_a_short_answer(function, emulator) -> None:
+    body = {"inputs": "x", **{f"key{i}": 1 for i in range(4000)}}
+    response = httpx.post(function.url, json=body, timeout=30)
+    error = assert_safe_json_error(response, 422, "validation_error")
+    assert len(response.content) < 2048
+    assert error["message"].endswith("and 3995 more")
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize(("body", "fragment", "python_words"), [
+    (b'{"inputs": "x", "parameters": {"seed": ' + b"9" * 5000 + b"}}", "more than 100 digits", "set_int_max_str"),
+    (b'\xef\xbb\xbf{"inputs": "x"}', "byte-order mark", "utf-8-sig"),
+    (b'{"inputs": "x"', "line 1, column 15", "char 14"),
+])
+def test_json_errors_are_told_in_the_functions_own_words(function, body: bytes, fragment: str,
+                                                         python_words: str) -> None:
+    response = httpx.post(function.url, content=body, headers={"content-type": "application/json"}, timeout=30)
+    error = assert_safe_json_error(response, 400, "invalid_json")
+    assert fragment in error["message"]
+    assert python_words not in error["message"]
+
+
+def test_log_lines_escape_what_readers_take_for_line_breaks(function, request_logs: LogRecords) -> None:
+    httpx.get(f"{function.url}/healthz/%E2%80%A8x%C2%85%C2%9B", timeout=30)
+    (record,) = request_logs.wait_for(1)
+    assert record["path"] == "/healthz/\u2028x\x85\x9b"  # the value is kept ...
+    captured: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record.getMessage())
+
+    handler = Capture()
+    logging.getLogger("llm_stream.requests").addHandler(handler)
+    try:
+        httpx.get(f"{function.url}/nope%E2%80%A9%C2%85", timeout=30)
+        request_logs.wait_for(2)
+    finally:
+        logging.getLogger("llm_stream.requests").removeHandler(handler)
+    (line,) = captured
+    assert "\u2029" not in line  # ... but the line holds escapes only
+    assert "\x85" not in line
+    assert "\\u2029" in line
+    assert "\\u0085" in line
+
+
+def test_container_text_cannot_forge_the_error_line_or_name_the_error_type(function, emulator,
+                                                                             request_logs: LogRecords) -> None:
+    emulator.inject(Fault(kind="in_band_error", after_tokens=1, message="x\x1e[error: fake] forged\nline",
+                          error_type="evil\x1etype"))
+    response = httpx.post(function.url, json={"inputs": "hi"}, timeout=30)
+    assert response.text.count("\x1e") == 1
+    assert "\n\x1e[error: generation] " in response.text
+    emulator.inject(Fault(kind="in_band_error", after_tokens=1, error_type="evil\x1etype"))
+    with httpx.stream("POST", function.url, json={"inputs": "hi"}, headers=SSE, timeout=30) as streamed:
+        events = list(EventSource(streamed).iter_sse())
+    assert json.loads(events[-1].data)["type"] == "generation"
+    lines = request_logs.wait_for(2)
+    assert [line["ErrorType"] for line in lines] == ["generation", "generation"]
+    assert "evil" in lines[1]["error_detail"]  # the container's word is kept for the operators

@@ -107,6 +107,24 @@ def test_values_it_cannot_honour_are_refused_by_name(client, emulator, kwargs, p
     assert emulator.requests == []
 
 
+@pytest.mark.parametrize(("field", "value"), [("max_tokens", "5"), ("stream", "true"), ("temperature", "0.5"),
+                                              ("seed", 1.5), ("stream_options", {"include_usage": "yes"})])
+def test_numbers_and_booleans_sent_as_strings_are_refused_as_openai_refuses_them(function, emulator, field,
+                                                                                  value) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], field: value}
+    response = httpx.post(f"{function.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"].startswith(field)
+    assert emulator.requests == []
+
+
+def test_stream_null_means_not_streamed(function) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": None, "max_tokens": 3}
+    response = httpx.post(f"{function.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["object"] == "chat.completion"
+
+
 def test_unknown_model_is_a_not_found_naming_the_deployed_one(client, emulator) -> None:
     with pytest.raises(openai.NotFoundError, match=MODEL):
         client.chat.completions.create(model="gpt-4o", messages=HI)

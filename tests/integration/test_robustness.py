@@ -6,6 +6,7 @@ Case counts come from the hypothesis profile (tests/conftest.py): `make test` ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -145,6 +146,33 @@ def test_fuzzed_nesting_depths_get_a_stream_or_a_4xx_json_error(stack, body: byt
 def test_fuzzed_raw_bodies_never_reach_the_endpoint_unless_valid(stack, body: bytes, content_type: str) -> None:
     check_response(stack, body, content_type)
 
+
+#: What made scanners backtrack or recurse: quotes, escapes, brackets, unicode escapes, numbers, separators.
+PATHOLOGICAL_PIECES = ['"', "\\", '\\"', "\\\\", "[", "{", '{"a":', "]", "}", "1", "9" * 30, "e9", "-", ".5",
+                       "\\u", "\\ud800", "\\u0000", ":", ",", "a", " ", "\u00e9", "\U0001f680"]
+#: A body built by repeating a short mix of them, up to 64 KB (the defaults' body cap).
+pathological_bodies = st.tuples(st.lists(st.sampled_from(PATHOLOGICAL_PIECES), min_size=1, max_size=5),
+                                st.integers(1, 65_536)).map(lambda mix: ("".join(mix[0]) * mix[1]).encode()[:65_536])
+#: Linear work refuses 64 KB in milliseconds; quadratic work took 17 s there. Per byte, with room for noise.
+SECONDS_PER_BYTE = 2e-6
+SECONDS_FIXED = 0.005
+
+
+@settings(max_examples=max(settings().max_examples // 3, 1), suppress_health_check=list(HealthCheck))
+@given(body=pathological_bodies, openai_route=st.booleans())
+def test_fuzzed_pathological_bodies_are_checked_in_linear_time(body: bytes, openai_route: bool) -> None:
+    """In-process, so the figure is the function's own work on the event loop (no sockets, no server)."""
+    from llm_stream.errors import ApiError
+    from llm_stream.openai_payloads import parse_chat
+    from llm_stream.payloads import parse_body
+
+    parse = parse_chat if openai_route else parse_body
+    fuzz_settings = Settings(endpoint_name="fuzz", max_body_bytes=65_536)
+    started = time.perf_counter()
+    with contextlib.suppress(ApiError):
+        parse(body, fuzz_settings)
+    took = time.perf_counter() - started
+    assert took < SECONDS_FIXED + SECONDS_PER_BYTE * len(body), (len(body), took, body[:80])
 
 
 def test_refusal_latency_report(capsys: pytest.CaptureFixture[str]) -> None:

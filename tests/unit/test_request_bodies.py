@@ -84,13 +84,20 @@ def test_lmi_parameters_pass_through_on_the_container_s_own_payload() -> None:
     ({"truncate": 100}, "`parameters.truncate` is not a known field"),
     ({"watermark": True}, "`parameters.watermark` is not a known field"),
     ({"repetition_penalty": 2.5}, "`parameters.repetition_penalty`: Input should be less than or equal to 2"),
-    ({"top_k": 0}, "`parameters.top_k`: Input should be greater than 0"),
+    ({"top_k": 0}, "`parameters.top_k`: Value error, must be -1 (no top-k) or at least 1"),
+    ({"top_k": -2}, "`parameters.top_k`: Input should be greater than or equal to -1"),
 ])
 def test_tgi_only_or_out_of_range_parameters_are_refused_for_lmi(parameters: dict[str, Any], problem: str) -> None:
     with pytest.raises(ApiError) as raised:
         sent(parse_body, {"inputs": "Hi", "parameters": parameters}, MISTRAL_INSTRUCT)
     assert raised.value.status == 422
     assert problem in raised.value.message
+
+
+def test_lmi_top_k_minus_one_means_no_top_k_as_vllm_reads_it() -> None:
+    """vLLM 0.4.2 (LMI 0.28's): ``top_k`` -1 disables top-k; 0 is refused (sampling_params.py ``_verify_args``)."""
+    body = sent(parse_body, {"inputs": "Hi", "parameters": {"top_k": -1, "do_sample": True}}, MISTRAL_INSTRUCT)
+    assert body["parameters"]["top_k"] == -1
 
 
 def test_lmi_parameter_names_are_refused_for_tgi() -> None:
