@@ -7,7 +7,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from .endpoint_stack import EndpointStack
 from .nag import acknowledge_findings
-from .settings import DeploymentSettings
+from .settings import DeploymentSettings, check_context_keys
 from .streaming_stack import StreamingStack
 
 
@@ -20,7 +20,9 @@ def streaming_stack_name(name_prefix: str) -> str:
 
 
 def build(app: App, settings: DeploymentSettings | None = None) -> tuple[EndpointStack, StreamingStack]:
-    settings = settings or DeploymentSettings.from_context(app.node.try_get_context)
+    if settings is None:
+        check_context_keys(app.node.get_all_context())
+        settings = DeploymentSettings.from_context(app.node.try_get_context)
     prefix = settings.name_prefix
     endpoint = EndpointStack(app, endpoint_stack_name(prefix), settings=settings,
                              description=f"SageMaker JumpStart endpoint for {settings.model.model_id}")

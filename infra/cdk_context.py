@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .settings import DeploymentSettings, SettingsError
+from .settings import DeploymentSettings, SettingsError, check_context_keys
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -34,4 +34,5 @@ def parse_pairs(pairs: Iterable[str]) -> dict[str, str]:
 
 def deployment_settings(pairs: Iterable[str] = (), cdk_json: Path = CDK_JSON) -> DeploymentSettings:
     context = {**project_context(cdk_json), **parse_pairs(pairs)}
+    check_context_keys(context)
     return DeploymentSettings.from_context(context.get)

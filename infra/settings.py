@@ -8,9 +8,10 @@ the command line arrive as strings and are converted here).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -44,6 +45,10 @@ CONTEXT_KEYS = (
     "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds", "api_keys_refresh_seconds",
     "api_keys_max_stale_intervals", "lmi_max_model_len", "scale_to_zero", "scale_to_zero_after_minutes",
 )
+#: Keys the CDK CLI and framework write themselves (besides the ``@aws-cdk...`` feature flags, the
+#: ``aws:cdk:...`` keys and lookup caches such as ``availability-zones:account=...:region=...``, which all hold
+#: a ``:``): aws-cdk-cli's ``cdk acknowledge``, ``cdk cli-telemetry`` and ``cdk migrate``.
+CDK_OWN_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry", "cdk-migrate"})
 AUTH_MODES = function_settings.AUTH_MODES
 #: ``lmi_max_model_len`` (an LMI model's window, input and answer together): at least the answer room
 #: plus 1024 prompt tokens; at most Mistral 7B's 32768 (config.json ``max_position_embeddings``).
@@ -241,6 +246,20 @@ def _with_lmi_window(model: CatalogModel, total: int | None, catalog: Catalog) -
                             f"{', '.join(catalog.ids(('lmi',)))}")
     answer_room = model.max_total_tokens - model.max_input_tokens
     return replace(model, max_total_tokens=total, max_input_tokens=total - answer_room)
+
+
+def check_context_keys(keys: Iterable[str]) -> None:
+    """Refuse a context key this app does not read (``-c modle=...`` would otherwise deploy the default model).
+
+    The app's keys are :data:`CONTEXT_KEYS` (a new setting adds its key there); the CDK's own are left alone."""
+    unknown = sorted(key for key in keys if key not in CONTEXT_KEYS and key not in CDK_OWN_KEYS
+                     and not key.startswith("@") and ":" not in key)
+    if not unknown:
+        return
+    hints = [f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, CONTEXT_KEYS, 1))
+             else repr(key) for key in unknown]
+    raise SettingsError(f"unknown context key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                        f"allowed: {', '.join(CONTEXT_KEYS)}")
 
 
 def _required(raw: dict[str, Any], key: str) -> Any:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Capture, Template
 
-from infra.settings import CONTEXT_KEYS, DeploymentSettings
+from infra.settings import CONTEXT_KEYS, DeploymentSettings, check_context_keys
+from infra.settings import SettingsError as InfraSettingsError
 from llm_stream.settings import Settings, SettingsError, env_name
 from tests import ROOT
 from tests.cdk_app import cdk_context, templates
@@ -112,3 +113,27 @@ def test_a_deployment_the_function_would_refuse_fails_at_synth() -> None:
     settings = DeploymentSettings.from_context(cdk_context().get)
     with pytest.raises(SettingsError, match="SAGEMAKER_ENDPOINT_NAME=''"):
         settings.for_function("")
+
+
+def test_an_unknown_context_key_is_refused_naming_the_nearest_known_one() -> None:
+    with pytest.raises(InfraSettingsError, match=r"unknown context key 'modle' \(did you mean 'model'\?\); allowed: "
+                                                r"model, instance_type"):
+        check_context_keys(["model", "modle"])
+    with pytest.raises(InfraSettingsError, match="unknown context keys 'foo', 'zzz'"):
+        check_context_keys(["foo", "zzz"])
+
+
+def test_the_cdks_own_context_keys_are_left_alone() -> None:
+    check_context_keys([*CONTEXT_KEYS, "@aws-cdk/core:checkSecretUsage", "@aws-cdk-containers/ecs:x",
+                        "aws:cdk:enable-path-metadata", "aws:cdk:bundling-stacks",
+                        "availability-zones:account=123456789012:region=us-east-1", "acknowledged-issue-numbers",
+                        "cli-telemetry"])
+
+
+def test_synth_refuses_an_unknown_context_key(tmp_path) -> None:
+    from aws_cdk import App
+
+    from infra.app_builder import build
+
+    with pytest.raises(InfraSettingsError, match="modle"):
+        build(App(context={**cdk_context(), "modle": "huggingface-llm-mistral-7b-instruct"}, outdir=str(tmp_path)))
