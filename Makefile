@@ -107,12 +107,15 @@ preflight: install
 bootstrap: install $(CDK)
 	$(CDK_ENV) $(CDK) bootstrap $(CDK_ARGS)
 
+# Interactive by default: deploy asks before widening IAM or security groups, destroy before deleting.
+# APPROVE=1 answers yes to both, for CI and other runs without a terminal (the CLI refuses to ask there).
 deploy: install $(CDK)
 	@$(PREFLIGHT)
-	$(CDK_ENV) $(CDK) deploy --all --require-approval broadening --outputs-file $(OUTPUTS) $(CDK_ARGS)
+	$(CDK_ENV) $(CDK) deploy --all --require-approval $(if $(APPROVE),never,broadening) --outputs-file $(OUTPUTS) \
+		$(CDK_ARGS)
 
 destroy: install $(CDK)
-	$(CDK_ENV) $(CDK) destroy --all $(CDK_ARGS)
+	$(CDK_ENV) $(CDK) destroy --all $(if $(APPROVE),--force) $(CDK_ARGS)
 
 # After make deploy: health, refusal without credentials, a streamed answer (TTFT, tokens/s), a 4xx for bad
 # input, through the deployed URL; one verdict line, non-zero exit on any failure.
@@ -128,10 +131,14 @@ refresh-catalog-live: install $(SAGEMAKER_STAMP)
 	$(PY) -m infra.refresh_catalog --live $(if $(REGION),--region $(REGION)) $(if $(UPDATE),--update $(UPDATE)) \
 		$(if $(TO),--to $(TO))
 
+# The full hypothesis counts, refusals' p99 within 100 ms, and /healthz answered within 100 ms while each
+# hostile body or silent endpoint is in flight (tests/integration/test_event_loop.py).
 fuzz: install
-	HYPOTHESIS_PROFILE=full FUZZ_REFUSAL_P99_SECONDS=0.1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
+	HYPOTHESIS_PROFILE=full FUZZ_REFUSAL_P99_SECONDS=0.1 FUZZ_HEALTHZ_SECONDS=0.1 \
+		JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
 		$(PY) -m pytest -q tests/integration/test_robustness.py tests/integration/test_hostile_requests.py \
-		tests/unit/test_tokens.py -k "fuzzed or openapi or random_chunkings or arbitrary or chaos or hostile or refusal_latency"
+		tests/unit/test_tokens.py tests/integration/test_event_loop.py \
+		-k "fuzzed or openapi or random_chunkings or arbitrary or chaos or hostile or refusal_latency or event_loop"
 
 load: install
 	$(PY) benchmarks/function_latency.py --concurrency 50 200 --tokens 48
