@@ -108,14 +108,16 @@ bootstrap: install $(CDK)
 	$(CDK_ENV) $(CDK) bootstrap $(CDK_ARGS)
 
 # Interactive by default: deploy asks before widening IAM or security groups, destroy before deleting.
-# APPROVE=1 answers yes to both, for CI and other runs without a terminal (the CLI refuses to ask there).
+# APPROVE=1 answers yes to both, for CI and other runs without a terminal (the CLI refuses to ask there);
+# only 1, true or yes does (APPROVE=0 still asks).
+APPROVED = $(filter 1 true yes,$(APPROVE))
 deploy: install $(CDK)
 	@$(PREFLIGHT)
-	$(CDK_ENV) $(CDK) deploy --all --require-approval $(if $(APPROVE),never,broadening) --outputs-file $(OUTPUTS) \
+	$(CDK_ENV) $(CDK) deploy --all --require-approval $(if $(APPROVED),never,broadening) --outputs-file $(OUTPUTS) \
 		$(CDK_ARGS)
 
 destroy: install $(CDK)
-	$(CDK_ENV) $(CDK) destroy --all $(if $(APPROVE),--force) $(CDK_ARGS)
+	$(CDK_ENV) $(CDK) destroy --all $(if $(APPROVED),--force) $(CDK_ARGS)
 
 # After make deploy: health, refusal without credentials, a streamed answer (TTFT, tokens/s), a 4xx for bad
 # input, through the deployed URL; one verdict line, non-zero exit on any failure.

@@ -225,6 +225,11 @@ class EmulatorServer:
 
     def _record(self, request: ReceivedRequest) -> Fault | None:
         with self._lock:
+            if len(self._requests) == KEPT_REQUESTS:  # the oldest record goes, and its body with it
+                evicted = self._requests[0]
+                if self._bodies and self._bodies[0] is evicted:
+                    self._bodies.popleft()
+                    self._body_bytes -= len(evicted.body)
             self._requests.append(request)
             self.received += 1
             self._bodies.append(request)

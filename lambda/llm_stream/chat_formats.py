@@ -73,9 +73,10 @@ class ChatFormat:
         markers = (*self.control_tokens, *((self.newline,) if self.newline != "\n" else ()))
         for marker in markers:
             content = content.replace(marker, marker[0] + MARKER_BREAK + marker[1:])
-        lines = content.split("\n")
         labels = self._labels()
-        return "\n".join(MARKER_BREAK + line if line.lstrip().startswith(labels) else line for line in lines)
+        # Every line break a tokenizer or a reader may take as one (\r, U+2028, U+0085, ...), not only \n.
+        return "".join(MARKER_BREAK + line if line.lstrip().startswith(labels) else line
+                       for line in content.splitlines(keepends=True))
 
     def _labels(self) -> tuple[str, ...]:
         """The role labels that open a turn (``User:``), as they would start a line."""

@@ -18,7 +18,9 @@ uvicorn in ``requirements.txt``; ``tests/integration/test_server_refusals.py`` f
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -31,12 +33,17 @@ from .logs import log_request
 from .settings import Settings
 from .stats import RequestStats
 
+#: What uvicorn logs before it sends its 400: the function's own log line says it instead, once.
+_UVICORN_INVALID_HTTP = "Invalid HTTP request received."
 _INVALID_HTTP = "the request is not valid HTTP/1.1 (or its head is larger than the function reads)"
 _BUSY = "the function is serving as many requests as it can; retry shortly"
 
 
 def function_protocol(settings: Settings) -> type[H11Protocol]:
     """uvicorn's h11 protocol with the function's refusals, for ``uvicorn.Config(http=...)``."""
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _WithoutInvalidHttpWarning) for existing in uvicorn_log.filters):
+        uvicorn_log.addFilter(_WithoutInvalidHttpWarning())
 
     class FunctionProtocol(H11Protocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -54,20 +61,23 @@ def function_protocol(settings: Settings) -> type[H11Protocol]:
         def send_400_response(self, msg: str) -> None:
             refusal = ApiError(400, "invalid_http", _INVALID_HTTP, detail=msg)
             cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:  # a request the app has (or is about to have)
+            in_flight = cycle is not None and not cycle.response_complete
+            writable = self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)  # no response has started
+            request_id = str(uuid.uuid4())
+            if in_flight:  # a request the app has (or is about to have): its one log line records the refusal
                 state = cycle.scope.setdefault("state", {})
                 stats: RequestStats | None = state.get(STATS_KEY)
-                request_id = stats.request_id if stats is not None else str(uuid.uuid4())
+                request_id = stats.request_id if stats is not None else request_id
                 state[SERVER_REFUSAL_KEY], state[REQUEST_ID_KEY] = refusal, request_id
-                # What the app sends from now on goes nowhere; its log line records this refusal, once.
-                cycle.disconnected = True
+                cycle.disconnected = True  # what the app sends from now on goes nowhere
                 cycle.message_event.set()
-            else:
-                request_id = str(uuid.uuid4())
+            elif writable:  # a new request that never reached the app: this is its log line
                 log_request(RequestStats(request_id=request_id, model_id=settings.model_id, status=400,
                                          error_type=refusal.error_type, error_detail=msg), settings)
-            if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # no response has started
-                self._write_error(refusal, request_id)
+            # Otherwise the bytes broke the body of a request already answered (and logged): nothing to say.
+            if writable:
+                with contextlib.suppress(h11.LocalProtocolError):  # h11 allows no body (a HEAD request's)
+                    self._write_error(refusal, request_id)
             self.transport.close()
 
         def _write_error(self, refusal: ApiError, request_id: str) -> None:
@@ -75,10 +85,19 @@ def function_protocol(settings: Settings) -> type[H11Protocol]:
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                        (b"connection", b"close"), (b"x-request-id", request_id.encode()),
                        *security_headers()]
-            for event in (h11.Response(status_code=400, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
+            response = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+            for event in (response, h11.Data(data=body), h11.EndOfMessage()):
                 self.transport.write(self.conn.send(event) or b"")
 
+        def _unsupported_upgrade_warning(self) -> None:
+            """An upgrade is an ordinary request here (``serve.py``: no WebSocket), logged by the lifecycle."""
+
     return FunctionProtocol
+
+
+class _WithoutInvalidHttpWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _UVICORN_INVALID_HTTP
 
 
 def _refused_app(app: Any) -> Any:

@@ -62,10 +62,22 @@ def quoted(text: str) -> str:
     return text if len(text) <= QUOTED_CHARS else text[:QUOTED_CHARS] + "..."
 
 
+#: The json module's phrases (``json/decoder.py``, ``_json.c``), in the function's words.
+_DECODE_PROBLEMS = {
+    "Expecting value": "a value was expected",
+    "Expecting property name enclosed in double quotes": "a key in double quotes was expected",
+    "Expecting ':' delimiter": "a ':' was expected",
+    "Expecting ',' delimiter": "a ',' was expected",
+    "Unterminated string starting at": "a string that starts here is never closed",
+    "Invalid control character at": "a control character must be escaped in a string",
+    "Invalid \\escape": "an invalid escape",
+    "Invalid \\uXXXX escape": "an invalid \\u escape",
+    "Extra data": "more text follows the JSON value",
+}
+
+
 def _decode_problem(exc: json.JSONDecodeError) -> str:
-    # The json module's phrases ("Expecting value", "Unterminated string starting at", ...) name JSON's
-    # own grammar; lower-cased, without the position, which the caller gets as line and column.
-    return exc.msg[:1].lower() + exc.msg[1:]
+    return _DECODE_PROBLEMS.get(exc.msg, "the text does not parse")
 
 
 def _too_deep() -> ApiError:
@@ -83,28 +95,34 @@ def _integer(digits: str) -> int:
 
 
 def _check_values(data: Any) -> None:
-    """One walk of the parsed body, without recursion: depth, strings and numbers."""
-    pending: list[tuple[Any, str, int]] = [(data, "", 1)]
+    """One walk of the parsed body, without recursion: depth, strings and numbers. A value's place is kept as
+    its keys (a tuple of at most :data:`MAX_DEPTH` references) and written out only for a message, so the walk
+    stays linear in the body however long its keys are."""
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
     while pending:
-        value, path, depth = pending.pop()
+        value, place = pending.pop()
         if isinstance(value, str):
-            _check_text(value, path or "body")
+            _check_text(value, place)
         elif isinstance(value, float) and not math.isfinite(value):
-            raise ApiError(422, "validation_error", f"`{quoted(path or 'body')}`: the number is too large")
+            raise ApiError(422, "validation_error", f"`{_path(place)}`: the number is too large")
         elif isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
+            if len(place) >= MAX_DEPTH:
                 raise _too_deep()
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
-                item_path = f"{path}.{key}" if path else str(key)
                 if isinstance(key, str):
-                    _check_text(key, item_path)
-                pending.append((item, item_path, depth + 1))
+                    _check_text(key, (*place, key))
+                pending.append((item, (*place, key)))
 
 
-def _check_text(text: str, path: str) -> None:
+def _path(place: tuple[str | int, ...]) -> str:
+    """A value's place as the caller would name it (``parameters.stop.0``), short enough to quote."""
+    shown = quoted(".".join(quoted(str(key)) for key in place) or "body")
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")  # a key may hold a lone surrogate
+
+
+def _check_text(text: str, place: tuple[str | int, ...]) -> None:
     found = _SURROGATE.search(text)
     if found:
-        shown = quoted(path).encode("utf-8", "backslashreplace").decode("utf-8")  # the path may hold one too
-        raise ApiError(422, "validation_error", f"`{shown}`: contains a lone surrogate "
+        raise ApiError(422, "validation_error", f"`{_path(place)}`: contains a lone surrogate "
                        f"(U+{ord(found[0]):04X}), which is not valid Unicode text")

@@ -97,6 +97,7 @@ class StreamReader:
     def _run(self, open_upstream: Callable[[], UpstreamStream]) -> None:
         # Whatever happens here reaches the event loop as an item at once: the route must never be
         # left waiting for its deadline because this thread failed in a way nobody foresaw.
+        complete = False
         try:
             try:
                 stream = open_upstream()
@@ -111,12 +112,13 @@ class StreamReader:
                 stream.cancel()
             while True:
                 item = stream.next_item()
+                complete = isinstance(item, StreamEnd) and not stream.cancelled
                 if not self._put(item) or not isinstance(item, str):
                     return
         except Exception:
             self._put(StreamError("internal_error", traceback.format_exc()))
         finally:
-            if self._stream is not None and self._stream.cancelled:
+            if self._stream is not None and not complete:  # failed, cancelled or abandoned: hang up
                 self._stream.close()  # here: closing waits for a read in progress to return
             with contextlib.suppress(RuntimeError):  # the event loop is gone, and its limiter with it
                 self._loop.call_soon_threadsafe(self._limiter.release_on_behalf_of, self)

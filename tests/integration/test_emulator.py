@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import deque
 from typing import Any
 
 import httpx
@@ -517,3 +518,16 @@ def test_what_the_emulator_keeps_of_requests_is_bounded(emulator, runtime_client
     assert [record.body_dropped for record in kept][:8] == [True] * 8
     assert not kept[-1].body_dropped
     assert kept[-1].json()["padding"] == big["padding"]
+
+
+def test_the_records_kept_are_bounded_by_count_bodies_included(emulator, monkeypatch) -> None:
+    from sagemaker_emulator import server
+
+    monkeypatch.setattr(server, "KEPT_REQUESTS", 5)
+    monkeypatch.setattr(emulator, "_requests", deque(maxlen=5))
+    for index in range(12):
+        httpx.post(f"{emulator.url}/endpoints/x/invocations", content=b"{}" * (index + 1))  # unsigned: refused 403
+    assert emulator.received == 12
+    assert len(emulator.requests) == 5
+    assert len(emulator._bodies) == 5  # the evicted records' bodies went with them
+    assert emulator._body_bytes == sum(len(record.body) for record in emulator.requests)

@@ -137,3 +137,25 @@ def test_an_ordinary_stream_is_untouched_by_the_server_protocol(function) -> Non
             with client.stream("POST", function.url, json={"inputs": "hi", "parameters": {"max_new_tokens": 3}},
                                headers={"accept": "text/event-stream"}) as response:
                 assert [event.event for event in EventSource(response).iter_sse()][-1] == "done"
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD"])
+def test_a_bad_chunk_after_an_answered_request_adds_no_line_and_no_error(function, request_logs: LogRecords,
+                                                                         method: bytes) -> None:
+    """The app answered without reading the body; the broken chunk that follows belongs to that request."""
+    head = method + b" /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+    status, headers, _ = parse(exchange(function.url, head, b"zz\r\n"))
+    assert status == 200
+    time.sleep(0.2)
+    assert [line["request_id"] for line in request_logs] == [headers["x-request-id"]]
+    assert httpx.get(f"{function.url}/healthz").status_code == 200  # and the server is none the worse
+
+
+def test_a_bad_chunk_in_a_head_request_body_the_app_reads_is_answered_without_a_body(function,
+                                                                                     request_logs) -> None:
+    head = b"HEAD / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+    status, headers, body = parse(exchange(function.url, head))
+    assert status == 400
+    assert body == b""  # HEAD: the headers of the JSON error, and no body
+    (line,) = request_logs.wait_for(1)
+    assert line["request_id"] == headers["x-request-id"]

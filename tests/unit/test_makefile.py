@@ -21,8 +21,8 @@ def planned(*arguments: str) -> str:
     ("destroy", "destroy --all", "destroy --all --force"),
 ])
 def test_deploy_and_destroy_ask_unless_approved(target: str, interactive: str, unattended: str) -> None:
-    asking = planned(target)
-    assert interactive in asking
-    assert "--force" not in asking
-    assert "never" not in asking
+    for asking in (planned(target), planned(target, "APPROVE=0")):  # only a yes approves
+        assert interactive in asking
+        assert "--force" not in asking
+        assert "never" not in asking
     assert unattended in planned(target, "APPROVE=1")
