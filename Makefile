@@ -14,7 +14,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 OUTPUTS ?= outputs.json
 
 .PHONY: install lint test test-tools test-fast demo dev api-key synth preflight bootstrap deploy destroy smoke \
-	refresh-catalog refresh-catalog-live fuzz load bench-parser bench-function clean
+	refresh-catalog refresh-catalog-live fuzz load bench-parser bench-function bench-coldstart clean
 
 install: $(STAMP)
 
@@ -147,6 +147,11 @@ load: install
 
 bench-function: install
 	$(PY) benchmarks/function_latency.py
+
+# Process start -> ready and -> first streamed byte, the function as run.sh starts it against a bare ASGI app
+# under the same uvicorn, interleaved; COMPARE=<checkout> adds another version of the function to the rounds.
+bench-coldstart: install
+	$(PY) benchmarks/cold_start.py $(if $(RUNS),--runs $(RUNS)) $(if $(COMPARE),--compare $(COMPARE))
 
 bench-parser: install
 	$(PY) benchmarks/token_iterator.py
