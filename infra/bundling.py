@@ -54,7 +54,7 @@ class PipLocalBundling:
 
 
 def function_code(runtime: lambda_.Runtime, architecture: lambda_.Architecture) -> lambda_.Code:
-    """The asset: fastapi + uvicorn wheels for the runtime, ``llm_stream/`` and ``run.sh``.
+    """The asset: starlette, pydantic and uvicorn wheels for the runtime, ``llm_stream/`` and ``run.sh``.
 
     Local bundling first; Docker (the runtime's build image) only where it fails.
     """

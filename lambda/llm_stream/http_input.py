@@ -13,8 +13,7 @@ import re
 from urllib.parse import urlsplit
 
 import anyio
-from fastapi import Request
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 
 from .errors import ApiError
 from .settings import Settings

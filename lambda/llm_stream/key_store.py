@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.to_thread
-import boto3
-from botocore.config import Config
 
 from .api_keys import KeyDocumentError, KeyRing
 from .logs import log_event
@@ -32,9 +30,6 @@ if TYPE_CHECKING:
 
 #: After a failed read, the next attempt waits at most this long (or one interval, if shorter).
 RETRY_AFTER_FAILURE_SECONDS = 5.0
-#: A read holds up the request that triggered it: keep a stalled Secrets Manager call short.
-SECRETS_MANAGER_CONFIG = Config(connect_timeout=2, read_timeout=3,
-                                retries={"mode": "standard", "total_max_attempts": 2})
 
 
 class KeySource(Protocol):
@@ -122,8 +117,13 @@ def create_key_store(settings: Settings) -> KeyStore | None:
     if settings.auth_mode != "api_key":
         return None
     source: KeySource
-    if settings.api_keys_secret_id:
-        client = boto3.client("secretsmanager", config=SECRETS_MANAGER_CONFIG)
+    if settings.api_keys_secret_id:  # boto3 is imported here, in this mode only (not on the others' way to ready)
+        import boto3
+        from botocore.config import Config
+
+        # A read holds up the request that triggered it: keep a stalled Secrets Manager call short.
+        config = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 2})
+        client = boto3.client("secretsmanager", config=config)
         source = SecretsManagerSource(client, settings.api_keys_secret_id)
     else:
         source = FileSource(Path(settings.api_keys_file))

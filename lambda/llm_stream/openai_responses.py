@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
 
 from .errors import ApiError
-from .openai_payloads import OpenAIRequest
 from .stats import RequestStats
+
+if TYPE_CHECKING:  # pydantic loads after the server is ready (preload.py)
+    from .openai_payloads import OpenAIRequest
 
 #: TGI's finish reasons in OpenAI's words.
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop", "stop": "stop"}

@@ -9,18 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from .answer_text import AnswerText
 from .errors import ApiError
-from .http_input import check_origin, read_body
 from .lifecycle import request_stats
-from .openai_payloads import OpenAIRequest, parse_chat, parse_completion
 from .openai_responses import OpenAIEncoder, complete_answer, openai_error
-from .payloads import UpstreamRequest
 from .reader import StreamReader
 from .responses import TokenStreamResponse, watch_disconnect
 from .settings import Settings
@@ -28,6 +27,10 @@ from .stats import RequestStats
 from .tokens import StreamError
 from .upstream import StreamEnd
 from .upstream_errors import first_event_error
+
+if TYPE_CHECKING:  # pydantic and the request models load after the server is ready (preload.py)
+    from .openai_payloads import OpenAIRequest
+    from .payloads import UpstreamRequest
 
 
 @dataclass(frozen=True)
@@ -42,24 +45,36 @@ class OpenedStream:
         return self.request.answer_text()
 
 
-OpenUpstream = Callable[[Request, UpstreamRequest], Awaitable[OpenedStream]]
-Parse = Callable[[bytes, Settings], OpenAIRequest]
+OpenUpstream = Callable[[Request, "UpstreamRequest"], Awaitable[OpenedStream]]
+_Parsed = TypeVar("_Parsed")
+#: The body of a request, checked (origin, size, time) and validated by ``parse`` once the models are loaded.
+Validate = Callable[[Request, Callable[[bytes, Settings], _Parsed]], Awaitable[_Parsed]]
 
 
-def add_openai_routes(app: FastAPI, settings: Settings, open_upstream: OpenUpstream) -> None:
+def _parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
+    from .openai_payloads import parse_chat
+
+    return parse_chat(raw, settings)
+
+
+def _parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
+    from .openai_payloads import parse_completion
+
+    return parse_completion(raw, settings)
+
+
+def openai_routes(settings: Settings, validate: Validate[OpenAIRequest], open_upstream: OpenUpstream) -> list[Route]:
     started = int(time.time())
 
-    @app.get("/v1/models", summary="The deployed model, as OpenAI lists models")
-    async def models() -> dict[str, object]:
-        return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": started,
-                                            "owned_by": "sagemaker-jumpstart"}]}
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": settings.model_id, "object": "model",
+                                                         "created": started, "owned_by": "sagemaker-jumpstart"}]})
 
-    async def answer(request: Request, parse: Parse) -> Response:
+    async def answer(request: Request, parse: Callable[[bytes, Settings], OpenAIRequest]) -> Response:
         stats = request_stats(request.scope)
         stats.metered = True
         try:
-            check_origin(request, settings)
-            openai_request = parse(await read_body(request, settings), settings)
+            openai_request = await validate(request, parse)
             stats.user = openai_request.payload.user
             opened = await open_upstream(request, openai_request.upstream)
         except ApiError as exc:
@@ -71,13 +86,15 @@ def add_openai_routes(app: FastAPI, settings: Settings, open_upstream: OpenUpstr
                                        opened.answer_text())
         return await _whole_answer(request, openai_request, opened, stats, settings)
 
-    @app.post("/v1/chat/completions", summary="OpenAI-compatible chat (streamed or not)")
     async def chat_completions(request: Request) -> Response:
-        return await answer(request, parse_chat)
+        return await answer(request, _parse_chat)
 
-    @app.post("/v1/completions", summary="OpenAI-compatible text completion (streamed or not)")
     async def completions(request: Request) -> Response:
-        return await answer(request, parse_completion)
+        return await answer(request, _parse_completion)
+
+    return [Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"])]
 
 
 async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: OpenedStream, stats: RequestStats,

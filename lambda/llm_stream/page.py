@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 STATIC = Path(__file__).with_name("static")
 FILES = {
@@ -25,14 +26,14 @@ HEADERS = {
 }
 
 
-def _file_route(content: bytes, media_type: str) -> Callable[[], Awaitable[Response]]:
-    async def serve() -> Response:
+def _file_route(content: bytes, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
         return Response(content, media_type=media_type, headers=HEADERS)
 
     return serve
 
 
-async def _no_icon() -> Response:
+async def _no_icon(request: Request) -> Response:
     return Response(status_code=204)
 
 
@@ -40,8 +41,8 @@ async def _no_icon() -> Response:
 PAGE_PATHS = (*FILES, "/favicon.ico")
 
 
-def add_page_routes(app: FastAPI) -> None:
-    for path, (name, media_type) in FILES.items():
-        app.add_api_route(path, _file_route((STATIC / name).read_bytes(), media_type), methods=["GET"],
-                          include_in_schema=False)
-    app.add_api_route("/favicon.ico", _no_icon, methods=["GET"], include_in_schema=False)
+def page_routes() -> list[Route]:
+    """``GET`` (and ``HEAD``) of the page's files, read once, when the app is built."""
+    files = [Route(path, _file_route((STATIC / name).read_bytes(), media_type), methods=["GET"])
+             for path, (name, media_type) in FILES.items()]
+    return [*files, Route("/favicon.ico", _no_icon, methods=["GET"])]

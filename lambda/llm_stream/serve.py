@@ -10,6 +10,15 @@ clients directly: the limits below, and the function's own body-read timeout, ar
 
 from __future__ import annotations
 
+import gc
+
+# A cold start allocates objects that live as long as the process (modules, the app, the client): collecting
+# them again and again is wasted. When this module runs as the server (run.sh, make dev), collection is off
+# until the preload ends, which switches it back on with what the start allocated frozen (preload.py);
+# make bench-coldstart measures it. Importing the module (tests) changes nothing.
+if __name__ == "__main__":
+    gc.disable()
+
 import argparse
 import os
 

@@ -22,7 +22,8 @@ format on each line and yields token texts in order:
   stream is the end of the answer).
 
 The module is pure: it reads an iterable, never the network. It imports
-botocore and urllib3 only to recognise the exceptions a live stream raises.
+botocore and urllib3 only to recognise the exceptions a live stream raises, and only
+when one is raised (not on the function's way to ready: ``preload.py``).
 """
 
 from __future__ import annotations
@@ -30,14 +31,6 @@ from __future__ import annotations
 import json
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal
-
-from botocore.exceptions import EventStreamError
-from botocore.exceptions import ReadTimeoutError as BotocoreReadTimeoutError
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
-
-# botocore's EventStream reads the raw urllib3 response, so urllib3's own errors surface.
-_READ_TIMEOUTS: Final = (ReadTimeoutError, BotocoreReadTimeoutError)
-_BROKEN_CONNECTIONS: Final = (ProtocolError, ConnectionError)
 
 StreamFormat = Literal["tgi", "messages", "lmi", "legacy"]
 
@@ -306,14 +299,19 @@ def _known_type(error_type: object, message: str) -> StreamError:
 
 def _upstream_failure(exc: Exception) -> StreamError | None:
     """Map what botocore/urllib3 raise while a stream is read; ``None`` for anything else."""
+    from botocore.exceptions import EventStreamError
+    from botocore.exceptions import ReadTimeoutError as BotocoreReadTimeoutError
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    # botocore's EventStream reads the raw urllib3 response, so urllib3's own errors surface.
     if isinstance(exc, EventStreamError):
         error = exc.response.get("Error", {})
         code, message = str(error.get("Code") or ""), str(error.get("Message") or exc)
         if code in STREAM_EXCEPTIONS:
             return StreamError(code, message)
         return StreamError("stream_error", f"{message} (code {_quote(code)})")
-    if isinstance(exc, _READ_TIMEOUTS):
+    if isinstance(exc, ReadTimeoutError | BotocoreReadTimeoutError):
         return StreamError("read_timeout", f"the endpoint stopped sending: {exc}")
-    if isinstance(exc, _BROKEN_CONNECTIONS):
+    if isinstance(exc, ProtocolError | ConnectionError):
         return StreamError("connection_lost", f"the connection to the endpoint broke: {exc}")
     return None

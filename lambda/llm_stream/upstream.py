@@ -1,17 +1,18 @@
-"""The SageMaker side: one boto3 client and opening a stream (its failures: ``upstream_errors.py``)."""
+"""The SageMaker side: one botocore client and opening a stream (its failures: ``upstream_errors.py``).
+
+botocore is imported where it is used, never on the way to ready: the client is created by ``preload.py``
+after the server listens, and everything here runs in a reader thread. botocore's own session, not boto3's:
+the client is the same (credentials, region, ``AWS_ENDPOINT_URL_*``, retries), without importing boto3 and
+s3transfer (about 26 ms of a cold start, ``make bench-coldstart``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .payloads import UpstreamRequest
 from .settings import Settings
 from .tokens import StreamError, TokenIterator
 from .upstream_errors import client_error, transport_error
@@ -22,6 +23,8 @@ if TYPE_CHECKING:  # the stubs are a development dependency; the bundle has none
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
     from mypy_boto3_sagemaker_runtime.type_defs import ResponseStreamTypeDef
 
+    from .payloads import UpstreamRequest
+
 class StreamEnd:
     """Returned by :meth:`UpstreamStream.next_item` when the answer is complete."""
 
@@ -31,6 +34,9 @@ END: Final = StreamEnd()
 
 def create_client(settings: Settings) -> SageMakerRuntimeClient:
     """The function's only SageMaker runtime client (honours ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``)."""
+    from botocore.config import Config
+    from botocore.session import get_session
+
     config = Config(
         connect_timeout=settings.upstream_connect_timeout_seconds,
         read_timeout=settings.upstream_read_timeout_seconds,
@@ -38,7 +44,7 @@ def create_client(settings: Settings) -> SageMakerRuntimeClient:
         max_pool_connections=settings.max_concurrent_streams,
         tcp_keepalive=True,
     )
-    return boto3.client("sagemaker-runtime", config=config)
+    return cast("SageMakerRuntimeClient", get_session().create_client("sagemaker-runtime", config=config))
 
 
 class UpstreamStream:
@@ -110,6 +116,8 @@ def open_stream(
 
     The request id travels in ``CustomAttributes``, so the container's logs can be matched with ours.
     """
+    from botocore.exceptions import BotoCoreError, ClientError
+
     component = {"InferenceComponentName": settings.inference_component_name} \
         if settings.inference_component_name else {}
     try:

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Final
-
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from typing import TYPE_CHECKING, Final
 
 from .errors import INTERNAL_ERROR_MESSAGE, ApiError
 from .tokens import StreamError
 from .wake_up import MIN_RETRY_AFTER_SECONDS, WakeUpClock, WakeUpEstimate
+
+if TYPE_CHECKING:  # botocore is imported where a failure is classified, in the reader thread (upstream.py)
+    from botocore.exceptions import BotoCoreError, ClientError
 
 _RETRY_SOON: Final = {"Retry-After": "1"}
 #: SageMaker's answer while an inference component has no copies (scaled to zero, or scaling out from it):
@@ -85,6 +79,13 @@ def client_error(exc: ClientError, wake_up: WakeUpClock | None = None) -> ApiErr
 
 def transport_error(exc: BotoCoreError) -> ApiError:
     """The runtime could not be reached, or did not answer in time."""
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
         return ApiError(504, "upstream_timeout", "the endpoint did not answer in time", detail=repr(exc))
     if isinstance(exc, EndpointConnectionError | ConnectionClosedError):

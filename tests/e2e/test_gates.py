@@ -115,10 +115,11 @@ def test_real_local_bundling_builds_an_arm64_python_bundle(tmp_path: Path) -> No
     run_sh = asset / "run.sh"
     assert run_sh.stat().st_mode & stat.S_IXUSR
     assert b"\r\n" not in run_sh.read_bytes()
-    assert (asset / "fastapi").is_dir()
+    assert (asset / "starlette").is_dir()
+    assert (asset / "pydantic").is_dir()
     assert (asset / "uvicorn").is_dir()
     (core,) = (asset / "pydantic_core").glob("_pydantic_core.*.so")
     assert core.name == "_pydantic_core.cpython-314-aarch64-linux-gnu.so"
-    for absent in ("boto3", "botocore", "sagemaker", "__pycache__"):
+    for absent in ("boto3", "botocore", "sagemaker", "fastapi", "__pycache__"):
         assert not (asset / absent).exists(), f"{absent} must not be in the bundle"
     assert not list(asset.rglob("__pycache__"))

@@ -72,12 +72,12 @@ def test_deeply_nested_json_is_a_400_with_one_log_line(function, emulator, reque
 def test_an_unexpected_failure_is_a_json_500_logged_once_with_its_traceback(
     start_function, emulator, request_logs: LogRecords, monkeypatch
 ) -> None:
-    from llm_stream import app
+    from llm_stream import payloads
 
     def broken(*args: object) -> None:
         raise RuntimeError("a bug with secret detail arn:aws:iam::123456789012:role/x")
 
-    monkeypatch.setattr(app, "parse_body", broken)
+    monkeypatch.setattr(payloads, "parse_body", broken)
     function = start_function(emulator)
     response = httpx.post(function.url, json={"inputs": "hi"}, timeout=30)
     error = assert_safe_json_error(response, 500, "internal_error")

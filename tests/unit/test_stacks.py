@@ -297,7 +297,7 @@ def test_function_runtime_handler_layer_and_environment() -> None:
         })},
         "Timeout": 300,
         "ReservedConcurrentExecutions": 10,
-        "MemorySize": 512,
+        "MemorySize": 1024,
     })
 
 
