@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from interleaved import quartiles, ratio  # noqa: E402
 
 from local_mode.servers import free_port, function_environment  # noqa: E402
 
@@ -136,12 +138,8 @@ def function(lambda_dir: Path, emulator_url: str) -> Callable[[int], subprocess.
 
 
 def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values) * 1000:6.0f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
-
-
-def _ratios(values: list[float], baseline: list[float]) -> str:
-    ratios = [value / base for value, base in zip(values, baseline, strict=True)]
-    return f"{statistics.median(ratios):4.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+    first, median, third = quartiles(values)
+    return f"{median * 1000:6.0f} ms (IQR {first * 1000:.0f}-{third * 1000:.0f})"
 
 
 #: What the server imports on its way to ready, and what the first request needs besides (``preload.py``).
@@ -193,12 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         _stop(emulator)
 
     base = variants[0].ready
-    print(f"cold start, {args.runs} interleaved runs: median (min-max); ratios to the floor's ready, per round")
-    print(f"{'':34} {'ready':>22} {'x floor':>18} {'first token':>22} {'x floor ready':>18}")
+    print(f"cold start, {args.runs} interleaved runs: median (IQR); ratios to the floor's ready, per round")
+    print(f"{'':34} {'ready':>24} {'x floor':>22} {'first token':>24} {'x floor ready':>22}")
     for variant in variants:
-        first = (_spread(variant.first_token), _ratios(variant.first_token, base)) if variant.streams else ("", "")
-        print(f"{variant.name[:34]:34} {_spread(variant.ready):>22} {_ratios(variant.ready, base):>18} "
-              f"{first[0]:>22} {first[1]:>18}")
+        first = (_spread(variant.first_token), ratio(variant.first_token, base)) if variant.streams else ("", "")
+        print(f"{variant.name[:34]:34} {_spread(variant.ready):>24} {ratio(variant.ready, base):>22} "
+              f"{first[0]:>24} {first[1]:>22}")
     print("\nCPU time used by the first token (Lambda gives 1 vCPU at 1,769 MB, in proportion below it; a start is "
           "one thread's work, so it takes about CPU x 1769 / MB there):")
     for variant in variants[1:]:

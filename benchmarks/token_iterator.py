@@ -3,13 +3,15 @@
     python benchmarks/token_iterator.py [--tokens 20000]
 
 Both parse the same TGI streams (rendered by the emulator's TGI renderer) cut
-into PayloadParts of several sizes. Throughput is the best of three runs;
+into PayloadParts of several sizes. Throughput: interleaved rounds (``interleaved.py``), each
+parser's median tokens/s and the median of the per-round ratios with its interquartile range;
 peak memory is measured in a separate run under tracemalloc.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "benchmarks")]
 
+from interleaved import quartiles, ratio, rounds  # noqa: E402
 from seed_token_iterator import TokenIterator as SeedTokenIterator  # noqa: E402
 
 from llm_stream.tokens import TokenIterator  # noqa: E402
@@ -52,12 +55,9 @@ def consume(parser: Parser, parts: list[dict]) -> int:
 
 
 def tokens_per_second(parser: Parser, parts: list[dict], token_count: int) -> float:
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        consume(parser, parts)
-        best = min(best, time.perf_counter() - started)
-    return token_count / best
+    started = time.perf_counter()
+    consume(parser, parts)
+    return token_count / (time.perf_counter() - started)
 
 
 def peak_kib(parser: Parser, parts: list[dict]) -> float:
@@ -72,19 +72,23 @@ def peak_kib(parser: Parser, parts: list[dict]) -> float:
 def main() -> None:
     arguments = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     arguments.add_argument("--tokens", type=int, default=20_000)
+    arguments.add_argument("--rounds", type=int, default=9)
     args = arguments.parse_args()
     body = tgi_body(args.tokens)
-    print(f"TGI stream: {args.tokens:,} tokens, {len(body) / 1024:,.0f} KiB; tokens/s best of 3; "
-          "peak memory under tracemalloc\n")
-    header = f"{'part size':>12} | " + " | ".join(f"{name:>14} tok/s {'':>0}| {'peak KiB':>9}" for name in PARSERS)
+    ours, seed = PARSERS
+    print(f"TGI stream: {args.tokens:,} tokens, {len(body) / 1024:,.0f} KiB; {args.rounds} interleaved rounds: "
+          "median tokens/s, and the per-round ratio this/blog (median, IQR); peak memory under tracemalloc\n")
+    header = (f"{'part size':>12} | {ours:>14} tok/s | {seed:>14} tok/s | {'this / blog':>24} | "
+              f"{'peak KiB ' + ours:>22} | {'peak KiB ' + seed:>21}")
     print(header)
     print("-" * len(header))
     for size in (1, 16, 256, None, 65536):
         parts = cut(body, size)
-        cells = []
-        for parser in PARSERS.values():
-            cells.append(f"{tokens_per_second(parser, parts, args.tokens):>20,.0f} | {peak_kib(parser, parts):>9,.1f}")
-        print(f"{'per event' if size is None else size:>12} | " + " | ".join(cells))
+        speeds = rounds({name: functools.partial(tokens_per_second, parser, parts, args.tokens)
+                         for name, parser in PARSERS.items()}, args.rounds)
+        print(f"{'per event' if size is None else size:>12} | {quartiles(speeds[ours])[1]:>20,.0f} | "
+              f"{quartiles(speeds[seed])[1]:>20,.0f} | {ratio(speeds[ours], speeds[seed]):>24} | "
+              f"{peak_kib(PARSERS[ours], parts):>22,.1f} | {peak_kib(PARSERS[seed], parts):>21,.1f}")
 
     print("\nPeak memory vs stream length (256-byte parts). TGI's final event repeats the whole")
     print("generated text, so the longest event grows with the answer; the rest of the stream should not count:")
