@@ -18,12 +18,13 @@ OUTPUTS ?= outputs.json
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt lambda/requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt lambda/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
 	@echo "Installing Python dependencies into $(VENV)/ (first run: about a minute)" >&2
 	@$(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . >&2
 	@touch $@
 
 # Tools whose many pins must not move the app's get environments of their own, .venv-<name>/ from

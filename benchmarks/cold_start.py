@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+sys.path[:0] = [str(ROOT / "benchmarks")]  # its siblings (not a package); the project's are installed
 
 from interleaved import quartiles, ratio  # noqa: E402
 

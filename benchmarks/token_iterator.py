@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "benchmarks")]
+sys.path[:0] = [str(ROOT / "benchmarks")]  # its siblings (not a package); the project's are installed
 
 from interleaved import quartiles, ratio, rounds  # noqa: E402
 from seed_token_iterator import TokenIterator as SeedTokenIterator  # noqa: E402

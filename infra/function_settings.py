@@ -3,25 +3,22 @@
 ``lambda/llm_stream/settings.py`` is the contract between the stack and the function: the stack builds
 the function's :class:`Settings` and writes them as its environment, so names and defaults live in one
 place. ``api_keys.py`` defines the key document the stack's secret starts with.
-``lambda`` is not an importable package name, so its folder joins the import path here, once.
-This module needs no CDK: local runs use it too.
+The function's package is installed with the project (``pyproject.toml``: ``llm_stream`` from
+``lambda/llm_stream``), so it imports like any other. This module needs no CDK: local runs use it too.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
-
-from .catalog import CatalogModel
-
-if (_lambda_dir := str(Path(__file__).resolve().parent.parent / "lambda")) not in sys.path:
-    sys.path.append(_lambda_dir)
 
 from llm_stream import api_keys
 from llm_stream import settings as function_settings
 
-LAMBDA_DIR = Path(_lambda_dir)
+from .catalog import CatalogModel
+
+#: The function's folder: its package, ``run.sh`` and ``requirements.txt`` (what the bundle is built from).
+LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 
 FunctionSettings = function_settings.Settings
 
