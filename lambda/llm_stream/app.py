@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from .error_responses import error_response
 from .errors import ApiError, error_body
 from .http_input import check_origin, read_body
 from .lifecycle import RequestLifecycle, lambda_deadline, request_stats
@@ -99,15 +100,16 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
         await preload.ready()
         return parse(raw, settings)
 
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, ApiError):  # registered for ApiError only
+            raise exc
+        return error_response(exc, request.scope)
+
     async def invoke(request: Request) -> Response:
         stats = request_stats(request.scope)
         stats.metered = True
-        try:
-            upstream_request = await validated(request, _parse_body)
-            opened = await open_upstream(request, upstream_request)
-        except ApiError as exc:
-            stats.error_type, stats.error_detail = exc.error_type, exc.detail
-            return exc.response(stats.request_id)
+        upstream_request = await validated(request, _parse_body)
+        opened = await open_upstream(request, upstream_request)
         encoder = SseEncoder() if "text/event-stream" in request.headers.get("accept", "") else PlainEncoder()
         return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline,
                                    opened.answer_text())
@@ -142,7 +144,7 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
     routes = [*page_routes(), Route(READINESS_PATH, healthz, methods=["GET"]), Route("/", invoke, methods=["POST"]),
               *openai_routes(settings, validated, open_upstream), Route("/openapi.json", openapi, methods=["GET"])]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error})
+                    exception_handlers={HTTPException: http_error, ApiError: api_error})
     app.router.redirect_slashes = False  # a trailing slash is a 404: no Location is ever built from the Host
     return app
 

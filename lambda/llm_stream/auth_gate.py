@@ -15,13 +15,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .error_responses import error_response
 from .errors import ApiError
 from .key_store import KeyStore
 from .lifecycle import request_stats
-from .openai_responses import openai_error
 
 _OPEN_METHODS = ("GET", "HEAD")
 HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
@@ -42,8 +41,7 @@ class ApiKeyGate:
         try:
             stats.consumer = await self._consumer(Headers(scope=scope))
         except ApiError as refusal:  # logged like any request, with its error_type; not metered as a stream
-            stats.error_type, stats.error_detail = refusal.error_type, refusal.detail
-            await _refusal_response(scope["path"], refusal, stats.request_id)(scope, receive, send)
+            await error_response(refusal, scope)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -96,7 +94,3 @@ def _presented_keys(headers: Headers) -> set[str | None]:
 def _printable_ascii(key: str) -> bool:
     return key.isascii() and key.isprintable()
 
-
-def _refusal_response(path: str, refusal: ApiError, request_id: str) -> JSONResponse:
-    """The OpenAI error shape on the OpenAI-compatible routes, the function's own elsewhere."""
-    return openai_error(refusal, request_id) if path.startswith("/v1/") else refusal.response(request_id)

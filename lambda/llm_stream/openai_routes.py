@@ -17,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .answer_text import AnswerText
+from .error_responses import error_response
 from .errors import ApiError
 from .lifecycle import request_stats
-from .openai_responses import OpenAIEncoder, complete_answer, openai_error
+from .openai_responses import OpenAIEncoder, complete_answer
 from .reader import StreamReader
 from .responses import TokenStreamResponse, watch_disconnect
 from .settings import Settings
@@ -73,13 +74,9 @@ def openai_routes(settings: Settings, validate: Validate[OpenAIRequest], open_up
     async def answer(request: Request, parse: Callable[[bytes, Settings], OpenAIRequest]) -> Response:
         stats = request_stats(request.scope)
         stats.metered = True
-        try:
-            openai_request = await validate(request, parse)
-            stats.user = openai_request.payload.user
-            opened = await open_upstream(request, openai_request.upstream)
-        except ApiError as exc:
-            stats.error_type, stats.error_detail = exc.error_type, exc.detail
-            return openai_error(exc, stats.request_id)
+        openai_request = await validate(request, parse)
+        stats.user = openai_request.payload.user
+        opened = await open_upstream(request, openai_request.upstream)
         if openai_request.stream:
             encoder = OpenAIEncoder(openai_request, settings.model_id)
             return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline,
@@ -128,8 +125,7 @@ async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: O
     if stats.client_disconnected:
         return Response(status_code=499)  # nobody is listening; the status is for the log line
     if failure is not None:
-        stats.error_type, stats.error_detail = failure.error_type, failure.detail
-        return openai_error(failure, stats.request_id)
+        return error_response(failure, http_request.scope)
     opened.reader.record_end(stats)
     answer = opened.answer_text()
     text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason)
