@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import os
 
 # jsii (aws-cdk-lib) prints a banner on Node 20 unless told it is known.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,20 +17,11 @@ import pytest
 from botocore.config import Config
 from hypothesis import HealthCheck, settings
 
-from local_mode.servers import REAL_CREDENTIAL_VARIABLES, emulator_aws_environment, free_port
-from sagemaker_emulator import EmulatorConfig, EmulatorServer
+from local_mode.servers import free_port
+from sagemaker_emulator import EmulatorServer
 from tests import ROOT
-
-FAST = EmulatorConfig(ttft_ms=5, token_ms=1)
-#: The inference component of a scaled-to-zero emulator (``scaled_to_zero``).
-TEST_COMPONENT = "test-component"
-
-
-def scaled_to_zero(warm_up_seconds: float = 0.5, **config: Any) -> EmulatorServer:
-    """An emulator whose endpoint hosts its model as an inference component with no copy yet: the first
-    invocation is refused and starts the warm-up (use it as a context manager)."""
-    return EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=TEST_COMPONENT, initial_copies=0,
-                                         warm_up_seconds=warm_up_seconds, **config))
+from tests.helpers.logs import LogRecords, collect_request_logs
+from tests.helpers.servers import FAST, AppServer, point_boto3_at
 
 # Hypothesis profiles, chosen with HYPOTHESIS_PROFILE: `make test` runs "default", `make test-fast`
 # "dev" and `make fuzz` "full". Tests that need more cases than others ask for a multiple of the
@@ -74,33 +61,6 @@ def runtime_client(emulator: EmulatorServer, make_runtime_client, monkeypatch: p
     return make_runtime_client()
 
 
-class AppServer:
-    """The function's app under its real server (uvicorn, configured as in Lambda), on an ephemeral port."""
-
-    def __init__(self, app: Any, settings: Any) -> None:
-        import uvicorn
-
-        from llm_stream.serve import server_config
-
-        self.server = uvicorn.Server(server_config(app, settings, port=0))
-        self._thread = threading.Thread(target=self.server.run, name="function-under-test", daemon=True)
-
-    def __enter__(self) -> AppServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self._thread.join(10)
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's server (every service it implements) on a free port, as its own process: its URL."""
@@ -120,14 +80,6 @@ def moto_server() -> Iterator[str]:
     yield url
     process.terminate()
     process.wait(10)
-
-
-def point_boto3_at(monkeypatch: pytest.MonkeyPatch, emulator_url: str) -> None:
-    """This process's boto3 clients reach the emulator, exactly as the local function's do."""
-    for key, value in emulator_aws_environment(emulator_url).items():
-        monkeypatch.setenv(key, value)
-    for key in REAL_CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture
@@ -153,34 +105,6 @@ def start_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Ap
 @pytest.fixture
 def function(emulator: EmulatorServer, start_function) -> AppServer:
     return start_function(emulator)
-
-
-class LogRecords(list[dict[str, Any]]):
-    """Request log lines as they are emitted (the last one comes after the response has ended)."""
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> LogRecords:
-        deadline = time.monotonic() + timeout
-        while len(self) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self
-
-
-@contextlib.contextmanager
-def collect_request_logs() -> Iterator[LogRecords]:
-    """The function's request log lines, parsed, while the block runs."""
-    records = LogRecords()
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(json.loads(record.getMessage()))
-
-    logger = logging.getLogger("llm_stream.requests")
-    handler = Collect()
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
 
 
 @pytest.fixture

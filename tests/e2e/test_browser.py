@@ -12,7 +12,7 @@ import pytest
 from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
-from tests.conftest import TEST_COMPONENT, scaled_to_zero
+from tests.helpers.servers import TEST_COMPONENT, scaled_to_zero
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 
 from infra.catalog import load_catalog
 from tests import ROOT
-from tests.cdk_app import build_app
+from tests.helpers.cdk_app import build_app
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -51,7 +51,7 @@ def test_cdk_nag_is_really_checking() -> None:
 def test_every_acknowledgment_has_a_specific_reason() -> None:
     from infra.nag import endpoint_findings, streaming_findings
     from infra.settings import DeploymentSettings
-    from tests.cdk_app import cdk_context
+    from tests.helpers.cdk_app import cdk_context
 
     findings = endpoint_findings(DeploymentSettings.from_context(cdk_context().get))
     assert findings

@@ -24,7 +24,7 @@ from infra.jumpstart_sdk import SdkError, catalog_container, resolve, url_suffix
 from infra.live_specs import MANIFEST, live_from_recorded, manifest_entry
 from infra.refresh_catalog import DEFAULT_SPECS, PINNED_SPECS
 from infra.refresh_catalog import main as refresh_main
-from tests.cdk_app import templates
+from tests.helpers.cdk_app import templates
 
 REGIONS = ("us-east-1", "eu-west-1")
 FALCON = "huggingface-llm-falcon-7b-instruct-bf16"

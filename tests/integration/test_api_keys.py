@@ -25,7 +25,8 @@ from sagemaker_emulator import EmulatorServer
 from stream_client import keys as keys_cli
 from stream_client.__main__ import main as client_main
 from stream_client.client import stream_answer
-from tests.conftest import AppServer, LogRecords
+from tests.helpers.logs import LogRecords
+from tests.helpers.servers import AppServer
 
 MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
 PROMPT = {"inputs": "Hello", "parameters": {"max_new_tokens": 8}}
@@ -254,7 +255,7 @@ def test_the_last_good_copy_serves_while_reads_fail_then_requests_are_refused(
 def secret_arn(moto_server: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
     """A fresh secret holding the empty key document, as the stack creates it; boto3 here (the CLI and the
     function alike) reaches moto through AWS_ENDPOINT_URL_SECRETS_MANAGER."""
-    from tests.conftest import point_boto3_at
+    from tests.helpers.servers import point_boto3_at
 
     point_boto3_at(monkeypatch, emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server)

@@ -20,7 +20,7 @@ from llm_stream.tokens import StreamError, TokenIterator
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from sagemaker_emulator.faults import FaultKind
 from tests import ROOT
-from tests.streams import collect_until_error
+from tests.helpers.streams import collect_until_error
 
 SEED_PAYLOAD = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
 

@@ -21,7 +21,7 @@ import pytest
 from httpx_sse import EventSource
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
-from tests.conftest import LogRecords
+from tests.helpers.logs import LogRecords
 
 HEALTHZ_BOUND_SECONDS = float(os.environ.get("FUZZ_HEALTHZ_SECONDS", "0.5"))
 #: Slowest /healthz answers, by case, for the report at the end of the module.

@@ -8,30 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import EventSource, ServerSentEvent
+from httpx_sse import EventSource
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
-from tests.conftest import LogRecords
+from tests.helpers.logs import LogRecords
+from tests.helpers.sse import SSE, last, post_sse, tokens_of
 
 SEED: dict[str, Any] = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
-SSE = {"accept": "text/event-stream"}
-
-
-def post_sse(url: str, payload: object, **kwargs: Any) -> tuple[httpx.Response, list[ServerSentEvent]]:
-    with httpx.stream("POST", url, json=payload, headers=SSE, timeout=30, **kwargs) as response:
-        if response.status_code != 200:
-            response.read()
-            return response, []
-        events = list(EventSource(response).iter_sse())
-    return response, events
-
-
-def tokens_of(events: list[ServerSentEvent]) -> list[str]:
-    return [json.loads(e.data)["text"] for e in events if e.event == "token"]
-
-
-def last(events: list[ServerSentEvent]) -> tuple[str, dict]:
-    return events[-1].event, json.loads(events[-1].data)
 
 
 # -- the happy paths -------------------------------------------------------------

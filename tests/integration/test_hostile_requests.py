@@ -13,7 +13,7 @@ import pytest
 from httpx_sse import EventSource
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
-from tests.conftest import LogRecords
+from tests.helpers.logs import LogRecords
 
 SSE = {"accept": "text/event-stream"}
 #: Generous: the expected figure is milliseconds; this catches waiting out a timeout or the time budget.

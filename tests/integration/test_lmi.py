@@ -14,8 +14,8 @@ import pytest
 from infra.catalog import load_catalog
 from infra.function_settings import model_settings
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
-from tests.conftest import AppServer
-from tests.integration.test_function import last, post_sse, tokens_of
+from tests.helpers.servers import AppServer
+from tests.helpers.sse import last, post_sse, tokens_of
 
 MODEL = load_catalog().get("huggingface-llm-mistral-7b-instruct")
 SEED: dict[str, Any] = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}}

@@ -14,7 +14,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from sagemaker_emulator.textgen import count_tokens
-from tests.conftest import LogRecords
+from tests.helpers.logs import LogRecords
 
 MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]

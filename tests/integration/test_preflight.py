@@ -24,8 +24,8 @@ import pytest
 from infra import preflight, web_adapter
 from infra.cdk_context import deployment_settings
 from tests import ROOT
-from tests.cdk_app import templates
-from tests.fake_aws_apis import FakeAwsApis, ShapeMismatch, check_output, quota, serve
+from tests.helpers.cdk_app import templates
+from tests.helpers.fake_aws_apis import FakeAwsApis, ShapeMismatch, check_output, quota, serve
 
 REGION = "us-east-1"
 LAYER_ARN = web_adapter.layer_arn("aws", REGION, web_adapter.LAYER_VERSIONS[REGION])

@@ -27,7 +27,8 @@ from schemathesis import GenerationMode
 from llm_stream.app import create_app
 from llm_stream.settings import Settings
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault, tgi
-from tests.conftest import AppServer, LogRecords, collect_request_logs, point_boto3_at
+from tests.helpers.logs import LogRecords, collect_request_logs
+from tests.helpers.servers import AppServer, point_boto3_at
 
 #: Generous (a refusal takes milliseconds, and these machines are shared): it catches a request that
 #: waits out a timeout. The strict figure is on the 99th percentile, reported at the end of the module;

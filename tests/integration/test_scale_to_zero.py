@@ -14,7 +14,8 @@ from llm_stream.settings import Settings
 from llm_stream.wake_up import MAX_RETRY_AFTER_SECONDS, MIN_RETRY_AFTER_SECONDS, WakeUpClock, WakeUpEstimate
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
 from sagemaker_emulator.capacity import COMPONENT_REQUIRED_MESSAGE, NO_CAPACITY_MESSAGE
-from tests.conftest import TEST_COMPONENT, LogRecords, scaled_to_zero
+from tests.helpers.logs import LogRecords
+from tests.helpers.servers import TEST_COMPONENT, scaled_to_zero
 
 COMPONENT = TEST_COMPONENT
 PAYLOAD = {"inputs": "Hi", "parameters": {"max_new_tokens": 3}}

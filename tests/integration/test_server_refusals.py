@@ -15,7 +15,7 @@ from httpx_sse import EventSource
 
 from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
-from tests.conftest import LogRecords
+from tests.helpers.logs import LogRecords
 
 
 def exchange(url: str, *parts: bytes) -> bytes:

@@ -11,7 +11,7 @@ import pytest
 
 from llm_stream.api_keys import EMPTY_DOCUMENT, KeyDocumentError, KeyRecord, KeyRing, key_digest, new_key
 from llm_stream.key_store import RETRY_AFTER_FAILURE_SECONDS, KeyStore
-from tests.conftest import collect_request_logs
+from tests.helpers.logs import collect_request_logs
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

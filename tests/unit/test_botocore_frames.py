@@ -14,7 +14,7 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
 from llm_stream.tokens import TokenIterator
 from sagemaker_emulator import eventstream
-from tests.streams import (
+from tests.helpers.streams import (
     TGI_EXPECTED,
     TGI_TEXTS,
     collect_until_error,

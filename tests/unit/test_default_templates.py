@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.cdk_app import templates
+from tests.helpers.cdk_app import templates
 
 SNAPSHOT = Path(__file__).with_name("snapshots") / "default_templates.json"
 #: Stands in for the function's asset key: a digest of the function's source, which changes with any edit.

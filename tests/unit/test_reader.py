@@ -11,7 +11,7 @@ import pytest
 from llm_stream.reader import StreamReader
 from llm_stream.tokens import StreamError
 from llm_stream.upstream import StreamEnd, UpstreamStream
-from tests.streams import sse_line, tgi_final, tgi_token
+from tests.helpers.streams import sse_line, tgi_final, tgi_token
 
 
 class RecordingBody:

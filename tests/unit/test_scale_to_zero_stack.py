@@ -9,9 +9,7 @@ import pytest
 from aws_cdk.assertions import Capture, Match
 
 from infra.settings import SettingsError
-from tests.cdk_app import build_app, templates
-from tests.unit.test_settings import app_environment
-from tests.unit.test_stacks import PARTITION, REGION, join
+from tests.helpers.cdk_app import PARTITION, REGION, app_environment, build_app, join, templates
 
 NAME = "llm-stream-falcon-7b-instruct-bf16-g5-2xlarge-ic"
 ACCOUNT = {"Ref": "AWS::AccountId"}

@@ -8,13 +8,12 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Capture, Template
 
 from infra.settings import CONTEXT_KEYS, DeploymentSettings, check_context_keys
 from infra.settings import SettingsError as InfraSettingsError
 from llm_stream.settings import Settings, SettingsError, env_name
 from tests import ROOT
-from tests.cdk_app import cdk_context, templates
+from tests.helpers.cdk_app import app_environment, cdk_context, templates
 
 README = (ROOT / "README.md").read_text()
 
@@ -33,17 +32,6 @@ def code(cell: str) -> str:
     match = re.search(r"`([^`]*)`", cell)
     assert match, cell
     return match[1]
-
-
-def function_environment(streaming: Template) -> dict[str, Any]:
-    variables = Capture()
-    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": variables}})
-    return dict(variables.as_object())
-
-
-def app_environment(streaming: Template) -> dict[str, str]:
-    """The function's own variables (not the Web Adapter's)."""
-    return {k: v for k, v in function_environment(streaming).items() if not k.startswith("AWS_")}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"model": "huggingface-llm-falcon-40b-bf16", "log_prompts": "true",

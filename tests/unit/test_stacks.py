@@ -10,17 +10,10 @@ from aws_cdk.assertions import Capture, Match
 
 from infra.catalog import load_catalog
 from infra.settings import SettingsError
-from tests.cdk_app import build_app, templates
+from tests.helpers.cdk_app import PARTITION, REGION, build_app, join, templates
 
 DEFAULT_MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
 ARTIFACTS_PREFIX = "huggingface-llm/huggingface-llm-falcon-7b-instruct-bf16/artifacts/inference-prepack/v2.0.0/"
-REGION = {"Ref": "AWS::Region"}
-PARTITION = {"Ref": "AWS::Partition"}
-
-
-def join(*parts: object) -> dict:
-    """An Fn::Join on the empty string, as CDK renders Fn.join("", ...) and token concatenation."""
-    return {"Fn::Join": ["", list(parts)]}
 
 
 # -- endpoint stack --------------------------------------------------------------

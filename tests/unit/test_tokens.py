@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_stream.tokens import StreamError, TokenIterator
-from tests.streams import (
+from tests.helpers.streams import (
     TGI_EXPECTED,
     TGI_TEXTS,
     as_parts,

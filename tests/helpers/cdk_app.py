@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from aws_cdk import App
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Capture, Template
 
 SKIP_BUNDLING: dict[str, list[str]] = {"aws:cdk:bundling-stacks": []}
 
@@ -35,3 +35,24 @@ def _templates(overrides_json: str) -> tuple[Template, Template]:
 def templates(**overrides: Any) -> tuple[Template, Template]:
     """(endpoint template, streaming template), synthesized once per distinct overrides."""
     return _templates(json.dumps(overrides, sort_keys=True))
+
+
+#: How CDK renders the stack's pseudo parameters.
+REGION = {"Ref": "AWS::Region"}
+PARTITION = {"Ref": "AWS::Partition"}
+
+
+def join(*parts: object) -> dict:
+    """An Fn::Join on the empty string, as CDK renders Fn.join("", ...) and token concatenation."""
+    return {"Fn::Join": ["", list(parts)]}
+
+
+def function_environment(streaming: Template) -> dict[str, Any]:
+    variables = Capture()
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": variables}})
+    return dict(variables.as_object())
+
+
+def app_environment(streaming: Template) -> dict[str, str]:
+    """The function's own variables (not the Web Adapter's)."""
+    return {k: v for k, v in function_environment(streaming).items() if not k.startswith("AWS_")}
