@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
 from starlette.responses import JSONResponse
 
@@ -29,6 +30,79 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 415: "invalid_request_error", 429: "rate_limit_error"}
 
 
+# The answers' shapes, as OpenAI's API reference gives them (the fields this API fills), typed so that a
+# missing or misspelt field is a type error, at no cost per token (TypedDicts are plain dicts at run time).
+class ErrorDetail(TypedDict):
+    message: str
+    type: str
+    param: str | None
+    code: str
+    request_id: str
+
+
+class ErrorObject(TypedDict):
+    error: ErrorDetail
+
+
+class Usage(TypedDict):
+    completion_tokens: int
+    prompt_tokens: NotRequired[int]
+    total_tokens: NotRequired[int]
+
+
+class Delta(TypedDict, total=False):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChunkChoice(TypedDict):
+    index: int
+    delta: Delta
+    logprobs: None
+    finish_reason: str | None
+
+
+class TextChoice(TypedDict):
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: str | None
+
+
+class AssistantMessage(TypedDict):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(TypedDict):
+    index: int
+    message: AssistantMessage
+    logprobs: None
+    finish_reason: str
+
+
+class Chunk(TypedDict):
+    """A ``chat.completion.chunk`` or a streamed ``text_completion``."""
+
+    id: str
+    object: Literal["chat.completion.chunk", "text_completion"]
+    created: int
+    model: str
+    choices: list[ChatChunkChoice] | list[TextChoice]
+    usage: NotRequired[Usage]
+
+
+class Completion(TypedDict):
+    """A whole ``chat.completion`` or ``text_completion``."""
+
+    id: str
+    object: Literal["chat.completion", "text_completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice] | list[TextChoice]
+    usage: Usage
+
+
 def openai_error(exc: ApiError, request_id: str) -> JSONResponse:
     """An error before any byte, in OpenAI's shape; 422 becomes 400, as OpenAI answers invalid requests."""
     status = 400 if exc.status == 422 else exc.status
@@ -36,7 +110,7 @@ def openai_error(exc: ApiError, request_id: str) -> JSONResponse:
                         headers={**exc.headers, "x-request-id": request_id})
 
 
-def error_object(status: int, code: str, message: str, request_id: str, param: str | None = None) -> dict[str, Any]:
+def error_object(status: int, code: str, message: str, request_id: str, param: str | None = None) -> ErrorObject:
     error_type = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": error_type, "param": param, "code": code,
                       "request_id": request_id}}
@@ -46,12 +120,12 @@ def finish_reason(stats: RequestStats) -> str:
     return FINISH_REASONS.get(stats.finish_reason or "", "stop")
 
 
-def usage(stats: RequestStats) -> dict[str, int]:
+def usage(stats: RequestStats) -> Usage:
     completion = stats.generated_tokens if stats.generated_tokens is not None else stats.tokens
-    counted = {"completion_tokens": completion}
-    if stats.input_tokens is not None:
-        counted |= {"prompt_tokens": stats.input_tokens, "total_tokens": stats.input_tokens + completion}
-    return counted
+    if stats.input_tokens is None:
+        return Usage(completion_tokens=completion)
+    return Usage(completion_tokens=completion, prompt_tokens=stats.input_tokens,
+                 total_tokens=stats.input_tokens + completion)
 
 
 class OpenAIEncoder:
@@ -62,10 +136,14 @@ class OpenAIEncoder:
     def __init__(self, request: OpenAIRequest, model_id: str) -> None:
         self._chat = request.kind == "chat"
         self._include_usage = request.include_usage
-        self._object = "chat.completion.chunk" if self._chat else "text_completion"
-        self._base = {"id": f"{'chatcmpl' if self._chat else 'cmpl'}-{uuid.uuid4().hex}", "object": self._object,
-                      "created": int(time.time()), "model": model_id}
+        self._id = f"{'chatcmpl' if self._chat else 'cmpl'}-{uuid.uuid4().hex}"
+        self._created = int(time.time())
+        self._model = model_id
         self._started = False
+
+    def _chunk(self, choices: list[ChatChunkChoice] | list[TextChoice]) -> Chunk:
+        return Chunk(id=self._id, object="chat.completion.chunk" if self._chat else "text_completion",
+                     created=self._created, model=self._model, choices=choices)
 
     def token(self, text: str) -> bytes:
         return self._choice(text, None)
@@ -73,35 +151,39 @@ class OpenAIEncoder:
     def done(self, stats: RequestStats) -> bytes:
         events = self._choice("", finish_reason(stats))
         if self._include_usage:
-            events += _data({**self._base, "choices": [], "usage": usage(stats)})
+            with_usage = self._chunk([])
+            with_usage["usage"] = usage(stats)
+            events += _data(with_usage)
         return events + b"data: [DONE]\n\n"
 
     def error(self, error_type: str, message: str, request_id: str) -> bytes:
         return _data(error_object(500, error_type, message, request_id))
 
     def _choice(self, text: str, finish: str | None) -> bytes:
+        chunk: Chunk
         if self._chat:
-            delta: dict[str, str] = {} if finish else {"content": text}
+            delta = Delta() if finish else Delta(content=text)
             if not self._started:
-                delta = {"role": "assistant", **delta}
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                delta = Delta(role="assistant", **delta)
+            chunk = self._chunk([ChatChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish)])
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            chunk = self._chunk([TextChoice(index=0, text=text, logprobs=None, finish_reason=finish)])
         self._started = True
-        return _data({**self._base, "choices": [choice]})
+        return _data(chunk)
 
 
-def complete_answer(request: OpenAIRequest, model_id: str, text: str, stats: RequestStats) -> dict[str, Any]:
+def complete_answer(request: OpenAIRequest, model_id: str, text: str, stats: RequestStats) -> Completion:
     """The whole answer (as the reader sees it: ``answer_text.py``) as one ``chat.completion`` or
     ``text_completion`` object."""
-    base = {"created": int(time.time()), "model": model_id, "usage": usage(stats)}
+    created, counted, finish = int(time.time()), usage(stats), finish_reason(stats)
     if request.kind == "chat":
-        message = {"role": "assistant", "content": text}
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(stats)}
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "choices": [choice], **base}
-    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason(stats)}
-    return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "choices": [choice], **base}
+        message = AssistantMessage(role="assistant", content=text)
+        return Completion(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=created,
+                          model=model_id, usage=counted,
+                          choices=[ChatChoice(index=0, message=message, logprobs=None, finish_reason=finish)])
+    return Completion(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=created, model=model_id,
+                      usage=counted, choices=[TextChoice(index=0, text=text, logprobs=None, finish_reason=finish)])
 
 
-def _data(payload: dict[str, Any]) -> bytes:
+def _data(payload: Mapping[str, object]) -> bytes:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode("utf-8", "replace")
