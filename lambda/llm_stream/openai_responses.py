@@ -81,24 +81,24 @@ class ChatChoice(TypedDict):
     finish_reason: str
 
 
-class Chunk(TypedDict):
-    """A ``chat.completion.chunk`` or a streamed ``text_completion``."""
-
+class _Answer(TypedDict):
     id: str
-    object: Literal["chat.completion.chunk", "text_completion"]
     created: int
     model: str
+
+
+class Chunk(_Answer):
+    """A ``chat.completion.chunk`` or a streamed ``text_completion``."""
+
+    object: Literal["chat.completion.chunk", "text_completion"]
     choices: list[ChatChunkChoice] | list[TextChoice]
     usage: NotRequired[Usage]
 
 
-class Completion(TypedDict):
+class Completion(_Answer):
     """A whole ``chat.completion`` or ``text_completion``."""
 
-    id: str
     object: Literal["chat.completion", "text_completion"]
-    created: int
-    model: str
     choices: list[ChatChoice] | list[TextChoice]
     usage: Usage
 
