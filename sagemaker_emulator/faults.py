@@ -35,21 +35,17 @@ class Fault:
 
     def __post_init__(self) -> None:
         # Checked when the fault is set, so a bad knob is a 400 then, not a crash in a later request.
-        _require(isinstance(self.after_tokens, int) and not isinstance(self.after_tokens, bool), "after_tokens",
-                 self.after_tokens, "a whole number")
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
+        _require(_whole(self.after_tokens) and self.after_tokens >= 0, "after_tokens", self.after_tokens,
+                 "a whole number >= 0")
         _require(isinstance(self.stall_seconds, int | float) and not isinstance(self.stall_seconds, bool)
                  and math.isfinite(self.stall_seconds) and 0 <= self.stall_seconds <= MAX_STALL_SECONDS,
                  "stall_seconds", self.stall_seconds, f"a number of seconds from 0 to {MAX_STALL_SECONDS}")
-        _require(self.times is None or (isinstance(self.times, int) and not isinstance(self.times, bool)), "times",
-                 self.times, "a whole number or null")
+        _require(self.times is None or (_whole(self.times) and self.times >= 1), "times", self.times,
+                 "a whole number >= 1, or null")
         _require(isinstance(self.error_type, str), "error_type", self.error_type, "a string")
         _require(isinstance(self.message, str), "message", self.message, "a string")
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; allowed: {', '.join(FAULT_KINDS)}")
-        if self.after_tokens < 0:
-            raise ValueError(f"after_tokens must be >= 0, got {self.after_tokens}")
-        if self.times is not None and self.times < 1:
-            raise ValueError(f"times must be >= 1 or null, got {self.times}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -61,6 +57,10 @@ class Fault:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _require(ok: bool, name: str, value: object, expected: str) -> None:
