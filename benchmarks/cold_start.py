@@ -18,7 +18,9 @@ top-level package.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
+import math
 import os
 import statistics
 import subprocess
@@ -26,13 +28,13 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks")]  # its siblings (not a package); the project's are installed
 
-from interleaved import quartiles, ratio  # noqa: E402
+from interleaved import quartiles, ratio, rounds  # noqa: E402
 
 from local_mode.servers import free_port, function_environment  # noqa: E402
 
@@ -41,15 +43,21 @@ START_TIMEOUT_SECONDS = 30.0
 BODY = b'{"inputs": "Hello", "parameters": {"max_new_tokens": 4}}'
 
 
-@dataclass
+@dataclass(frozen=True)
 class Variant:
     name: str
     start: Callable[[int], subprocess.Popen[bytes]]
     streams: bool
-    ready: list[float] = field(default_factory=list)
-    first_token: list[float] = field(default_factory=list)
-    #: CPU seconds the process had used when its first token arrived (what Lambda's memory size scales).
-    cpu: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Start:
+    """One start's figures, in seconds from process start: ready, and (a function's) first byte and the CPU
+    time it had used by then (what Lambda's memory size scales)."""
+
+    ready: float
+    first_token: float = math.nan
+    cpu: float = math.nan
 
 
 def _get_status(port: int, path: str) -> int | None:
@@ -83,17 +91,17 @@ def _first_byte(port: int) -> None:
         connection.close()
 
 
-def _run_once(variant: Variant) -> None:
+def _run_once(variant: Variant) -> Start:
     port = free_port()
     started = time.perf_counter()
     process = variant.start(port)
     try:
         _wait_ready(port, process)
-        variant.ready.append(time.perf_counter() - started)
-        if variant.streams:
-            _first_byte(port)
-            variant.first_token.append(time.perf_counter() - started)
-            variant.cpu.append(_cpu_seconds(process.pid))
+        ready = time.perf_counter() - started
+        if not variant.streams:
+            return Start(ready)
+        _first_byte(port)
+        return Start(ready, time.perf_counter() - started, _cpu_seconds(process.pid))
     finally:
         _stop(process)
 
@@ -120,7 +128,7 @@ def _python_environment(path: str) -> dict[str, str]:
 def floor(port: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", "floor_app:app", "--port", str(port), "--log-level", "warning",
                "--no-access-log", "--http", "h11", "--ws", "none", "--lifespan", "off"]
-    return subprocess.Popen(command, cwd=ROOT / "benchmarks",  # noqa: S603 (this interpreter, fixed arguments) env=_python_environment(str(ROOT / "benchmarks")),
+    return subprocess.Popen(command, cwd=ROOT / "benchmarks", env=_python_environment(str(ROOT / "benchmarks")),  # noqa: S603
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -180,27 +188,22 @@ def main(argv: list[str] | None = None) -> None:
                                     streams=True))
         for variant in variants:  # warm the file cache: the first start of each is not counted
             _run_once(variant)
-            variant.ready.clear()
-            variant.first_token.clear()
-            variant.cpu.clear()
-        for round_ in range(args.runs):
-            turn = round_ % len(variants)
-            for variant in variants[turn:] + variants[:turn]:
-                _run_once(variant)
+        starts = rounds({variant.name: functools.partial(_run_once, variant) for variant in variants}, args.runs)
     finally:
         _stop(emulator)
 
-    base = variants[0].ready
+    base = [start.ready for start in starts[variants[0].name]]
     print(f"cold start, {args.runs} interleaved runs: median (IQR); ratios to the floor's ready, per round")
     print(f"{'':34} {'ready':>24} {'x floor':>22} {'first token':>24} {'x floor ready':>22}")
     for variant in variants:
-        first = (_spread(variant.first_token), ratio(variant.first_token, base)) if variant.streams else ("", "")
-        print(f"{variant.name[:34]:34} {_spread(variant.ready):>24} {ratio(variant.ready, base):>22} "
-              f"{first[0]:>24} {first[1]:>22}")
+        ready = [start.ready for start in starts[variant.name]]
+        first_token = [start.first_token for start in starts[variant.name]]
+        first = (_spread(first_token), ratio(first_token, base)) if variant.streams else ("", "")
+        print(f"{variant.name[:34]:34} {_spread(ready):>24} {ratio(ready, base):>22} {first[0]:>24} {first[1]:>22}")
     print("\nCPU time used by the first token (Lambda gives 1 vCPU at 1,769 MB, in proportion below it; a start is "
           "one thread's work, so it takes about CPU x 1769 / MB there):")
     for variant in variants[1:]:
-        cpu = statistics.median(variant.cpu)
+        cpu = statistics.median(start.cpu for start in starts[variant.name])
         estimates = ", ".join(f"{mb} MB ~{cpu * 1769 / mb * 1000:.0f} ms" for mb in (512, 1024, 1769))
         print(f"  {variant.name[:34]:34} {cpu * 1000:5.0f} ms CPU -> {estimates}")
     for when, statement in IMPORTS.items():

@@ -12,12 +12,13 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 _Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
 
 
-def rounds(measures: dict[_Key, Callable[[], float]], count: int) -> dict[_Key, list[float]]:
+def rounds(measures: dict[_Key, Callable[[], _Value]], count: int) -> dict[_Key, list[_Value]]:
     """``count`` rounds of every measure, the order turning each round; each measure's values by round."""
     keys = list(measures)
-    values: dict[_Key, list[float]] = {key: [] for key in keys}
+    values: dict[_Key, list[_Value]] = {key: [] for key in keys}
     for index in range(count):
         turn = index % len(keys)
         for key in keys[turn:] + keys[:turn]:
