@@ -116,7 +116,7 @@ class RequestLifecycle:
         request_id = _request_id(scope)
         stats = RequestStats(request_id=request_id, method=scope["method"], path=scope["path"],
                              model_id=self.settings.model_id)
-        scope.setdefault("state", {})[STATS_KEY] = stats
+        state[STATS_KEY] = stats
         started = False
 
         async def send_with_headers(message: Message) -> None:

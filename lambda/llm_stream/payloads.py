@@ -74,7 +74,6 @@ class LmiGenerateParameters(_Strict):
     stop_sequences: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
     return_full_text: bool | None = None
 
-
     @field_validator("top_k")
     @classmethod
     def _top_k_not_zero(cls, value: int | None) -> int | None:

@@ -32,7 +32,8 @@ from .settings import Settings
 #: Idle seconds before a kept-alive connection is closed (uvicorn's default, stated).
 KEEP_ALIVE_SECONDS = 5
 #: Connections and tasks allowed beyond the stream limit, for health checks, the page and callers
-#: the app is telling 503; past the total, uvicorn itself answers 503 (before the app sees them).
+#: the app is telling 503; past the total, the function answers 503 ``server_busy`` before any route runs
+#: (``http_protocol.py``).
 CONCURRENCY_HEADROOM = 32
 GRACEFUL_SHUTDOWN_SECONDS = 2
 
