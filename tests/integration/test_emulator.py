@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from llm_stream.tokens import StreamError, TokenIterator
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from sagemaker_emulator.faults import FaultKind
 from tests import ROOT
+from tests.helpers.raw_http import exchange, parse
 from tests.helpers.streams import collect_until_error
 
 SEED_PAYLOAD = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
@@ -464,19 +464,12 @@ def test_a_parameter_of_the_wrong_type_is_refused_as_tgi_refuses_it(runtime_clie
     assert field in original
 
 
-def _raw(url: str, request: bytes) -> bytes:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(request)
-        return sock.recv(65536)
-
-
-@pytest.mark.parametrize(("length", "status"), [(b"-1", b"400"), (b"1000000000000", b"413"), (b"12abc", b"400")])
-def test_a_bad_content_length_is_refused_before_the_body_is_read(emulator, length: bytes, status: bytes) -> None:
+@pytest.mark.parametrize(("length", "status"), [(b"-1", 400), (b"1000000000000", 413), (b"12abc", 400)])
+def test_a_bad_content_length_is_refused_before_the_body_is_read(emulator, length: bytes, status: int) -> None:
     started = time.monotonic()
-    answer = _raw(emulator.url, b"POST /endpoints/x/invocations-response-stream HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-                  b"content-length: " + length + b"\r\n\r\n{}")
-    assert answer.split(b" ")[1] == status
+    answer = exchange(emulator.url, b"POST /endpoints/x/invocations-response-stream HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                      b"content-length: " + length + b"\r\n\r\n{}")
+    assert parse(answer)[0] == status
     assert time.monotonic() - started < 2
     assert emulator.received == 0
 

@@ -16,27 +16,7 @@ from httpx_sse import EventSource
 from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
 from tests.helpers.logs import LogRecords
-
-
-def exchange(url: str, *parts: bytes) -> bytes:
-    """Send ``parts`` (each in one write) and read the whole answer, until the server closes."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        for part in parts:
-            sock.sendall(part)
-            time.sleep(0.05)  # each part is its own read
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
-
-
-def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
-    return int(status_line.split()[1]), headers, body
-
+from tests.helpers.raw_http import exchange, parse
 
 CHUNKED_HEAD = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
 
