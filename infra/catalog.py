@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from llm_stream.families import ContainerFamily, all_families, family
+
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 JUMPSTART_BUCKET_PREFIX = "jumpstart-cache-prod-"
 #: Variant timeouts when the spec gives none (CreateEndpointConfig allows 60..3600).
@@ -65,18 +67,18 @@ class ContainerImage:
         return cls(regions={region: RegionImage(**image) for region, image in data["regions"].items()})
 
 
-#: Environment variables the project gives a container beyond what its spec sets (LMI's window).
-PROJECT_ENVIRONMENT = frozenset({"OPTION_MAX_MODEL_LEN"})
+#: Environment variables the project gives a container beyond what its spec sets (a family's window).
+PROJECT_ENVIRONMENT = frozenset(known.window_variable for known in all_families() if known.window_variable)
 
 #: The serving containers the function speaks to, by the image repository JumpStart names.
-CONTAINER_FAMILIES = {"huggingface-pytorch-tgi-inference": "tgi", "djl-inference": "lmi"}
+CONTAINER_FAMILIES = {known.image_repository: known.name for known in all_families()}
 
 
 @dataclass(frozen=True)
 class CatalogModel:
     model_id: str
     spec_version: str
-    #: ``tgi`` (Hugging Face TGI) or ``lmi`` (DJL Large Model Inference): what requests and streams look like.
+    #: A registered container family (``lambda/llm_stream/families/``): what requests and streams look like.
     container_family: str
     default_instance_type: str
     instance_types: tuple[str, ...]
@@ -95,26 +97,30 @@ class CatalogModel:
     chat_format: str | None = None
     #: Why this spec version is pinned (and not the newest), where it is not the newest.
     pin_note: str | None = None
+    #: What the pinned container can do (``ContainerFamily.capabilities``): ``{name: {"supported", "source"}}``.
+    capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
-    def tgi_version(self) -> str:
-        """``2.4.0`` from a tag such as ``2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04``."""
-        marker = self.image.main.tag.split("-tgi", 1)
-        return marker[1].split("-", 1)[0] if len(marker) == 2 else "unknown"
+    def family(self) -> ContainerFamily:
+        return family(self.container_family)
+
+    @property
+    def container_version(self) -> str:
+        """The serving container's own version in the main image's tag (``2.4.0`` for TGI
+        ``2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04``, ``0.28.0`` for LMI ``0.28.0-lmi10.0.0-cu124``)."""
+        return self.family.version(self.image.main.tag) or "unknown"
 
     @property
     def serving_regions(self) -> list[str]:
-        """The regions whose image serves the model as the function expects. For LMI, the LMI images only: the
-        DJL 0.27 DeepSpeed image two regions map to ignores ``OPTION_MAX_MODEL_LEN`` (its window is
-        ``option.max_tokens``, 1024 by default: ``ds_properties.py``), so those regions are left out."""
-        return sorted(region for region, image in self.image.regions.items()
-                      if self.container_family != "lmi" or "-lmi" in image.tag)
+        """The regions whose image serves the model as the function expects: for LMI, the LMI images only (the
+        DJL 0.27 DeepSpeed image two regions map to ignores ``OPTION_MAX_MODEL_LEN``: its window is
+        ``option.max_tokens``, 1024 by default, ``ds_properties.py``), so those regions are left out."""
+        return sorted(region for region, image in self.image.regions.items() if self.family.serves(image.tag))
 
     def environment_for(self, instance_type: str) -> dict[str, str]:
-        """The container's environment on this instance type. An LMI container is told the window the
-        function assumes (``OPTION_MAX_MODEL_LEN``: DJL Serving reads ``OPTION_<KEY>`` as ``option.<key>``,
-        though a ``serving.properties`` in the artifact wins where it sets the same key)."""
-        window = {"OPTION_MAX_MODEL_LEN": str(self.max_total_tokens)} if self.container_family == "lmi" else {}
+        """The container's environment on this instance type, with the window the function assumes where the
+        family takes one (LMI: a ``serving.properties`` in the artifact wins where it sets the same key)."""
+        window = self.family.window_environment(self.max_total_tokens)
         return {**self.environment, **self.instance_environment.get(instance_type, {}), **window}
 
     def to_json(self) -> dict[str, Any]:
@@ -142,10 +148,6 @@ class Catalog:
             raise CatalogError(f"model {model_id!r} cannot be deployed from the pinned catalog: "
                                f"{self.unavailable[model_id]}")
         raise CatalogError(f"model {model_id!r} is not in the catalog; allowed: {', '.join(sorted(self.models))}")
-
-    def ids(self, families: tuple[str, ...]) -> list[str]:
-        """The catalog's models served by one of these container families, sorted."""
-        return sorted(model_id for model_id, model in self.models.items() if model.container_family in families)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "models": {k: v.to_json() for k, v in sorted(self.models.items())},

@@ -237,13 +237,15 @@ class DeploymentSettings:
 
 
 def _with_lmi_window(model: CatalogModel, total: int | None, catalog: Catalog) -> CatalogModel:
-    """The model with the window ``lmi_max_model_len`` asks for (the answer room stays the catalog's)."""
+    """The model with the window ``lmi_max_model_len`` asks for (the answer room stays the catalog's): only a
+    family whose container is told its window (``ContainerFamily.window_variable``) can take it."""
     if total is None:
         return model
-    if model.container_family != "lmi":
+    if not model.family.window_variable:
+        windowed = sorted(model_id for model_id, listed in catalog.models.items() if listed.family.window_variable)
         raise SettingsError(f"context key 'lmi_max_model_len': {total} applies only to a model on the LMI "
                             f"container, and {model.model_id} runs on {model.container_family}; allowed with: "
-                            f"{', '.join(catalog.ids(('lmi',)))}")
+                            f"{', '.join(windowed)}")
     answer_room = model.max_total_tokens - model.max_input_tokens
     return replace(model, max_total_tokens=total, max_input_tokens=total - answer_room)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from llm_stream.families import ContainerFamily, family
+
 from .catalog import (
     CONTAINER_FAMILIES,
     DEFAULT_TIMEOUT_SECONDS,
@@ -29,12 +31,13 @@ CONTAINER_ENVIRONMENT_KEYS = (
     "SAGEMAKER_PROGRAM", "ENDPOINT_SERVER_TIMEOUT", "MODEL_CACHE_ROOT", "SAGEMAKER_ENV", "HF_MODEL_ID",
     "SM_NUM_GPUS", "MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS", "SAGEMAKER_MODEL_SERVER_WORKERS",
 )
-#: LMI specs carry no token limits (TGI's MAX_INPUT_LENGTH / MAX_TOTAL_TOKENS), and the prepacked
-#: serving.properties is not readable here: (input, total) tokens, conservative and UNVERIFIED until a
-#: first deployment. Mistral 7B v0.1's config.json: max_position_embeddings 32768, sliding_window 4096;
-#: LMI's lmi-dist defaults to the former, which its own guide warns can exhaust GPU memory. 4096 total
-#: keeps every request within the sliding window, where the model was trained to attend.
-LMI_TOKEN_LIMITS = {
+#: Token limits of models whose family's specs carry none (LMI's, unlike TGI's MAX_INPUT_LENGTH /
+#: MAX_TOTAL_TOKENS), and whose prepacked serving.properties is not readable here: (input, total) tokens,
+#: conservative and UNVERIFIED until a first deployment. Mistral 7B v0.1's config.json:
+#: max_position_embeddings 32768, sliding_window 4096; LMI's lmi-dist defaults to the former, which its
+#: own guide warns can exhaust GPU memory. 4096 total keeps every request within the sliding window, where
+#: the model was trained to attend.
+TOKEN_LIMITS_NOT_IN_SPECS = {
     "huggingface-llm-mistral-7b": (3072, 4096),
     "huggingface-llm-mistral-7b-instruct": (3072, 4096),
 }
@@ -102,19 +105,10 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         known = ", ".join(f"{repository} ({family})" for repository, family in CONTAINER_FAMILIES.items())
         raise SpecError(f"its images are not all of one known container family ({known}): "
                         f"{sorted({entry.repository for entry in image.regions.values()})}")
-    family = str(families.pop())
+    family_name = str(families.pop())
 
     spec_env = _as_env(spec.get("environment", {}))
-    if family == "tgi":
-        absent = [key for key in ("HF_MODEL_ID", "MAX_TOTAL_TOKENS", "MAX_INPUT_LENGTH", "SM_NUM_GPUS")
-                  if key not in spec_env]
-        if absent:
-            raise SpecError(f"its spec environment lacks {', '.join(absent)} (a TGI container needs them)")
-        max_input_tokens, max_total_tokens = int(spec_env["MAX_INPUT_LENGTH"]), int(spec_env["MAX_TOTAL_TOKENS"])
-    elif model_id in LMI_TOKEN_LIMITS:
-        max_input_tokens, max_total_tokens = LMI_TOKEN_LIMITS[model_id]
-    else:
-        raise SpecError("an LMI model needs its token limits in spec_mapping.LMI_TOKEN_LIMITS (LMI specs carry none)")
+    max_input_tokens, max_total_tokens = _token_limits(model_id, family(family_name), spec_env)
     environment = {key: spec_env[key] for key in CONTAINER_ENVIRONMENT_KEYS if key in spec_env}
     instance_types = tuple(spec["instanceTypes"])
     instance_environment = {
@@ -122,6 +116,10 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         for variant in spec.get("instanceVariants", [])
         if variant["instanceType"] in instance_types and variant.get("environment")
     }
+    try:
+        capabilities = family(family_name).capabilities(image.main.tag)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     key = spec.get("prepackedArtifactKey") or spec["artifactKey"]
     fallback_download, fallback_startup = fallback_timeouts(model_id)
     return CatalogModel(
@@ -130,7 +128,8 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         default_instance_type=spec["defaultInstanceType"],
         instance_types=instance_types,
         artifacts=ModelArtifacts(bucket_prefix=JUMPSTART_BUCKET_PREFIX, key=key),
-        container_family=family,
+        container_family=family_name,
+        capabilities=capabilities,
         image=image,
         environment=environment,
         instance_environment=instance_environment,
@@ -150,6 +149,20 @@ def _region_image(uri: str) -> RegionImage:
     if not (host and repository and tag):
         raise SpecError(f"image {uri!r} is not <registry>/<repository>:<tag>")
     return RegionImage(account=host.split(".", 1)[0], repository=repository, tag=tag)
+
+
+def _token_limits(model_id: str, container: ContainerFamily, spec_env: dict[str, str]) -> tuple[int, int]:
+    """(input, total) tokens: from the spec where the family's specs carry them, else the project's table."""
+    absent = [key for key in container.required_spec_environment if key not in spec_env]
+    if absent:
+        raise SpecError(f"its spec environment lacks {', '.join(absent)} (a {container.name} container needs them)")
+    if container.spec_token_limits:
+        input_key, total_key = container.spec_token_limits
+        return int(spec_env[input_key]), int(spec_env[total_key])
+    if model_id in TOKEN_LIMITS_NOT_IN_SPECS:
+        return TOKEN_LIMITS_NOT_IN_SPECS[model_id]
+    raise SpecError(f"{model_id} runs on {container.name}, whose specs carry no token limits: give them in "
+                    "spec_mapping.TOKEN_LIMITS_NOT_IN_SPECS")
 
 
 def _image_alias(spec: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 
 Shared by ``POST /`` (``messages``) and the OpenAI-compatible routes, so a conversation is rendered
 and sampled the same way whichever door it came through (the rules: ``openai_payloads.py``), and the
-parameters are named as the model's container family names them (``families.py``).
+parameters are named as the model's container family names them (``families/``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """OpenAI-compatible requests (``/v1/chat/completions``, ``/v1/completions``), validated and mapped to the
-model container's generate parameters (TGI's or LMI's names: ``families.py``).
+model container's generate parameters (each family's own names: ``families/``).
 
 Clients send fields this API cannot honour at their neutral values (``n: 1``, ``presence_penalty: 0``,
 ``logprobs: false``, ...): those are accepted; any other value is refused by name (400
@@ -18,32 +18,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import Field, ValidationError
 
 from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json, quoted
 from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
-from .payloads import U32_MAX, U64_MAX, UpstreamRequest, check_caps
+from .payloads import UpstreamRequest, check_caps
 from .settings import Settings
-
-Stop = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-
-
-class _Strict(BaseModel):
-    # Strict: a number or a boolean sent as a string ("5", "true") is refused, as OpenAI's API refuses it,
-    # not read as one (an integer is still a valid float).
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+from .strict_model import U32_MAX, U64_MAX, StopSequence, StrictModel
 
 
-class _Request(_Strict):
+class _Request(StrictModel):
 
     model: str = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    stop: Annotated[list[Stop], Field(max_length=MAX_STOP_SEQUENCES)] | Stop | None = None
+    stop: Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES)] | StopSequence | None = None
     seed: int | None = Field(default=None, ge=0, le=U64_MAX)
     #: ``null`` is what some clients send for "not set" (OpenAI's API takes it as false).
     stream: bool | None = None
@@ -65,16 +58,16 @@ class _Request(_Strict):
     service_tier: str | None = None
 
 
-class StreamOptions(_Strict):
+class StreamOptions(StrictModel):
     include_usage: bool = False
 
 
-class TextPart(_Strict):
+class TextPart(StrictModel):
     type: Literal["text"]
     text: str
 
 
-class Message(_Strict):
+class Message(StrictModel):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = Field(default=None, max_length=64)

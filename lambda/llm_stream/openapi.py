@@ -12,7 +12,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .openai_payloads import ChatCompletionRequest, CompletionRequest
-from .payloads import ChatPayload, GeneratePayload
+from .payloads import ChatPayload, generate_payload
 from .settings import READINESS_PATH, Settings
 
 _REF = "#/components/schemas/{model}"
@@ -25,10 +25,11 @@ _STREAM_ERRORS = {
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
+    container_payload = generate_payload(settings.family)  # the deployed container's own parameters
     _, definitions = models_json_schema(
-        [(model, "validation") for model in (GeneratePayload, ChatPayload, ChatCompletionRequest, CompletionRequest)],
+        [(model, "validation") for model in (container_payload, ChatPayload, ChatCompletionRequest, CompletionRequest)],
         ref_template=_REF)
-    invoke = _post("invoke__post", "Stream an answer", ["GeneratePayload", "ChatPayload"], {
+    invoke = _post("invoke__post", "Stream an answer", [container_payload.__name__, "ChatPayload"], {
         "200": {"description": "token events then done or error (SSE), or the raw text",
                 "content": {"text/event-stream": {}, "text/plain": {}}},
         **{status: {"description": description} for status, description in _STREAM_ERRORS.items()},

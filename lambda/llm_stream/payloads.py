@@ -1,88 +1,33 @@
 """What callers may send, validated before anything reaches the endpoint.
 
 Two request shapes are accepted: the container's own payload
-``{"inputs": str, "parameters": {...}, "stream": true}`` (the blog's TGI payload; with an LMI model,
-LMI's parameter names) and a conversation ``{"messages": [{"role", "content"}, ...], "max_tokens", ...}``,
-which the function renders in the model's own chat format and sends as a prompt
-(``model_requests.py``). The rules are the container's own (so it never rejects what passed here)
-plus the deployer's caps.
+``{"inputs": str, "parameters": {...}, "stream": true}`` (the blog's TGI payload; each container family
+names its own ``parameters``: ``families/``) and a conversation
+``{"messages": [{"role", "content"}, ...], "max_tokens", ...}``, which the function renders in the model's
+own chat format and sends as a prompt (``model_requests.py``). The rules are the container's own (so it
+never rejects what passed here) plus the deployer's caps.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from .answer_text import AnswerText
 from .chat_formats import Turn
 from .errors import ApiError
-from .families import TGI, ContainerFamily
+from .families import ContainerFamily
 from .json_body import load_json, quoted
 from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
 from .settings import Settings
-
-StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-# The container's own number types (TGI's router: f32 sampling parameters, i32 top_k, u32 token
-# counts, u64 seed): a value outside them is refused here, not by the container after a round trip.
-F32_MAX = 3.4028234663852886e38
-I32_MAX = 2**31 - 1
-U32_MAX = 2**32 - 1
-U64_MAX = 2**64 - 1
+from .strict_model import U32_MAX, U64_MAX, StopSequence, StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-class GenerateParameters(_Strict):
-    """TGI ``parameters`` a caller may set (``details`` and ``stream`` are the function's own)."""
-
-    max_new_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
-    temperature: float | None = Field(default=None, gt=0, le=F32_MAX)
-    top_p: float | None = Field(default=None, gt=0, lt=1)
-    top_k: int | None = Field(default=None, gt=0, le=I32_MAX)
-    typical_p: float | None = Field(default=None, gt=0, lt=1)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=F32_MAX)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    do_sample: bool | None = None
-    seed: int | None = Field(default=None, ge=0, le=U64_MAX)
-    stop: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
-    return_full_text: bool | None = None
-    #: TGI also requires it below the model's input window; the function checks the total window.
-    truncate: int | None = Field(default=None, ge=1, le=U32_MAX)
-    watermark: bool | None = None
-
-
-class LmiGenerateParameters(_Strict):
-    """LMI ``parameters`` a caller may set: those DJL Serving 0.28's lmi-dist backend reads, with vLLM's
-    own limits (``vllm/sampling_params.py`` ``_verify_args``: ``top_p`` in (0, 1], ``top_k`` -1 (no top-k) or >= 1,
-    ``repetition_penalty`` in (0, 2], the penalties in [-2, 2]). Sampling needs ``do_sample: true``:
-    without it LMI decodes greedily whatever ``temperature`` says."""
-
-    max_new_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
-    do_sample: bool | None = None
-    temperature: float | None = Field(default=None, ge=0, le=F32_MAX)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=-1, le=I32_MAX)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = Field(default=None, ge=0, le=U64_MAX)
-    stop_sequences: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
-    return_full_text: bool | None = None
-
-    @field_validator("top_k")
-    @classmethod
-    def _top_k_not_zero(cls, value: int | None) -> int | None:
-        if value == 0:
-            raise ValueError("must be -1 (no top-k) or at least 1")
-        return value
-
-
-class _Inputs(_Strict):
+class _Inputs(StrictModel):
     inputs: str = Field(min_length=1)
     stream: Literal[True] | None = None
 
@@ -94,25 +39,21 @@ class _Inputs(_Strict):
         return value
 
 
-class GeneratePayload(_Inputs):
-    parameters: GenerateParameters = Field(default_factory=GenerateParameters)
+@functools.cache
+def generate_payload(family: ContainerFamily) -> type[_Inputs]:
+    """The ``inputs`` payload this family takes: ``inputs`` and ``stream``, and its own ``parameters``
+    (named after them: TGI's ``GenerateParameters`` make a ``GeneratePayload``)."""
+    name = family.parameters_model.__name__.replace("Parameters", "Payload")
+    parameters = (family.parameters_model, Field(default_factory=family.parameters_model))
+    return create_model(name, __base__=_Inputs, __module__=__name__, parameters=parameters)
 
 
-class LmiGeneratePayload(_Inputs):
-    parameters: LmiGenerateParameters = Field(default_factory=LmiGenerateParameters)
-
-
-#: The ``inputs`` payload each container family takes.
-_GENERATE_PAYLOADS: dict[str, type[GeneratePayload] | type[LmiGeneratePayload]] = {
-    "tgi": GeneratePayload, "lmi": LmiGeneratePayload}
-
-
-class ChatMessage(_Strict):
+class ChatMessage(StrictModel):
     role: Literal["system", "user", "assistant"]
     content: str
 
 
-class ChatPayload(_Strict):
+class ChatPayload(StrictModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -132,12 +73,10 @@ class ChatPayload(_Strict):
 
 
 _ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {
-    "inputs": tuple(GeneratePayload.model_fields),
+    "inputs": (*_Inputs.model_fields, "parameters"),
     "messages": tuple(ChatPayload.model_fields),
     "message": tuple(ChatMessage.model_fields),
 }
-_ALLOWED_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "tgi": tuple(GenerateParameters.model_fields), "lmi": tuple(LmiGenerateParameters.model_fields)}
 
 
 @dataclass(frozen=True)
@@ -149,11 +88,11 @@ class UpstreamRequest:
     input_chars: int
     max_new_tokens: int
     prompt: str
+    family: ContainerFamily
     #: Stop sequences the reader must not see at the end of the answer (TGI includes them), and the
     #: chat format's newline symbol to turn back into newlines (see answer_text.py).
     answer_stops: tuple[str, ...] = ()
     newline_symbol: str = "\n"
-    family: ContainerFamily = TGI
     #: The body as sent upstream, encoded during validation so that it cannot fail later.
     encoded: bytes = field(init=False, repr=False)
 
@@ -168,9 +107,9 @@ class UpstreamRequest:
     def for_prompt(cls, kind: Literal["generate", "chat"], prompt: str, parameters: dict[str, Any],
                    input_chars: int, family: ContainerFamily, newline_symbol: str = "\n") -> UpstreamRequest:
         """A streamed generate request whose answer the reader sees without its stop sequence."""
-        body = {"inputs": prompt, "parameters": parameters, "stream": True}
-        return cls(kind, body, input_chars, parameters["max_new_tokens"], prompt,
-                   tuple(parameters.get(family.stop_parameter, ())), newline_symbol, family)
+        body = family.upstream_body(prompt, parameters)
+        return cls(kind, body, input_chars, parameters["max_new_tokens"], prompt, family,
+                   tuple(parameters.get(family.stop_parameter, ())), newline_symbol)
 
 
 def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
@@ -183,30 +122,31 @@ def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:
         raise ApiError(422, "validation_error",
                        "give exactly one of `inputs` (a prompt) or `messages` (a conversation)")
     if has_inputs:
-        payload = _validate(_GENERATE_PAYLOADS[settings.container_family], data, "inputs", settings)
+        payload = _validate(generate_payload(settings.family), data, "inputs", settings)
         return _generate_request(payload, settings)
     return _chat_request(_validate(ChatPayload, data, "messages", settings), settings)
 
 
-def _validate(model: type[_Strict], data: dict[str, Any], kind: str, settings: Settings) -> Any:
+def _validate(model: type[StrictModel], data: dict[str, Any], kind: str, settings: Settings) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(422, "validation_error", _describe(exc, kind, settings.container_family)) from None
+        raise ApiError(422, "validation_error", _describe(exc, kind, settings.family)) from None
 
 
 #: Problems a 422 lists; the rest are counted (a body of a thousand unknown keys gets a short answer).
 MAX_LISTED_PROBLEMS = 5
 
 
-def _describe(exc: ValidationError, kind: str, family: str) -> str:
+def _describe(exc: ValidationError, kind: str, family: ContainerFamily) -> str:
     problems = []
     errors = exc.errors(include_url=False)
     for error in errors[:MAX_LISTED_PROBLEMS]:
         location = quoted(".".join(str(part) for part in error["loc"]) or "body")
         if error["type"] == "extra_forbidden":
             parent = _parent_kind(error["loc"], kind)
-            allowed = ", ".join(_ALLOWED_PARAMETERS[family] if parent == "parameters" else _ALLOWED_FIELDS[parent])
+            fields = family.parameters_model.model_fields if parent == "parameters" else _ALLOWED_FIELDS[parent]
+            allowed = ", ".join(fields)
             problems.append(f"`{location}` is not a known field; allowed here: {allowed}")
         elif error["type"] == "literal_error" and error["loc"][-1] == "stream":
             problems.append("`stream` may only be true: this endpoint always streams")
@@ -241,7 +181,7 @@ def check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings,
     return max_new_tokens
 
 
-def _generate_request(payload: GeneratePayload | LmiGeneratePayload, settings: Settings) -> UpstreamRequest:
+def _generate_request(payload: Any, settings: Settings) -> UpstreamRequest:
     """The caller's own payload, with the deployment's caps applied and ``details`` on (the token counts)."""
     params = payload.parameters.model_dump(exclude_none=True)
     max_new_tokens = check_caps(len(payload.inputs), payload.parameters.max_new_tokens, settings,
@@ -251,9 +191,8 @@ def _generate_request(payload: GeneratePayload | LmiGeneratePayload, settings: S
         raise ApiError(422, "validation_error", f"`parameters.truncate` is {truncate}; the model's window is "
                        f"{settings.model_max_total_tokens} tokens, input and answer together")
     params.update(max_new_tokens=max_new_tokens, details=True)
-    body = {"inputs": payload.inputs, "parameters": params, "stream": True}
-    return UpstreamRequest("generate", body, len(payload.inputs), max_new_tokens, payload.inputs,
-                           family=settings.family)
+    body = settings.family.upstream_body(payload.inputs, params)
+    return UpstreamRequest("generate", body, len(payload.inputs), max_new_tokens, payload.inputs, settings.family)
 
 
 def _chat_request(payload: ChatPayload, settings: Settings) -> UpstreamRequest:

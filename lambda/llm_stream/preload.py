@@ -83,6 +83,10 @@ class Preload:
         for module in MODEL_MODULES:
             with contextlib.suppress(Exception):  # a module that fails to import fails again, in its request
                 importlib.import_module(module)
+        with contextlib.suppress(Exception):
+            from .payloads import generate_payload
+
+            generate_payload(self._settings.family)  # the deployed container's own payload model
         try:
             with contextlib.suppress(Exception):  # the requests that need it try again (client())
                 self._created_client()

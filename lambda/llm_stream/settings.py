@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from .chat_formats import FORMATS
-from .families import FAMILIES, ContainerFamily
+from .families import REGISTERED, ContainerFamily, family
 
 _T = TypeVar("_T")
 
@@ -39,7 +39,7 @@ DEFAULT_METRICS_NAMESPACE = "LlmStream"
 DEFAULT_SERVICE_NAME = "llm-stream"
 #: The default model's chat format (``chat_formats.py``), and what a base model has instead.
 DEFAULT_CHAT_FORMAT = "falcon-instruct"
-#: The default model's container (``families.py``).
+#: The default model's container (``families/``).
 DEFAULT_CONTAINER_FAMILY = "tgi"
 NO_CHAT_FORMAT = "none"
 #: Streams one process serves at once when it is a long-running server (``make dev``).
@@ -115,7 +115,7 @@ class Settings:
     service_name: str = _env("SERVICE_NAME", DEFAULT_SERVICE_NAME)
     #: How a conversation becomes the model's prompt (``chat_formats.py``); ``none`` for a base model.
     chat_format: str = _env("CHAT_FORMAT", DEFAULT_CHAT_FORMAT)
-    #: The model container's request and stream dialect (``families.py``): ``tgi`` or ``lmi``.
+    #: The model container's request and stream dialect (``families/``): ``tgi`` or ``lmi``.
     container_family: str = _env("CONTAINER_FAMILY", DEFAULT_CONTAINER_FAMILY)
     #: One of :data:`AUTH_MODES`; only ``api_key`` changes what the function does.
     auth_mode: str = _env("AUTH_MODE", "none")
@@ -141,8 +141,8 @@ class Settings:
             _require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         _require(self.chat_format in (NO_CHAT_FORMAT, *FORMATS), "chat_format", self.chat_format,
                  f"{NO_CHAT_FORMAT} (a base model) or one of {', '.join(FORMATS)}")
-        _require(self.container_family in FAMILIES, "container_family", self.container_family,
-                 f"one of {', '.join(FAMILIES)}")
+        _require(self.container_family in REGISTERED, "container_family", self.container_family,
+                 f"one of {', '.join(REGISTERED)}")
         _require(self.queue_wait_seconds >= 0, "queue_wait_seconds", self.queue_wait_seconds, "a number >= 0")
         for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds",
                      "body_read_timeout_seconds", "api_keys_refresh_seconds"):
@@ -168,7 +168,7 @@ class Settings:
 
     @property
     def family(self) -> ContainerFamily:
-        return FAMILIES[self.container_family]
+        return family(self.container_family)
 
     @property
     def api_keys_max_age_seconds(self) -> float:

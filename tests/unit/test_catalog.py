@@ -35,7 +35,7 @@ def test_default_model_maps_to_the_seed_facts() -> None:
     assert model.image.regions["cn-north-1"].account == "727897471807"
     assert {(image.repository, image.tag) for image in model.image.regions.values()} == {
         ("huggingface-pytorch-tgi-inference", "2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04")}
-    assert model.tgi_version == "2.4.0"
+    assert model.container_version == "2.4.0"
     assert model.chat_format == "falcon-instruct"
     assert (model.max_input_tokens, model.max_total_tokens) == (1024, 2048)
     assert model.network_isolation
@@ -56,7 +56,7 @@ def test_instance_overrides_only_for_supported_instances() -> None:
     assert model.environment_for("ml.g5.48xlarge")["SM_NUM_GPUS"] == "8"
     assert model.environment_for("ml.g5.12xlarge")["MAX_BATCH_TOTAL_TOKENS"] == "2048"
     assert "ml.g4dn.12xlarge" not in model.instance_environment  # not a supported instance type
-    assert model.tgi_version == "1.4.0"
+    assert model.container_version == "1.4.0"
     assert model.chat_format is None  # a base model
 
 
@@ -131,7 +131,8 @@ def test_an_lmi_model_carries_its_per_region_images_and_its_unverified_token_lim
 def test_an_lmi_spec_needs_token_limits_recorded_for_it() -> None:
     raw = copy.deepcopy(PINNED["models"]["huggingface-llm-mistral-7b"])
     raw["modelId"] = "some-other-lmi-model"
-    with pytest.raises(SpecError, match="an LMI model needs its token limits"):
+    with pytest.raises(SpecError, match="some-other-lmi-model runs on lmi, whose specs carry no token limits: "
+                                        "give them in spec_mapping.TOKEN_LIMITS_NOT_IN_SPECS"):
         model_from_spec(raw)
 
 

@@ -8,7 +8,7 @@ from infra.catalog import load_catalog
 from infra.spec_mapping import CHAT_FORMATS
 from llm_stream.answer_text import AnswerText
 from llm_stream.chat_formats import FORMATS, ConversationError, NewlineRestorer, Turn
-from llm_stream.families import LMI, TGI
+from llm_stream.families import family
 
 CONVERSATION = [Turn("system", "Be brief."), Turn("user", "Hi\nthere"), Turn("assistant", "Hello!"),
                 Turn("user", "Why?")]
@@ -74,13 +74,13 @@ def test_a_held_back_prefix_that_was_not_a_symbol_is_given_back() -> None:
 
 @pytest.mark.parametrize("cut", range(1, 12))
 def test_a_stop_sequence_split_across_tokens_is_held_back_and_dropped(cut: int) -> None:
-    answer = AnswerText(stops=("\nUser:",), stop_finish_reasons=TGI.stop_finish_reasons)
+    answer = AnswerText(stops=("\nUser:",), stop_finish_reasons=family("tgi").stop_finish_reasons)
     raw = "Fine.\nUser:"
     assert answer.feed(raw[:cut]) + answer.feed(raw[cut:]) + answer.finish("stop_sequence") == "Fine."
 
 
 def test_held_back_text_that_was_no_stop_is_shown() -> None:
-    answer = AnswerText(stops=("\nUser:",), stop_finish_reasons=TGI.stop_finish_reasons)
+    answer = AnswerText(stops=("\nUser:",), stop_finish_reasons=family("tgi").stop_finish_reasons)
     assert answer.feed("a\nUs") == "a"
     assert answer.feed("e it") == "\nUse it"
     assert answer.feed("\n") == ""
@@ -88,14 +88,15 @@ def test_held_back_text_that_was_no_stop_is_shown() -> None:
 
 
 def test_stops_are_matched_in_the_model_s_text_and_newlines_restored_after() -> None:
-    answer = AnswerText(stops=("<NL>ユーザー:",), newline_symbol="<NL>", stop_finish_reasons=TGI.stop_finish_reasons)
+    answer = AnswerText(stops=("<NL>ユーザー:",), newline_symbol="<NL>",
+                        stop_finish_reasons=family("tgi").stop_finish_reasons)
     shown = answer.feed("はい<N") + answer.feed("L>どうぞ<NL>ユー") + answer.feed("ザー:")
     assert shown + answer.finish("stop_sequence") == "はい\nどうぞ"
 
 
 @pytest.mark.parametrize(("finish_reason", "shown"), [("eos_token", "Fine."), ("length", "Fine.\nUser:")])
 def test_lmi_reports_a_stop_as_eos_token_so_a_trailing_stop_is_dropped_then(finish_reason: str, shown: str) -> None:
-    answer = AnswerText(stops=("\nUser:",), stop_finish_reasons=LMI.stop_finish_reasons)
+    answer = AnswerText(stops=("\nUser:",), stop_finish_reasons=family("lmi").stop_finish_reasons)
     assert answer.feed("Fine.\nUser:") + answer.finish(finish_reason) == shown
 
 

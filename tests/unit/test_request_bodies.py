@@ -1,7 +1,7 @@
 """Golden request bodies: what the endpoint receives, per container family, for each way in.
 
 The same caller request becomes TGI's parameters for a TGI model and LMI's for an LMI model
-(``llm_stream/families.py`` cites each container's source); nothing of one family leaks into the other.
+(``llm_stream/families/`` cites each container's source); nothing of one family leaks into the other.
 """
 
 from __future__ import annotations
