@@ -31,8 +31,8 @@ from .lifecycle import RequestLifecycle, lambda_deadline, request_stats
 from .openai_routes import OpenedStream, openai_routes
 from .page import PAGE_PATHS, page_routes
 from .preload import Preload
-from .reader import Item, StreamReader
-from .responses import PlainEncoder, SseEncoder, TokenStreamResponse, watch_disconnect
+from .reader import StreamReader
+from .responses import PlainEncoder, SseEncoder, TokenStreamResponse, unless_caller_leaves
 from .settings import READINESS_PATH, Settings
 from .stats import RequestStats
 from .tokens import StreamError
@@ -154,18 +154,17 @@ async def _open_until_first_token(
     limiter: anyio.CapacityLimiter, stats: RequestStats,
 ) -> tuple[StreamReader, str | None]:
     """Take a stream slot, open the stream and wait for its first item, so failures before any byte get
-    an HTTP status. A caller who left while waiting for the slot, or whose time ran out, never reaches
-    the endpoint; one who leaves while the endpoint prepares the first token stops it at once."""
-    reader = await StreamReader.reserve(open_now, limiter, settings.queue_wait_seconds)
-    if await request.is_disconnected() or time.monotonic() >= deadline:
-        reader.release_unstarted()
+    an HTTP status. A caller who leaves while waiting for the slot stops waiting at once, and neither they
+    nor one whose time ran out reach the endpoint; one who leaves while the endpoint prepares the first
+    token stops it at once."""
+    reserving = StreamReader.reserve(open_now, limiter, settings.queue_wait_seconds)
+    reader = await unless_caller_leaves(request.receive, stats, reserving)
+    if reader is None or await request.is_disconnected() or time.monotonic() >= deadline:
+        if reader is not None:
+            reader.release_unstarted()
         raise ApiError(499, "client_gone", "the caller left, or its time ran out, before a stream slot was free")
     reader.start()
-    first: Item | None = None
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(watch_disconnect, request.receive, stats, tasks.cancel_scope)
-        first = await reader.next(deadline)
-        tasks.cancel_scope.cancel()
+    first = await unless_caller_leaves(request.receive, stats, reader.next(deadline))
     if stats.client_disconnected:
         reader.cancel()
         raise ApiError(499, "client_gone", "the caller left before the first token")

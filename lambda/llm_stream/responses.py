@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 import anyio
 from starlette.responses import Response
@@ -181,6 +181,26 @@ class TokenStreamResponse(Response):
         self.stats.error_type, self.stats.error_detail = error.error_type, str(error)
         await self._send_body(send, self.encoder.error(error.error_type, message or stream_message(error),
                                                        self.stats.request_id))
+
+
+T = TypeVar("T")
+
+
+async def unless_caller_leaves(receive: Receive, stats: RequestStats, awaitable: Awaitable[T]) -> T | None:
+    """What ``awaitable`` gives, or ``None`` as soon as the caller goes away (``stats.client_disconnected``);
+    what it raises is raised once the watch has stopped."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch_disconnect, receive, stats, tasks.cancel_scope)
+        try:
+            outcome.append(await awaitable)
+        except Exception as exc:  # raised below, not wrapped in the task group's ExceptionGroup
+            failure.append(exc)
+        tasks.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    return outcome[0] if outcome else None
 
 
 async def watch_disconnect(receive: Receive, stats: RequestStats, scope: anyio.CancelScope,

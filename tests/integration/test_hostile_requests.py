@@ -183,18 +183,22 @@ def test_over_the_stream_limit_callers_get_a_fast_503(start_function, request_lo
         assert len(emulator.requests) == 1
 
 
-def test_a_caller_who_left_while_queued_never_reaches_the_endpoint(start_function) -> None:
+def test_a_caller_who_left_while_queued_never_reaches_the_endpoint(start_function, request_logs: LogRecords) -> None:
     with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=100)) as emulator:
         function = start_function(emulator, max_concurrent_streams=1, queue_wait_seconds=5)
-        with httpx.stream("POST", function.url, json={"inputs": "hi", "parameters": {"max_new_tokens": 6}},
+        with httpx.stream("POST", function.url, json={"inputs": "hi", "parameters": {"max_new_tokens": 100}},
                           headers=SSE, timeout=30) as holding:
             events = EventSource(holding).iter_sse()
             next(events)
             leaver = threading.Thread(target=_post_and_hang_up, args=(function.url,))
             leaver.start()
             leaver.join()
-            time.sleep(0.3)  # the queued request notices its client is gone while it waits
-        time.sleep(1)  # the slot frees up (0.6 s of tokens): a caller still queued would be sent upstream now
+            # The queued request notices its client is gone while it waits, and ends (its log line) while the
+            # slot is still held: nothing is left queued to be sent upstream when the slot frees up.
+            left = request_logs.wait_for(1)[0]
+            assert (left["status"], left["error_type"]) == (499, "client_gone")
+            assert len(emulator.requests) == 1
+        request_logs.wait_for(2)  # the holder hung up too: the slot is free, and nobody was waiting for it
         assert len(emulator.requests) == 1
 
 
