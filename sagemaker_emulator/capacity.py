@@ -57,12 +57,8 @@ class Capacity:
             # Not quoted from AWS: the endpoint-not-found answer's wording, for a component.
             return Admission(False, f"Inference Component {named} of account {account} not found.")
         with self._lock:
-            now = self._clock()
-            if self._idle is not None and self._copies and now - self._last_invocation > self._idle:
-                self._copies = 0
+            now = self._advance()
             self._last_invocation = now
-            if self._ready_at is not None and now >= self._ready_at:
-                self._copies, self._ready_at = 1, None
             if self._copies:
                 return Admission(True)
             if self._ready_at is None:
@@ -77,6 +73,18 @@ class Capacity:
             self._last_invocation = self._clock()
 
     def state(self) -> dict[str, Any]:
+        """The copies now, as ``GET /_emulator/inference-component`` shows them (idle and warm-up applied)."""
         with self._lock:
-            waking = None if self._ready_at is None else max(0.0, self._ready_at - self._clock())
+            now = self._advance()
+            waking = None if self._ready_at is None else self._ready_at - now
             return {"inference_component": self.component, "copies": self._copies, "ready_in_seconds": waking}
+
+    def _advance(self) -> float:
+        """Apply what the time since the last look changed: idle copies gone, a warm-up over (lock held)."""
+        now = self._clock()
+        if self._idle is not None and self._copies and now - self._last_invocation > self._idle:
+            self._copies = 0
+        if self._ready_at is not None and now >= self._ready_at:
+            self._copies, self._ready_at = 1, None
+            self._last_invocation = now
+        return now

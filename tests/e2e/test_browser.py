@@ -12,7 +12,8 @@ import pytest
 from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
-from tests.helpers.servers import TEST_COMPONENT, scaled_to_zero
+from tests.helpers.servers import TEST_COMPONENT, component_copies, scaled_to_zero
+from tests.helpers.waiting import wait_until as poll
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -46,11 +47,7 @@ def page(browser):
 
 def wait_until(page, expression: str, timeout: float = 20.0) -> None:
     """Poll from outside the page: the page's CSP forbids the eval that wait_for_function(str) needs."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {expression}")
-        time.sleep(0.01)
+    poll(lambda: page.evaluate(expression), expression, timeout)
 
 
 @pytest.fixture
@@ -225,7 +222,8 @@ def test_a_model_scaled_to_zero_is_waited_for_and_the_wait_can_be_stopped(page, 
         page.click("#stop")
         wait_until(page, "document.getElementById('status').textContent.startsWith('Stopped')")
         assert page.is_enabled("#send")
-        time.sleep(1.1)  # the first refusal started the wake-up: the copy now serves
+        # The first refusal started the wake-up: once the copy is up, it serves.
+        poll(lambda: component_copies(emulator) == 1, "the model's copy to come up")
         ask(page, "Hello", max_new_tokens=5)
         wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
         assert page.is_hidden("#error")

@@ -22,6 +22,13 @@ def scaled_to_zero(warm_up_seconds: float = 0.5, **config: Any) -> EmulatorServe
     return EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=1, inference_component=TEST_COMPONENT, initial_copies=0,
                                          warm_up_seconds=warm_up_seconds, **config))
 
+
+def component_copies(emulator: EmulatorServer) -> int:
+    """The copies of a scaled-to-zero emulator's model now (idle time and warm-up applied)."""
+    assert emulator.capacity is not None, "not an emulator of an endpoint with an inference component"
+    return int(emulator.capacity.state()["copies"])
+
+
 class AppServer:
     """The function's app under its real server (uvicorn, configured as in Lambda), on an ephemeral port."""
 

@@ -29,6 +29,7 @@ from llm_stream.settings import Settings
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault, tgi
 from tests.helpers.logs import LogRecords, collect_request_logs
 from tests.helpers.servers import AppServer, point_boto3_at
+from tests.helpers.waiting import wait_until
 
 #: Generous (a refusal takes milliseconds, and these machines are shared): it catches a request that
 #: waits out a timeout. The strict figure is on the 99th percentile, reported at the end of the module;
@@ -270,7 +271,8 @@ def test_chaos_good_bad_faulted_and_aborted_requests_at_once(start_function) -> 
         function = start_function(emulator, max_concurrent_streams=64)
         with httpx.Client(timeout=30) as warm:  # first-use costs (imports, pools) are not leaks
             warm.post(function.url, json={"inputs": "warm up", "parameters": {"max_new_tokens": 2}})
-        time.sleep(0.5)
+        logs.wait_for(1)  # the warm-up's request has ended, its reader thread too
+        wait_until(lambda: not _readers(), "the warm-up's reader thread to end")
         threads, fds, rss = threading.active_count(), _open_fds(), _rss_mib()
         logs.clear()
         model_errors, in_band_errors = 8, 8

@@ -15,7 +15,8 @@ from llm_stream.wake_up import MAX_RETRY_AFTER_SECONDS, MIN_RETRY_AFTER_SECONDS,
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
 from sagemaker_emulator.capacity import COMPONENT_REQUIRED_MESSAGE, NO_CAPACITY_MESSAGE
 from tests.helpers.logs import LogRecords
-from tests.helpers.servers import TEST_COMPONENT, scaled_to_zero
+from tests.helpers.servers import TEST_COMPONENT, component_copies, scaled_to_zero
+from tests.helpers.waiting import wait_until
 
 COMPONENT = TEST_COMPONENT
 PAYLOAD = {"inputs": "Hi", "parameters": {"max_new_tokens": 3}}
@@ -40,7 +41,7 @@ def test_boto3_gets_sagemaker_s_answers_from_an_endpoint_scaled_to_zero(make_run
         assert no_capacity.value.response["Error"] == {"Code": "ValidationError", "Message": NO_CAPACITY_MESSAGE}
         assert emulator.capacity is not None
         assert emulator.capacity.state()["copies"] == 0
-        time.sleep(0.6)  # the warm-up the first refusal started
+        wait_until(lambda: component_copies(emulator) == 1, "the warm-up the first refusal started")
         events = list(invoke(client, InferenceComponentName=COMPONENT)["Body"])
         assert events
         assert emulator.capacity.state()["copies"] == 1
@@ -53,7 +54,7 @@ def test_the_emulator_s_copies_can_be_set_and_go_to_zero_when_idle(make_runtime_
             "inference_component": COMPONENT, "copies": 1, "ready_in_seconds": None}
         client = make_runtime_client(emulator.url)
         assert list(invoke(client, InferenceComponentName=COMPONENT)["Body"])
-        time.sleep(0.4)
+        wait_until(lambda: component_copies(emulator) == 0, "the idle copy to go")
         with pytest.raises(ClientError, match="no capacity"):
             invoke(client, InferenceComponentName=COMPONENT)
         assert httpx.post(f"{emulator.url}/_emulator/inference-component", json={"copies": -1}).status_code == 400
@@ -76,12 +77,11 @@ def test_the_function_answers_503_model_waking_up_at_once_then_streams_once_awak
                                     "retry in 60 s")
         assert refused.headers["retry-after"] == "60"  # at most a minute: clients poll
         assert "Inference Component" not in refused.text  # SageMaker's words go to the log line only
-        time.sleep(0.5)
         again = httpx.post(function.url, json=PAYLOAD, timeout=30)
         assert again.status_code == 503
         assert again.json()["error"]["message"].startswith(  # counted down from the first refusal
             "the model is starting (it scales to zero while idle), ready in about 48")
-        time.sleep(0.6)
+        wait_until(lambda: component_copies(emulator) == 1, "the model's copy to come up")
         answered = httpx.post(function.url, json=PAYLOAD, timeout=30)
         assert answered.status_code == 200
         assert answered.text

@@ -131,8 +131,8 @@ def test_an_lmi_model_carries_its_per_region_images_and_its_unverified_token_lim
 def test_an_lmi_spec_needs_token_limits_recorded_for_it() -> None:
     raw = copy.deepcopy(PINNED["models"]["huggingface-llm-mistral-7b"])
     raw["modelId"] = "some-other-lmi-model"
-    with pytest.raises(SpecError, match="some-other-lmi-model runs on lmi, whose specs carry no token limits: "
-                                        "give them in spec_mapping.TOKEN_LIMITS_NOT_IN_SPECS"):
+    with pytest.raises(SpecError, match=r"some-other-lmi-model runs on lmi, whose specs carry no token limits: "
+                                        r"give them in spec_mapping\.TOKEN_LIMITS_NOT_IN_SPECS"):
         model_from_spec(raw)
 
 
