@@ -62,21 +62,26 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# The whole suite: lint, then unit, integration and end-to-end tests (the README's contract; CI runs it).
-# Lint runs while the tools' environments install (a fresh clone spends most of its time there).
+PYTEST := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
+
+# The whole suite (the README's contract; CI runs it), in three tiers (docs/local-development.md, Tests):
+# unit and integration on both cores; the end-to-end tier one test at a time (its timings and its
+# servers); then the third-party client suites (marker `clients`). Lint runs while the tools' environments
+# install (a fresh clone spends most of its time there).
 test: install
 	@$(MAKE) --no-print-directory -j4 lint test-tools
-	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
+	$(PYTEST) -n 2 --dist loadfile -m "not clients" tests/unit tests/integration
+	$(PYTEST) -m "not clients" tests/e2e
+	$(PYTEST) -m clients
 
 # What the end-to-end tier drives besides .venv: the CDK CLI and openai npm package, checkov, the
 # sagemaker SDK, Chromium.
 test-tools: $(CDK) $(CHECKOV_STAMP) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
 
-# The edit loop: unit and integration tests with the small hypothesis profile, on two workers; no lint,
-# no end-to-end tier.
+# The edit loop: unit and integration tests but the slow ones (marker `slow`) and the client suites, with
+# the small hypothesis profile, on two workers; no lint, no end-to-end tier.
 test-fast: install
-	HYPOTHESIS_PROFILE=dev JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest -q -n 2 --dist loadfile \
-		tests/unit tests/integration
+	HYPOTHESIS_PROFILE=dev $(PYTEST) -q -n 2 --dist loadfile -m "not slow and not clients" tests/unit tests/integration
 
 # API_KEY=<key>: the local function runs with api_key auth and accepts that one key.
 # MODEL=<catalog id>: the function and the emulator run as that model (its settings and container formats).

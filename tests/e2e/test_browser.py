@@ -15,6 +15,8 @@ from tests import ROOT
 from tests.helpers.servers import TEST_COMPONENT, component_copies, scaled_to_zero
 from tests.helpers.waiting import wait_until as poll
 
+pytestmark = pytest.mark.clients
+
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

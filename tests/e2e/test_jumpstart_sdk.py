@@ -26,6 +26,8 @@ from infra.refresh_catalog import DEFAULT_SPECS, PINNED_SPECS
 from infra.refresh_catalog import main as refresh_main
 from tests.helpers.cdk_app import templates
 
+pytestmark = pytest.mark.clients
+
 REGIONS = ("us-east-1", "eu-west-1")
 FALCON = "huggingface-llm-falcon-7b-instruct-bf16"
 MISTRAL = "huggingface-llm-mistral-7b-instruct"

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from sagemaker_emulator import Fault
 from tests import ROOT
+
+pytestmark = pytest.mark.clients
 
 SCRIPT = ROOT / "tests" / "e2e" / "openai_node_client.mjs"
 MODEL = "huggingface-llm-falcon-7b-instruct-bf16"

@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tests import ROOT
+
+pytestmark = pytest.mark.clients
 
 PYTHON = ROOT / ".venv-sagemaker" / "bin" / "python"
 SCRIPT = ROOT / "tests" / "e2e" / "sagemaker_sdk_client.py"

@@ -9,6 +9,8 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
 SSE = {"accept": "text/event-stream"}
+#: The blog's own request.
+SEED: dict[str, Any] = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
 
 
 def post_sse(url: str, payload: object, **kwargs: Any) -> tuple[httpx.Response, list[ServerSentEvent]]:

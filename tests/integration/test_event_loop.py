@@ -23,6 +23,8 @@ from httpx_sse import EventSource
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests.helpers.logs import LogRecords
 
+pytestmark = pytest.mark.slow
+
 HEALTHZ_BOUND_SECONDS = float(os.environ.get("FUZZ_HEALTHZ_SECONDS", "0.5"))
 #: Slowest /healthz answers, by case, for the report at the end of the module.
 slowest: dict[str, float] = {}

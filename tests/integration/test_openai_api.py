@@ -176,6 +176,7 @@ def test_request_bodies_real_clients_send_are_served(function, body) -> None:
         assert response.json()["choices"][0]["message"]["content"]
 
 
+@pytest.mark.clients
 def test_langchain_chat_openai_streams_and_invokes(function) -> None:
     from langchain_openai import ChatOpenAI
 

@@ -27,6 +27,8 @@ from tests import ROOT
 from tests.helpers.cdk_app import templates
 from tests.helpers.fake_aws_apis import FakeAwsApis, ShapeMismatch, check_output, quota, serve
 
+pytestmark = pytest.mark.slow
+
 REGION = "us-east-1"
 LAYER_ARN = web_adapter.layer_arn("aws", REGION, web_adapter.LAYER_VERSIONS[REGION])
 G5_2XLARGE = "ml.g5.2xlarge for endpoint usage"

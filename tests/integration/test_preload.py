@@ -69,7 +69,7 @@ def test_a_client_that_cannot_be_created_fails_its_requests_and_is_tried_again(
 def test_a_stalled_preload_ends_the_wait_with_a_503(start_function, emulator, tmp_path, monkeypatch) -> None:
     from llm_stream import preload
 
-    (tmp_path / "stalls_on_import.py").write_text("import time\ntime.sleep(3)\n")
+    (tmp_path / "stalls_on_import.py").write_text("import time\ntime.sleep(2)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(preload, "MODEL_MODULES", ("stalls_on_import", *preload.MODEL_MODULES))
     monkeypatch.setattr(preload, "PRELOAD_TIMEOUT_SECONDS", 0.5)
@@ -81,7 +81,7 @@ def test_a_stalled_preload_ends_the_wait_with_a_503(start_function, emulator, tm
     assert response.headers["retry-after"] == "1"
     assert time.monotonic() - started < 2
     assert httpx.get(f"{function.url}/healthz").status_code == 200  # the loop was never held
-    deadline = time.monotonic() + 15  # once the stalled import is over (3 s), requests are served
+    deadline = time.monotonic() + 15  # once the stalled import is over (2 s), requests are served
     while (status := httpx.post(function.url, json={"inputs": "hi", "parameters": {"max_new_tokens": 2}},
                                 timeout=30).status_code) == 503 and time.monotonic() < deadline:
         time.sleep(0.1)

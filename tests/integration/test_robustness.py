@@ -193,6 +193,7 @@ def post_operation(stack):
     return schemathesis.openapi.from_url(f"{stack.function.url}/openapi.json")["/"]["POST"]
 
 
+@pytest.mark.slow
 @settings(suppress_health_check=list(HealthCheck))
 @given(data=st.data(), mode=st.sampled_from([GenerationMode.POSITIVE, GenerationMode.NEGATIVE]))
 def test_openapi_fuzzing(stack, post_operation, data, mode) -> None:
@@ -216,6 +217,7 @@ def test_openapi_fuzzing(stack, post_operation, data, mode) -> None:
         assert "Input validation error" in error["message"], (case.body, error)
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_streams_lose_and_reorder_nothing(start_function) -> None:
     with EmulatorServer(EmulatorConfig(ttft_ms=20, token_ms=5)) as emulator:
         function = start_function(emulator)
@@ -265,6 +267,7 @@ CHAOS_BODIES = [
 ]
 
 
+@pytest.mark.slow
 def test_chaos_good_bad_faulted_and_aborted_requests_at_once(start_function) -> None:
     """A concurrent mix: no 5xx but the injected ones, nothing leaked, exactly one log line per request."""
     with EmulatorServer(EmulatorConfig(ttft_ms=5, token_ms=2)) as emulator, collect_request_logs() as logs:

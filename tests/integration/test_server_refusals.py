@@ -103,7 +103,7 @@ def test_a_websocket_upgrade_does_not_pass_the_key_gate(start_function, emulator
     function = start_function(emulator, auth_mode="api_key", api_keys_file=str(keys))
     upgrade = (b"GET /v1/models HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")
-    status, _, body = parse(exchange(function.url, upgrade + b""))
+    status, _, body = parse(exchange(function.url, upgrade, until_close=False))
     assert status == 401
     assert json.loads(body)["error"]["code"] == "missing_api_key"
     assert request_logs.wait_for(1)[0]["error_type"] == "missing_api_key"
