@@ -81,7 +81,7 @@ test-tools: $(CDK) $(CHECKOV_STAMP) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
 # The edit loop: unit and integration tests but the slow ones (marker `slow`) and the client suites, with
 # the small hypothesis profile, on two workers; no lint, no end-to-end tier.
 test-fast: install
-	HYPOTHESIS_PROFILE=dev $(PYTEST) -q -n 2 --dist loadfile -m "not slow and not clients" tests/unit tests/integration
+	HYPOTHESIS_PROFILE=dev $(PYTEST) -q -n 4 --dist loadfile -m "not slow and not clients" tests/unit tests/integration
 
 # API_KEY=<key>: the local function runs with api_key auth and accepts that one key.
 # MODEL=<catalog id>: the function and the emulator run as that model (its settings and container formats).

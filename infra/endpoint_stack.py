@@ -41,8 +41,8 @@ class EndpointStack(Stack):
         CfnRule(self, "SupportedRegion", assertions=[CfnRuleAssertion(
             assert_=Fn.condition_contains(regions, Aws.REGION),
             assert_description=f"This deployment runs only in {', '.join(regions)}: the model's container image "
-                               "and the Lambda Web Adapter layer version must both exist in the region (README, "
-                               "The endpoint: Regions).")])
+                               "and the Lambda Web Adapter layer version must both exist in the region "
+                               "(docs/deploying.md, The endpoint: Regions).")])
         bucket = Fn.join("", [model.artifacts.bucket_prefix, Aws.REGION])
         # Per region: the registry account, and the repository and tag (a few regions serve another image).
         images = CfnMapping(self, "Images", mapping={

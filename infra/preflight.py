@@ -131,7 +131,7 @@ def check_web_adapter_layer(settings: DeploymentSettings, account: Account) -> s
                           "-c web_adapter_layer_version=N names one")
     arn = web_adapter.layer_arn(account.partition, account.region, version)
     remedy = ("name a version published in this region with -c web_adapter_layer_version=N, or deploy to a "
-              "region the README lists")
+              "region docs/deploying.md lists (The endpoint: Regions)")
     try:
         layer = account.client("lambda").get_layer_version_by_arn(Arn=arn)
     except ClientError as exc:
@@ -169,7 +169,8 @@ def check_lambda_concurrency(settings: DeploymentSettings, account: Account) -> 
             f"ask for more: aws service-quotas request-service-quota-increase --service-code lambda "
             f"--quota-code {LAMBDA_CONCURRENCY_QUOTA_CODE} --desired-value "
             f"{limit - left + LAMBDA_MIN_UNRESERVED} --region {account.region}; "
-            f"or reserve less: {lower}; or -c reserved_concurrency=0 (no reservation: read the README's warning)")
+            f"or reserve less: {lower}; or -c reserved_concurrency=0 (no reservation: read the warning in "
+            "docs/deploying.md)")
     return f"account concurrency {limit}: reserving {wanted} leaves {left} unreserved (at least {floor} needed)"
 
 

@@ -93,7 +93,8 @@ class StreamingStack(Stack):
                            "at rest with an AWS managed key.",
             **({} if settings.reserved_concurrency else {
                 "CKV_AWS_115": "The deployer asked for no reservation (context reserved_concurrency=0, for accounts "
-                               "whose concurrency quota cannot spare one); the README warns what that leaves unbound.",
+                               "whose concurrency quota cannot spare one); docs/deploying.md warns what that leaves "
+                               "unbound.",
             }),
         })
         skip_checkov(log_group, {

@@ -55,7 +55,7 @@ def dev(port: int, emulator_port: int, api_key: str | None, model_id: str | None
             f"open {servers.function_url}/ in a browser to watch answers stream\n"
             f"try:  curl -N{key_header} {servers.function_url} -d '{{\"inputs\": \"How do I build a website?\"}}'\n"
             f"      python -m stream_client --url {servers.function_url} \"{SEED_PROMPT}\"\n"
-            f"      OpenAI SDKs: base_url={servers.function_url}/v1 (see README, Use it from the OpenAI SDKs)\n"
+            f"      OpenAI SDKs: base_url={servers.function_url}/v1 (see docs/api.md, Use it from the OpenAI SDKs)\n"
             "Ctrl-C stops both.\n",
             file=sys.stderr, flush=True,
         )

@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from . import eventstream, lmi, tgi
 from .capacity import Capacity
@@ -87,8 +87,9 @@ class EmulatorConfig:
     region: str = "us-east-1"
     #: Whether the model's tokenizer ships a chat template; without one TGI refuses Messages payloads.
     chat_template: bool = True
-    #: The model container behind the endpoint: its request rules, stream format and errors.
-    container: Literal["tgi", "lmi"] = "tgi"
+    #: The model container behind the endpoint (a key of :data:`CONTAINERS`): its request rules, stream format
+    #: and errors.
+    container: str = "tgi"
     #: Scale to zero: the endpoint hosts its model as this inference component (``None``: as a model).
     inference_component: str | None = None
     #: Its copies at start (0: scaled to zero).
@@ -97,6 +98,10 @@ class EmulatorConfig:
     warm_up_seconds: float = 5.0
     #: Seconds without an invocation after which the copies go back to zero (the idle alarm); ``None``: never.
     idle_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.container not in CONTAINERS:
+            raise ValueError(f"container {self.container!r}: expected one of {', '.join(CONTAINERS)}")
 
 
 #: How often the serving loop checks whether it was asked to stop.

@@ -5,7 +5,7 @@ it sends through the function URL; locally, the same server runs in front of the
 
 Plain Starlette (routing, lifespan, exception handlers), with pydantic for validation and a generated
 OpenAPI document (``openapi.py``): FastAPI alone took longer to import than the whole cold start may
-(README, *Cold start*), and its request injection and generated documents were all it added here.
+(docs/deploying.md, *Cold start*), and its request injection and generated documents were all it added here.
 """
 
 from __future__ import annotations

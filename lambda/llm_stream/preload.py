@@ -7,7 +7,7 @@ loads both while the Web Adapter is still forwarding the first invocation. A req
 before they are loaded waits for that thread, without holding the event loop
 (:meth:`Preload.ready`; the reader thread calls :meth:`Preload.client`, which blocks, off the loop).
 
-Measured by ``make bench-coldstart`` (README, *Cold start*).
+Measured by ``make bench-coldstart`` (docs/deploying.md, *Cold start*).
 """
 
 from __future__ import annotations

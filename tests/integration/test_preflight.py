@@ -4,7 +4,7 @@ STS, CloudFormation and SSM are moto's server (started by the tests); Lambda's a
 and concurrency reads and Service Quotas are a local fake whose answers are checked against botocore's
 service model (moto serves neither: its Lambda has no GetAccountSettings or GetLayerVersionByArn, its
 Service Quotas only VPC quotas). What the data looks like in a real account is confirmed only by a
-first deployment (README, First deployment).
+first deployment (docs/deploying.md, First deployment).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from tests import ROOT
 from tests.helpers.logs import LogRecords
 from tests.helpers.servers import AppServer, point_boto3_at
 
-#: What a request needs but the way to ready must not load (``preload.py``, README *Cold start*).
+#: What a request needs but the way to ready must not load (``preload.py``, docs/deploying.md, *Cold start*).
 LOADED_AFTER_READY = ("pydantic", "botocore", "boto3", "urllib3", "fastapi", "llm_stream.payloads",
                       "llm_stream.openai_payloads", "llm_stream.families.tgi", "llm_stream.families.lmi")
 

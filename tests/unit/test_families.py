@@ -76,3 +76,10 @@ def test_every_family_has_an_emulated_container() -> None:
     """The emulator stands for AWS and imports nothing of the function: its containers are registered on their
     own, and a family without one could not be run locally."""
     assert set(CONTAINERS) == set(REGISTERED)
+
+
+def test_the_emulator_refuses_a_container_it_does_not_emulate() -> None:
+    from sagemaker_emulator import EmulatorConfig
+
+    with pytest.raises(ValueError, match="container 'vllm': expected one of tgi, lmi"):
+        EmulatorConfig(container="vllm")

@@ -1,4 +1,4 @@
-"""One settings contract: what the stack writes, what the function reads, and what the README says."""
+"""One settings contract: what the stack writes, what the function reads, and what the docs say."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from llm_stream.settings import Settings, SettingsError, env_name
 from tests import ROOT
 from tests.helpers.cdk_app import app_environment, cdk_context, templates
 
-README = (ROOT / "README.md").read_text()
+DEPLOYING = (ROOT / "docs" / "deploying.md").read_text()
 
 
-def readme_table(heading: str) -> list[dict[str, str]]:
+def docs_table(heading: str) -> list[dict[str, str]]:
     """The rows of the first Markdown table after ``heading``, as dicts keyed by the header cells."""
-    lines = README.split(f"\n{heading}\n", 1)[1].splitlines()
+    lines = DEPLOYING.split(f"\n{heading}\n", 1)[1].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
     header, _rule, *rows = ([cell.strip() for cell in line.strip().strip("|").split("|")] for line in table)
@@ -42,8 +42,8 @@ def test_the_function_reads_back_exactly_what_the_deployment_settings_say(overri
     assert Settings.from_env(app_environment(streaming)) == deployment.for_function(deployment.endpoint_name)
 
 
-def test_the_readme_documents_every_function_variable_with_its_deployed_and_local_value() -> None:
-    rows = {code(row["variable"]): row for row in readme_table("### What the function receives")}
+def test_the_docs_document_every_function_variable_with_its_deployed_and_local_value() -> None:
+    rows = {code(row["variable"]): row for row in docs_table("## What the function receives")}
     assert sorted(rows) == sorted(env_name(setting.name) for setting in fields(Settings))
     _, streaming = templates()
     deployed = app_environment(streaming)
@@ -62,8 +62,8 @@ def test_the_readme_documents_every_function_variable_with_its_deployed_and_loca
         assert code(row["local default"]) == local[name], name
 
 
-def test_the_readme_documents_every_context_key() -> None:
-    documented = {key for row in readme_table("### Settings (`cdk.json` context, or `-c key=value`)")
+def test_the_docs_document_every_context_key() -> None:
+    documented = {key for row in docs_table("## Settings (`cdk.json` context, or `-c key=value`)")
                   for key in re.findall(r"`([a-z_]+)`", row["key"])}
     assert documented == set(CONTEXT_KEYS)
 
