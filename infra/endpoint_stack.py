@@ -35,86 +35,22 @@ class EndpointStack(Stack):
         super().__init__(scope, construct_id, description=description)
         model = settings.model
         self.endpoint_name = settings.endpoint_name
-        # The endpoint stack deploys first: refuse a region where the model's image or the function's Web
-        # Adapter layer is missing before anything (a GPU instance above all) is created.
-        regions = settings.supported_regions
-        CfnRule(self, "SupportedRegion", assertions=[CfnRuleAssertion(
-            assert_=Fn.condition_contains(regions, Aws.REGION),
-            assert_description=f"This deployment runs only in {', '.join(regions)}: the model's container image "
-                               "and the Lambda Web Adapter layer version must both exist in the region "
-                               "(docs/deploying.md, The endpoint: Regions).")])
+        self._refuse_other_regions(settings.supported_regions)
         bucket = Fn.join("", [model.artifacts.bucket_prefix, Aws.REGION])
-        # Per region: the registry account, and the repository and tag (a few regions serve another image).
-        images = CfnMapping(self, "Images", mapping={
-            region: {"account": image.account, "repository": image.repository, "tag": image.tag}
-            for region, image in model.image.regions.items()})
-        image = {key: images.find_in_map(Aws.REGION, key) for key in ("account", "repository", "tag")}
-        image_uri = Fn.join("", [image["account"], ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
-                                 image["repository"], ":", image["tag"]])
-
-        # SageMaker writes the endpoint's logs to /aws/sagemaker/Endpoints/<name>, creating the group itself
-        # (without retention, and outside the stack) unless it exists: the stack creates it first.
-        self.log_group = logs.LogGroup(
-            self, "EndpointLogs", log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
-            retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY)
-        log_groups = [self.log_group]
-        if settings.scale_to_zero:
-            # An inference component's container logs go to a group of its own, by every public example
-            # (AWS documents no path): created too, so it has retention and goes with the stack either way.
-            log_groups.append(logs.LogGroup(
-                self, "InferenceComponentLogs",
-                log_group_name=f"/aws/sagemaker/InferenceComponents/{settings.inference_component_name}",
-                retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY))
-        for log_group in log_groups:
-            skip_checkov(log_group, {
-                "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; this group only holds "
-                               "what SageMaker would otherwise write to a group of its own making, unencrypted by "
-                               "KMS and without retention: creating it adds retention and takes nothing away.",
-            })
-
+        image = self._image(model)
+        log_groups = self._log_groups(settings)
+        self.log_group = log_groups[0]
         self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description=f"SageMaker execution role for {model.model_id}")
         policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role], statements=_execution_statements(
             model, bucket, image["account"], image["repository"], [group.log_group_arn for group in log_groups]))
-
-        self.sagemaker_model = sagemaker.CfnModel(
-            self, "Model",
-            execution_role_arn=self.role.role_arn,
-            enable_network_isolation=model.network_isolation,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image_uri,
-                environment=model.environment_for(settings.instance_type),
-                model_data_url=_model_data_url(model, bucket),
-                model_data_source=_model_data_source(model, bucket),
-            ),
-        )
+        self.sagemaker_model = self._model(settings, bucket, image["uri"])
         # CreateModel checks the role's access: the policy must be attached first.
         self.sagemaker_model.node.add_dependency(policy)
-
-        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-            variant_name=VARIANT_NAME,
-            # With scale to zero the model is the inference component's, not the variant's.
-            model_name=None if settings.scale_to_zero else self.sagemaker_model.attr_model_name,
-            instance_type=settings.instance_type,
-            initial_instance_count=settings.min_instances,
-            initial_variant_weight=1.0,
-            model_data_download_timeout_in_seconds=model.download_timeout_seconds,
-            container_startup_health_check_timeout_in_seconds=model.startup_timeout_seconds,
-            managed_instance_scaling=managed_instance_scaling(settings) if settings.scale_to_zero else None,
-            routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
-                routing_strategy="LEAST_OUTSTANDING_REQUESTS") if settings.scale_to_zero else None,
-        )
-        if not is_nvme_instance(settings.instance_type):
-            # Every instance type in the catalog has local NVMe, where CreateEndpointConfig rejects
-            # VolumeSizeInGB and KmsKeyId; another type would need both, which this stack does not set.
-            raise ValueError(f"instance type {settings.instance_type} has no local NVMe storage; "
-                             f"allowed: the catalog's NVMe types ({', '.join(settings.model.instance_types)})")
-        # An endpoint for inference components has a role of its own (the model's: it pulls the same image
-        # and artifacts), which CreateEndpointConfig checks: the policy must be attached first.
-        self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self, "EndpointConfig", production_variants=[variant],
-            execution_role_arn=self.role.role_arn if settings.scale_to_zero else None)
+        self.endpoint_config = self._endpoint_config(settings)
         if settings.scale_to_zero:
+            # An endpoint for inference components has a role of its own (the model's: it pulls the same
+            # image and artifacts), which CreateEndpointConfig checks: the policy must be attached first.
             self.endpoint_config.node.add_dependency(policy)
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=self.endpoint_name,
@@ -131,14 +67,95 @@ class EndpointStack(Stack):
             variant_name=VARIANT_NAME, tags=jumpstart_tags) if settings.scale_to_zero else None
         if settings.autoscaling:
             self._add_autoscaling(settings)
+        self._tag_and_output(settings, jumpstart_tags)
 
+    def _refuse_other_regions(self, regions: list[str]) -> None:
+        """The endpoint stack deploys first: refuse a region where the model's image or the function's Web
+        Adapter layer is missing before anything (a GPU instance above all) is created."""
+        CfnRule(self, "SupportedRegion", assertions=[CfnRuleAssertion(
+            assert_=Fn.condition_contains(regions, Aws.REGION),
+            assert_description=f"This deployment runs only in {', '.join(regions)}: the model's container image "
+                               "and the Lambda Web Adapter layer version must both exist in the region "
+                               "(docs/deploying.md, The endpoint: Regions).")])
+
+    def _image(self, model: CatalogModel) -> dict[str, str]:
+        """The container image for the deploying region: its registry account, repository, tag and URI (a
+        mapping per region: a few regions serve another image)."""
+        images = CfnMapping(self, "Images", mapping={
+            region: {"account": image.account, "repository": image.repository, "tag": image.tag}
+            for region, image in model.image.regions.items()})
+        image = {key: images.find_in_map(Aws.REGION, key) for key in ("account", "repository", "tag")}
+        image["uri"] = Fn.join("", [image["account"], ".dkr.ecr.", Aws.REGION, ".", Aws.URL_SUFFIX, "/",
+                                    image["repository"], ":", image["tag"]])
+        return image
+
+    def _log_groups(self, settings: DeploymentSettings) -> list[logs.LogGroup]:
+        """The endpoint's log group first. SageMaker writes the endpoint's logs to
+        /aws/sagemaker/Endpoints/<name>, creating the group itself (without retention, and outside the stack)
+        unless it exists: the stack creates it first."""
+        log_groups = [logs.LogGroup(
+            self, "EndpointLogs", log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY)]
+        if settings.scale_to_zero:
+            # An inference component's container logs go to a group of its own, by every public example
+            # (AWS documents no path): created too, so it has retention and goes with the stack either way.
+            log_groups.append(logs.LogGroup(
+                self, "InferenceComponentLogs",
+                log_group_name=f"/aws/sagemaker/InferenceComponents/{settings.inference_component_name}",
+                retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY))
+        for log_group in log_groups:
+            skip_checkov(log_group, {
+                "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; this group only holds "
+                               "what SageMaker would otherwise write to a group of its own making, unencrypted by "
+                               "KMS and without retention: creating it adds retention and takes nothing away.",
+            })
+        return log_groups
+
+    def _model(self, settings: DeploymentSettings, bucket: str, image_uri: str) -> sagemaker.CfnModel:
+        model = settings.model
+        return sagemaker.CfnModel(
+            self, "Model",
+            execution_role_arn=self.role.role_arn,
+            enable_network_isolation=model.network_isolation,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image_uri,
+                environment=model.environment_for(settings.instance_type),
+                model_data_url=_model_data_url(model, bucket),
+                model_data_source=_model_data_source(model, bucket),
+            ),
+        )
+
+    def _endpoint_config(self, settings: DeploymentSettings) -> sagemaker.CfnEndpointConfig:
+        if not is_nvme_instance(settings.instance_type):
+            # Every instance type in the catalog has local NVMe, where CreateEndpointConfig rejects
+            # VolumeSizeInGB and KmsKeyId; another type would need both, which this stack does not set.
+            raise ValueError(f"instance type {settings.instance_type} has no local NVMe storage; "
+                             f"allowed: the catalog's NVMe types ({', '.join(settings.model.instance_types)})")
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            # With scale to zero the model is the inference component's, not the variant's.
+            model_name=None if settings.scale_to_zero else self.sagemaker_model.attr_model_name,
+            instance_type=settings.instance_type,
+            initial_instance_count=settings.min_instances,
+            initial_variant_weight=1.0,
+            model_data_download_timeout_in_seconds=settings.model.download_timeout_seconds,
+            container_startup_health_check_timeout_in_seconds=settings.model.startup_timeout_seconds,
+            managed_instance_scaling=managed_instance_scaling(settings) if settings.scale_to_zero else None,
+            routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                routing_strategy="LEAST_OUTSTANDING_REQUESTS") if settings.scale_to_zero else None,
+        )
+        return sagemaker.CfnEndpointConfig(
+            self, "EndpointConfig", production_variants=[variant],
+            execution_role_arn=self.role.role_arn if settings.scale_to_zero else None)
+
+    def _tag_and_output(self, settings: DeploymentSettings, jumpstart_tags: dict[str, str]) -> None:
         for resource in (self.sagemaker_model, self.endpoint_config, self.endpoint):
             for key, value in jumpstart_tags.items():
                 Tags.of(resource).add(key, value)
-        Tags.of(self).add("llm-stream:model-id", model.model_id)
-        Tags.of(self).add("llm-stream:spec-version", model.spec_version)
+        Tags.of(self).add("llm-stream:model-id", settings.model.model_id)
+        Tags.of(self).add("llm-stream:spec-version", settings.model.spec_version)
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
-        CfnOutput(self, "ModelId", value=model.model_id)
+        CfnOutput(self, "ModelId", value=settings.model.model_id)
         CfnOutput(self, "InstanceType", value=settings.instance_type)
 
     @property

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
@@ -35,89 +33,97 @@ class Monitoring(Construct):
         inference_component: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
+        self._service_name = service_name
         # An endpoint for inference components reports invocations, errors and latency per component.
-        dimensions = {"InferenceComponentName": inference_component} if inference_component else {
+        self._dimensions = {"InferenceComponentName": inference_component} if inference_component else {
             "EndpointName": endpoint_name, "VariantName": VARIANT_NAME}
-
-        def endpoint_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, statistic=statistic, label=label,
-                                     dimensions_map=dimensions, period=FIVE_MINUTES)
-
-        def own_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic, label=label,
-                                     dimensions_map={"Service": service_name}, period=FIVE_MINUTES)
-
-        def alarm(alarm_id: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> cloudwatch.Alarm:
-            return cloudwatch.Alarm(
-                self, alarm_id, metric=metric, threshold=threshold, evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=description)
-
-        model_latency = endpoint_metric("ModelLatency", "p90", "model latency p90 (µs)")
-        errors = {"e4xx": endpoint_metric("Invocation4XXErrors", "Sum", "4xx"),
-                  "e5xx": endpoint_metric("Invocation5XXErrors", "Sum", "5xx")}
-        if inference_component:
-            # Requests refused while the model is at zero are that mode working, not errors; whether SageMaker
-            # counts them among the 4xx is not documented, so they are taken out of the 4xx where they are.
-            endpoint_errors = cloudwatch.MathExpression(
-                expression="FILL(e5xx, 0) + IF(FILL(e4xx, 0) > FILL(refused, 0), FILL(e4xx, 0) - FILL(refused, 0), 0)",
-                label="endpoint invocation errors", period=FIVE_MINUTES, using_metrics={
-                    **errors, "refused": endpoint_metric(NO_CAPACITY_METRIC, "Sum", "refused at zero")})
-        else:
-            endpoint_errors = cloudwatch.MathExpression(
-                expression="e4xx + e5xx", label="endpoint invocation errors", period=FIVE_MINUTES,
-                using_metrics=errors)
+        model_latency = self._endpoint_metric("ModelLatency", "p90", "model latency p90 (µs)")
+        endpoint_errors = self._endpoint_errors(bool(inference_component))
         self.alarms = [
-            alarm("FunctionErrors", function.metric_errors(period=FIVE_MINUTES), 0,
-                  "The streaming function failed invocations (crashes, timeouts, adapter errors)."),
-            alarm("FunctionThrottles", function.metric_throttles(period=FIVE_MINUTES), 0,
-                  "Callers were refused: reserved concurrency is exhausted."),
-            alarm("StreamServerErrors", own_metric("ServerErrors", "Sum", "server errors"), 0,
-                  "Streams failed on the endpoint's or the function's side (5xx status or a mid-stream error)."),
-            alarm("EndpointInvocationErrors", endpoint_errors, 0,
-                  "The SageMaker endpoint answered invocations with errors."),
-            alarm("EndpointModelLatency", model_latency, model_latency_alarm_seconds * MICROSECONDS_PER_SECOND,
-                  f"The model's p90 latency is above {model_latency_alarm_seconds} s."),
+            self._alarm("FunctionErrors", function.metric_errors(period=FIVE_MINUTES), 0,
+                        "The streaming function failed invocations (crashes, timeouts, adapter errors)."),
+            self._alarm("FunctionThrottles", function.metric_throttles(period=FIVE_MINUTES), 0,
+                        "Callers were refused: reserved concurrency is exhausted."),
+            self._alarm("StreamServerErrors", self._own_metric("ServerErrors", "Sum", "server errors"), 0,
+                        "Streams failed on the endpoint's or the function's side (5xx status or a mid-stream error)."),
+            self._alarm("EndpointInvocationErrors", endpoint_errors, 0,
+                        "The SageMaker endpoint answered invocations with errors."),
+            self._alarm("EndpointModelLatency", model_latency, model_latency_alarm_seconds * MICROSECONDS_PER_SECOND,
+                        f"The model's p90 latency is above {model_latency_alarm_seconds} s."),
         ]
-
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self._add_stream_widgets(function, model_latency, endpoint_errors)
+        if inference_component:
+            self._add_scale_to_zero_widgets(inference_component)
+        if per_consumer:  # api_key auth: the function adds the key's name as the Consumer dimension
+            self._add_per_consumer_widgets()
+
+    def _endpoint_metric(self, name: str, statistic: str, label: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, statistic=statistic, label=label,
+                                 dimensions_map=self._dimensions, period=FIVE_MINUTES)
+
+    def _own_metric(self, name: str, statistic: str, label: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=name, statistic=statistic, label=label,
+                                 dimensions_map={"Service": self._service_name}, period=FIVE_MINUTES)
+
+    def _alarm(self, alarm_id: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> cloudwatch.Alarm:
+        return cloudwatch.Alarm(
+            self, alarm_id, metric=metric, threshold=threshold, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING, alarm_description=description)
+
+    def _endpoint_errors(self, per_component: bool) -> cloudwatch.MathExpression:
+        errors = {"e4xx": self._endpoint_metric("Invocation4XXErrors", "Sum", "4xx"),
+                  "e5xx": self._endpoint_metric("Invocation5XXErrors", "Sum", "5xx")}
+        if not per_component:
+            return cloudwatch.MathExpression(expression="e4xx + e5xx", label="endpoint invocation errors",
+                                             period=FIVE_MINUTES, using_metrics=errors)
+        # Requests refused while the model is at zero are that mode working, not errors; whether SageMaker
+        # counts them among the 4xx is not documented, so they are taken out of the 4xx where they are.
+        return cloudwatch.MathExpression(
+            expression="FILL(e5xx, 0) + IF(FILL(e4xx, 0) > FILL(refused, 0), FILL(e4xx, 0) - FILL(refused, 0), 0)",
+            label="endpoint invocation errors", period=FIVE_MINUTES, using_metrics={
+                **errors, "refused": self._endpoint_metric(NO_CAPACITY_METRIC, "Sum", "refused at zero")})
+
+    def _add_stream_widgets(self, function: lambda_.Function, model_latency: cloudwatch.Metric,
+                            endpoint_errors: cloudwatch.MathExpression) -> None:
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Function: invocations, errors, throttles", width=8, left=[
                 function.metric_invocations(period=FIVE_MINUTES), function.metric_errors(period=FIVE_MINUTES),
                 function.metric_throttles(period=FIVE_MINUTES)]),
             cloudwatch.GraphWidget(title="Streams: time to first token (ms)", width=8, left=[
-                own_metric("TimeToFirstToken", "p50", "TTFT p50"), own_metric("TimeToFirstToken", "p90", "TTFT p90")]),
+                self._own_metric("TimeToFirstToken", "p50", "TTFT p50"),
+                self._own_metric("TimeToFirstToken", "p90", "TTFT p90")]),
             cloudwatch.GraphWidget(title="Streams: tokens and server errors", width=8, left=[
-                own_metric("Tokens", "Sum", "tokens")], right=[own_metric("ServerErrors", "Sum", "server errors")]),
+                self._own_metric("Tokens", "Sum", "tokens")], right=[
+                self._own_metric("ServerErrors", "Sum", "server errors")]),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Endpoint: invocations and errors", width=8, left=[
-                endpoint_metric("Invocations", "Sum", "invocations")], right=[endpoint_errors]),
+                self._endpoint_metric("Invocations", "Sum", "invocations")], right=[endpoint_errors]),
             cloudwatch.GraphWidget(title="Endpoint: model latency (µs)", width=8, left=[
-                model_latency, endpoint_metric("ModelLatency", "p50", "model latency p50 (µs)")]),
+                model_latency, self._endpoint_metric("ModelLatency", "p50", "model latency p50 (µs)")]),
             cloudwatch.GraphWidget(title="Function: duration and concurrency", width=8, left=[
                 function.metric_duration(period=FIVE_MINUTES, statistic="p90")], right=[
                 function.metric("ConcurrentExecutions", statistic="Maximum", period=FIVE_MINUTES)]),
             cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=self.alarms),
         )
-        if inference_component:
-            self._add_scale_to_zero_widgets(inference_component, endpoint_metric)
-        if per_consumer:  # api_key auth: the function adds the key's name as the Consumer dimension
-            def per_consumer_metric(name: str) -> cloudwatch.MathExpression:
-                return cloudwatch.MathExpression(
-                    expression=f"SEARCH('{{{METRICS_NAMESPACE},Service,Consumer}} MetricName=\"{name}\" "
-                               f"Service=\"{service_name}\"', 'Sum', 300)",
-                    using_metrics={}, label="", period=FIVE_MINUTES)
 
-            self.dashboard.add_widgets(
-                cloudwatch.GraphWidget(title="Tokens per consumer (API key name)", width=12,
-                                       left=[per_consumer_metric("Tokens")]),
-                cloudwatch.GraphWidget(title="Requests per consumer (API key name)", width=12,
-                                       left=[per_consumer_metric("Requests")]),
-            )
+    def _add_per_consumer_widgets(self) -> None:
+        def per_consumer_metric(name: str) -> cloudwatch.MathExpression:
+            return cloudwatch.MathExpression(
+                expression=f"SEARCH('{{{METRICS_NAMESPACE},Service,Consumer}} MetricName=\"{name}\" "
+                           f"Service=\"{self._service_name}\"', 'Sum', 300)",
+                using_metrics={}, label="", period=FIVE_MINUTES)
 
-    def _add_scale_to_zero_widgets(self, component: str, endpoint_metric: Callable[[str, str, str], cloudwatch.Metric],
-                                   ) -> None:
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Tokens per consumer (API key name)", width=12,
+                                   left=[per_consumer_metric("Tokens")]),
+            cloudwatch.GraphWidget(title="Requests per consumer (API key name)", width=12,
+                                   left=[per_consumer_metric("Requests")]),
+        )
+
+    def _add_scale_to_zero_widgets(self, component: str) -> None:
         """Scale to zero over time. CloudWatch has no copy or instance count for a component (DescribeInference-
         Component's CurrentCopyCount has it): its GPU utilization exists only while a copy runs, and the two
         alarms' states say when it was asked to wake and to go."""
@@ -128,8 +134,8 @@ class Monitoring(Construct):
             ("WakeUpAlarm", wake_up_alarm_name(component)), ("IdleAlarm", idle_alarm_name(component)))]
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Scale to zero: requests served and refused at zero", width=8, left=[
-                endpoint_metric("Invocations", "Sum", "invocations"),
-                endpoint_metric(NO_CAPACITY_METRIC, "Sum", "refused: no copy (wakes the model)")]),
+                self._endpoint_metric("Invocations", "Sum", "invocations"),
+                self._endpoint_metric(NO_CAPACITY_METRIC, "Sum", "refused: no copy (wakes the model)")]),
             cloudwatch.GraphWidget(title="Scale to zero: a copy is running while this has data", width=8,
                                    left=[gpu]),
             cloudwatch.AlarmStatusWidget(title="Scale to zero: asked to wake / to go to zero", width=8,

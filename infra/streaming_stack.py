@@ -58,13 +58,34 @@ class StreamingStack(Stack):
             retention=LOG_RETENTION[settings.log_retention_days],
             removal_policy=RemovalPolicy.DESTROY,
         )
+        skip_checkov(log_group, {
+            "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; the lines hold request "
+                           "metadata, and no prompt text unless the deployer enables log_prompts.",
+        })
         role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description="Streams from one SageMaker endpoint; writes its own logs")
         endpoint.grant_invoke(role)
         log_group.grant_write(role)
         self.api_keys = self._api_key_secret(role) if settings.auth == "api_key" else None
+        self.function = self._function(settings, endpoint_name, role, log_group)
+        self.url = self._function_url(settings)
+        self.monitoring = Monitoring(
+            self, "Monitoring", function=self.function, endpoint_name=endpoint_name,
+            service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds,
+            per_consumer=settings.auth == "api_key", inference_component=settings.inference_component_name)
 
-        self.function = lambda_.Function(
+        CfnOutput(self, "FunctionUrl", value=self.url.url)
+        CfnOutput(self, "AuthMode", value=settings.auth)
+        CfnOutput(self, "FunctionName", value=self.function.function_name)
+        CfnOutput(self, "EndpointName", value=endpoint_name)
+        CfnOutput(self, "ModelId", value=settings.model.model_id)
+        if self.api_keys is not None:
+            CfnOutput(self, "ApiKeysSecretArn", value=self.api_keys.secret_arn,
+                      description="API keys' digests: python -m stream_client keys create|list|revoke")
+
+    def _function(self, settings: DeploymentSettings, endpoint_name: str, role: iam.Role,
+                  log_group: logs.LogGroup) -> lambda_.Function:
+        function = lambda_.Function(
             self, "Function",
             description=f"Streams {settings.model.model_id} token by token",
             runtime=RUNTIME,
@@ -83,8 +104,8 @@ class StreamingStack(Stack):
         # The function must wait for the role's policy (CDK adds that), but the role itself is already
         # ordered by the function's GetAtt on it; the extra DependsOn is what cfn-lint W3005 reports.
         policy = cfn_resource(role.node.find_child("DefaultPolicy"))
-        cfn_resource(self.function).add_override("DependsOn", [self.get_logical_id(policy)])
-        skip_checkov(self.function, {
+        cfn_resource(function).add_override("DependsOn", [self.get_logical_id(policy)])
+        skip_checkov(function, {
             "CKV_AWS_116": "Invoked synchronously through its function URL; a dead-letter queue only receives "
                            "failed asynchronous invocations.",
             "CKV_AWS_117": "Function URLs do not stream from inside a VPC, and the function reaches only the "
@@ -97,12 +118,10 @@ class StreamingStack(Stack):
                                "unbound.",
             }),
         })
-        skip_checkov(log_group, {
-            "CKV_AWS_158": "CloudWatch Logs encrypts at rest with service-managed keys; the lines hold request "
-                           "metadata, and no prompt text unless the deployer enables log_prompts.",
-        })
+        return function
 
-        self.url = self.function.add_function_url(
+    def _function_url(self, settings: DeploymentSettings) -> lambda_.FunctionUrl:
+        url = self.function.add_function_url(
             auth_type=URL_AUTH[settings.auth],
             invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM,
             cors=lambda_.FunctionUrlCorsOptions(
@@ -114,32 +133,18 @@ class StreamingStack(Stack):
                 max_age=Duration.hours(1),
             ) if settings.cors_origins else None,
         )
-
         if settings.auth == "none":
-            skip_checkov(self.url, {
+            skip_checkov(url, {
                 "CKV_AWS_258": "The deployer asked for a public URL (context auth=none, off by default); reserved "
                                "concurrency and the token, input and body caps bound what callers can spend.",
             })
         elif settings.auth == "api_key":
-            skip_checkov(self.url, {
+            skip_checkov(url, {
                 "CKV_AWS_258": "The deployer chose API keys (context auth=api_key): the function itself refuses "
                                "every request without a valid key (401) before reading its body or calling the "
                                "endpoint; only /healthz and the page's static files are open.",
             })
-
-        self.monitoring = Monitoring(
-            self, "Monitoring", function=self.function, endpoint_name=endpoint_name,
-            service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds,
-            per_consumer=settings.auth == "api_key", inference_component=settings.inference_component_name)
-
-        CfnOutput(self, "FunctionUrl", value=self.url.url)
-        CfnOutput(self, "AuthMode", value=settings.auth)
-        CfnOutput(self, "FunctionName", value=self.function.function_name)
-        CfnOutput(self, "EndpointName", value=endpoint_name)
-        CfnOutput(self, "ModelId", value=settings.model.model_id)
-        if self.api_keys is not None:
-            CfnOutput(self, "ApiKeysSecretArn", value=self.api_keys.secret_arn,
-                      description="API keys' digests: python -m stream_client keys create|list|revoke")
+        return url
 
     def _api_key_secret(self, role: iam.IRole) -> secretsmanager.Secret:
         """The key document's secret, and the function's read access to it (GetSecretValue, this secret only).
