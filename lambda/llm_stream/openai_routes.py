@@ -7,21 +7,19 @@ shapes differ (``openai_payloads.py``, ``openai_responses.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .answer_text import AnswerText
 from .error_responses import error_response
 from .errors import ApiError
+from .gateway import Gateway, OpenedStream
 from .lifecycle import request_stats
 from .openai_responses import OpenAIEncoder, complete_answer
-from .reader import StreamReader
 from .responses import TokenStreamResponse, watch_disconnect
 from .settings import Settings
 from .stats import RequestStats
@@ -31,25 +29,6 @@ from .upstream_errors import first_event_error
 
 if TYPE_CHECKING:  # pydantic and the request models load after the server is ready (preload.py)
     from .openai_payloads import OpenAIRequest
-    from .payloads import UpstreamRequest
-
-
-@dataclass(frozen=True)
-class OpenedStream:
-    reader: StreamReader
-    first: str | None
-    deadline: float
-    request: UpstreamRequest
-
-    def answer_text(self) -> AnswerText:
-        """How the reader should see the model's text (stops trimmed, newlines restored)."""
-        return self.request.answer_text()
-
-
-OpenUpstream = Callable[[Request, "UpstreamRequest"], Awaitable[OpenedStream]]
-_Parsed = TypeVar("_Parsed")
-#: The body of a request, checked (origin, size, time) and validated by ``parse`` once the models are loaded.
-Validate = Callable[[Request, Callable[[bytes, Settings], _Parsed]], Awaitable[_Parsed]]
 
 
 def _parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
@@ -64,7 +43,8 @@ def _parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
     return parse_completion(raw, settings)
 
 
-def openai_routes(settings: Settings, validate: Validate[OpenAIRequest], open_upstream: OpenUpstream) -> list[Route]:
+def openai_routes(gateway: Gateway) -> list[Route]:
+    settings = gateway.settings
     started = int(time.time())
 
     async def models(request: Request) -> JSONResponse:
@@ -74,9 +54,9 @@ def openai_routes(settings: Settings, validate: Validate[OpenAIRequest], open_up
     async def answer(request: Request, parse: Callable[[bytes, Settings], OpenAIRequest]) -> Response:
         stats = request_stats(request.scope)
         stats.metered = True
-        openai_request = await validate(request, parse)
+        openai_request = await gateway.validated(request, parse)
         stats.user = openai_request.payload.user
-        opened = await open_upstream(request, openai_request.upstream)
+        opened = await gateway.open_upstream(request, openai_request.upstream)
         if openai_request.stream:
             encoder = OpenAIEncoder(openai_request, settings.model_id)
             return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline,
