@@ -17,11 +17,13 @@ against what the emulator generated, so lost or reordered tokens are counted.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import statistics
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import boto3  # noqa: E402
 import httpx  # noqa: E402
+import interleaved  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from httpx_sse import EventSource  # noqa: E402
 
@@ -133,18 +136,51 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def run_level(
-    concurrency: int, count: int, read: Callable[[int], StreamTiming], first_seed: int
-) -> list[StreamTiming]:
+def run_level(concurrency: int, count: int, read: Callable[[int], StreamTiming], first_seed: int,
+              seeds: Iterator[int]) -> list[StreamTiming]:
+    """``count`` streams, ``concurrency`` at a time, each with its own seed (the emulator's record is found by it)."""
+    stream_seeds = [first_seed, *itertools.islice(seeds, count - 1)]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return list(pool.map(read, range(first_seed, first_seed + count)))
+        return list(pool.map(read, stream_seeds))
+
+
+def merged(results: list[PathResult]) -> PathResult:
+    """One path's rounds pooled, for its own distribution."""
+    pooled = PathResult()
+    for result in results:
+        pooled.ttft_ms += result.ttft_ms
+        pooled.delivery_ms += result.delivery_ms
+        pooled.streams += result.streams
+        pooled.bad_streams += result.bad_streams
+        pooled.tokens += result.tokens
+    return pooled
+
+
+def compared(name: str, paths: list[PathResult], baselines: list[PathResult]) -> str:
+    """One path against another, round by round: the median of the per-round differences of each p50 (and the
+    per-round TTFT ratio), with the interquartile range across rounds."""
+    def per_round(figure: Callable[[PathResult], float]) -> list[float]:
+        return [figure(path) - figure(base) for path, base in zip(paths, baselines, strict=True)]
+
+    def spread(values: list[float], digits: int) -> str:
+        first, median, third = interleaved.quartiles(values)
+        return f"{median:+.{digits}f} ms (IQR {first:+.{digits}f} to {third:+.{digits}f})"
+
+    delivery = per_round(lambda r: statistics.median(r.delivery_ms))
+    ttft = per_round(lambda r: statistics.median(r.ttft_ms))
+    ttft_ratio = interleaved.ratio([statistics.median(p.ttft_ms) for p in paths],
+                                   [statistics.median(b.ttft_ms) for b in baselines])
+    lost = sum(path.bad_streams for path in paths)
+    return (f"{name}: added per-token p50 {spread(delivery, 2)}; TTFT p50 {spread(ttft, 1)}, {ttft_ratio}; "
+            f"lost or reordered: {lost} streams")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens per stream")
-    parser.add_argument("--sequential", type=int, default=8, help="streams per path at concurrency 1")
+    parser.add_argument("--sequential", type=int, default=4, help="streams per path and round at concurrency 1")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every path per level")
     parser.add_argument("--ttft-ms", type=float, default=100)
     parser.add_argument("--token-ms", type=float, default=30)
     args = parser.parse_args()
@@ -158,47 +194,38 @@ def main() -> None:
         )
         http = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=max(args.concurrency) + 8))
         model = http.get(f"{servers.function_url}/v1/models").json()["data"][0]["id"]
-        print(f"emulator: TTFT {args.ttft_ms:.0f} ms, {args.token_ms:.0f} ms/token; {args.tokens} tokens per stream\n")
+        print(f"emulator: TTFT {args.ttft_ms:.0f} ms, {args.token_ms:.0f} ms/token; {args.tokens} tokens per stream; "
+              f"{args.rounds} interleaved rounds per level, the paths' order turning each round\n")
         print(f"{'streams':>8} {'path':>9} | {'TTFT p50':>9} {'p99':>7} | {'delivery p50':>12} {'p99':>7} | "
-              f"{'tokens':>7} {'bad streams':>11}")
-        print("-" * 86)
-        seed = 0
+              f"{'tokens':>7} {'bad streams':>11}   (rounds pooled)")
+        print("-" * 104)
+        seeds = itertools.count()
         summary = []
         for concurrency in args.concurrency:
             count = args.sequential if concurrency == 1 else concurrency
-            paths = {
+            readers: dict[str, Callable[[int], StreamTiming]] = {
                 "direct": lambda s: read_direct(direct, s, args.tokens),
                 "function": lambda s: read_function(http, servers.function_url, s, args.tokens),
                 "openai": lambda s: read_openai(http, servers.function_url, model, s, args.tokens),
             }
-            results = {}
-            for name, read in paths.items():
-                timings = run_level(concurrency, count, read, seed)
-                seed += count
-                results[name] = analyse(timings, emulator_records(servers.emulator_url))
-                r = results[name]
+
+            def batch(read: Callable[[int], StreamTiming], level: int = concurrency,
+                      streams: int = count) -> PathResult:
+                timings = run_level(level, streams, read, next(seeds), seeds)
+                return analyse(timings, emulator_records(servers.emulator_url))
+
+            results = interleaved.rounds({name: functools.partial(batch, read) for name, read in readers.items()},
+                                         args.rounds)
+            for name, rounds in results.items():
+                r = merged(rounds)
                 print(f"{concurrency:>8} {name:>9} | {statistics.median(r.ttft_ms):>7.1f}ms "
                       f"{percentile(r.ttft_ms, 99):>5.1f}ms | {statistics.median(r.delivery_ms):>10.2f}ms "
                       f"{percentile(r.delivery_ms, 99):>5.2f}ms | {r.tokens:>7} {r.bad_streams:>5} of {r.streams}")
-            d, f = results["direct"], results["function"]
-            summary.append(
-                f"{concurrency:>3} streams: added per-token latency p50 "
-                f"{statistics.median(f.delivery_ms) - statistics.median(d.delivery_ms):+.2f} ms, "
-                f"p99 {percentile(f.delivery_ms, 99) - percentile(d.delivery_ms, 99):+.2f} ms; "
-                f"TTFT overhead p50 {statistics.median(f.ttft_ms) - statistics.median(d.ttft_ms):+.1f} ms, "
-                f"p99 {percentile(f.ttft_ms, 99) - percentile(d.ttft_ms, 99):+.1f} ms; "
-                f"lost or reordered: {f.bad_streams} streams"
-            )
-            o = results["openai"]
-            summary.append(
-                f"{concurrency:>3} streams: /v1/completions vs POST /: per-token p50 "
-                f"{statistics.median(o.delivery_ms) - statistics.median(f.delivery_ms):+.2f} ms, "
-                f"p99 {percentile(o.delivery_ms, 99) - percentile(f.delivery_ms, 99):+.2f} ms; "
-                f"TTFT p50 {statistics.median(o.ttft_ms) - statistics.median(f.ttft_ms):+.1f} ms, "
-                f"p99 {percentile(o.ttft_ms, 99) - percentile(f.ttft_ms, 99):+.1f} ms; "
-                f"lost or reordered: {o.bad_streams} streams"
-            )
-        print("\n" + "\n".join(summary))
+            summary.append(compared(f"{concurrency:>3} streams, function vs direct", results["function"],
+                                    results["direct"]))
+            summary.append(compared(f"{concurrency:>3} streams, /v1/completions vs POST /", results["openai"],
+                                    results["function"]))
+        print("\nside by side, per round (median of the rounds, IQR across them):\n" + "\n".join(summary))
 
 
 if __name__ == "__main__":
