@@ -21,10 +21,10 @@ import pytest
 
 from infra.catalog import PROJECT_ENVIRONMENT, load_catalog
 from infra.jumpstart_sdk import SdkError, catalog_container, resolve, url_suffix
-from infra.live_specs import MANIFEST, live_from_recorded, manifest_entry
 from infra.refresh_catalog import DEFAULT_SPECS, PINNED_SPECS
 from infra.refresh_catalog import main as refresh_main
 from tests.helpers.cdk_app import templates
+from tests.helpers.jumpstart_bucket import MANIFEST, live_from_recorded, manifest_entry
 
 pytestmark = pytest.mark.clients
 

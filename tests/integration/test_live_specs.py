@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from infra.live_specs import live_from_recorded, manifest_entry, recorded_from_live
+from infra.live_specs import recorded_from_live
 from infra.refresh_catalog import DEFAULT_SPECS, PINNED_SPECS
 from infra.spec_mapping import model_from_spec
+from tests.helpers.jumpstart_bucket import live_from_recorded, manifest_entry
 
 IMAGE = "huggingface-pytorch-tgi-inference:2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04"
 
