@@ -378,6 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- InvokeEndpoint and InvokeEndpointWithResponseStream ----------------
 
     def _invoke(self, endpoint: str, body: bytes, streaming: bool) -> None:
+        """SageMaker's checks and faults first, then the container's: its refusal, or its answer."""
         emulator = self.server.emulator
         config = emulator.config
         record = ReceivedRequest(
@@ -389,29 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         fault = emulator._record(record)
         log.info("invoke endpoint=%s bytes=%d fault=%s", endpoint, len(body), fault.kind if fault else None)
-        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
-            self._send_service_error(record, 403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-            return
-        if (fault and fault.kind == "unknown_endpoint") or (
-            config.endpoints is not None and endpoint not in config.endpoints
-        ):
-            message = f"Endpoint {endpoint} of account {config.account} not found."
-            self._send_service_error(record, 400, "ValidationError", message)
-            return
-        if emulator.capacity is not None:
-            admission = emulator.capacity.admit(self.headers.get("X-Amzn-SageMaker-Inference-Component"),
-                                                config.account)
-            if not admission.admitted:
-                self._send_service_error(record, 400, "ValidationError", admission.message)
-                return
-        if fault and fault.kind == "stall_before_response" and not self._pause(fault.stall_seconds):
-            record.finish("server_stopped")
-            return
-        if fault and fault.kind == "throttle":
-            self._send_service_error(record, 429, "ThrottlingException", fault.message or "Rate exceeded")
-            return
-        if fault and fault.kind == "model_error":
-            self._send_model_error(record, 500, fault.message or "CUDA error: an illegal memory access was encountered")
+        if self._answered_by_sagemaker(record, endpoint, fault):
             return
         container = self._container
         try:
@@ -420,26 +399,58 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_model_error(record, rejected.status, rejected.message, original=rejected.body)
             return
         except tgi.ValidationFailure as failure:
-            status, message, event = container.refusal(failure)
-            if status == 200 and not streaming:  # the container answers its error as an ordinary body
-                self._send_body(record, event)
-                return
-            if not (failure.stream and streaming):
-                self._send_model_error(record, status, message, error_type="validation")
-                return
-            self._start_stream(record, container.STREAM_CONTENT_TYPE)
-            self._write_chunk(eventstream.payload_part(event))
-            self._end_stream(record, "validation_error")
+            self._container_refusal(record, failure, streaming)
             return
         renderer = container.EventRenderer(request)
         if not streaming:
             self._answer_whole(record, renderer)
-            return
-        self._start_stream(record, container.STREAM_CONTENT_TYPE if request.stream else "application/json")
-        if not request.stream:
+        elif not request.stream:
+            self._start_stream(record, "application/json")
             self._write_chunk(eventstream.payload_part(renderer.whole_body()[0]))
             self._end_stream(record, "completed")
-            return
+        else:
+            self._answer_streamed(record, request, renderer, fault)
+
+    def _answered_by_sagemaker(self, record: ReceivedRequest, endpoint: str, fault: Fault | None) -> bool:
+        """What SageMaker answers before the container sees the request (authentication, the endpoint, an
+        inference component's capacity) and the faults injected there; whether it answered."""
+        emulator = self.server.emulator
+        config = emulator.config
+        kind = fault.kind if fault else None
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
+            self._send_service_error(record, 403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        elif kind == "unknown_endpoint" or (config.endpoints is not None and endpoint not in config.endpoints):
+            message = f"Endpoint {endpoint} of account {config.account} not found."
+            self._send_service_error(record, 400, "ValidationError", message)
+        elif emulator.capacity is not None and not (admission := emulator.capacity.admit(
+                self.headers.get("X-Amzn-SageMaker-Inference-Component"), config.account)).admitted:
+            self._send_service_error(record, 400, "ValidationError", admission.message)
+        elif fault and kind == "stall_before_response" and not self._pause(fault.stall_seconds):
+            record.finish("server_stopped")
+        elif fault and kind == "throttle":
+            self._send_service_error(record, 429, "ThrottlingException", fault.message or "Rate exceeded")
+        elif fault and kind == "model_error":
+            self._send_model_error(record, 500, fault.message or "CUDA error: an illegal memory access was encountered")
+        else:
+            return False
+        return True
+
+    def _container_refusal(self, record: ReceivedRequest, failure: tgi.ValidationFailure, streaming: bool) -> None:
+        """The container's own refusal: an ordinary body, a model error, or an error event in the stream."""
+        container = self._container
+        status, message, event = container.refusal(failure)
+        if status == 200 and not streaming:  # the container answers its error as an ordinary body
+            self._send_body(record, event)
+        elif not (failure.stream and streaming):
+            self._send_model_error(record, status, message, error_type="validation")
+        else:
+            self._start_stream(record, container.STREAM_CONTENT_TYPE)
+            self._write_chunk(eventstream.payload_part(event))
+            self._end_stream(record, "validation_error")
+
+    def _answer_streamed(self, record: ReceivedRequest, request: tgi.GenerationRequest, renderer: Renderer,
+                         fault: Fault | None) -> None:
+        self._start_stream(record, self._container.STREAM_CONTENT_TYPE)
         mid_stream_fault = fault if fault and fault.kind not in PRE_STREAM_FAULTS else None
         try:
             outcome = self._stream_tokens(record, request, renderer, mid_stream_fault)
