@@ -74,9 +74,18 @@ class ScaleToZero(Construct):
                  tags: dict[str, str]) -> None:
         super().__init__(scope, construct_id)
         self.name = settings.inference_component_name
+        self.component = self._component(settings, endpoint, model, variant_name)
+        for key, value in tags.items():
+            Tags.of(self.component).add(key, value)
+        target = self._copy_count(settings)
+        self.wake_alarm = self._wake_up_alarm(target)
+        self.idle_alarm = self._idle_alarm(target, settings.scale_to_zero_after_minutes)
+        CfnOutput(scope, "InferenceComponentName", value=self.name)
+
+    def _component(self, settings: DeploymentSettings, endpoint: sagemaker.CfnEndpoint, model: sagemaker.CfnModel,
+                   variant_name: str) -> sagemaker.CfnInferenceComponent:
         needs = copy_requirements(settings.instance_type)
-        catalog_model = settings.model
-        self.component = sagemaker.CfnInferenceComponent(  # after the endpoint, hence after its log groups
+        return sagemaker.CfnInferenceComponent(  # after the endpoint, hence after its log groups
             self, "InferenceComponent",
             inference_component_name=self.name,
             endpoint_name=endpoint.attr_endpoint_name,
@@ -89,15 +98,15 @@ class ScaleToZero(Construct):
                     number_of_cpu_cores_required=needs.cpu_cores,
                     min_memory_required_in_mb=needs.min_memory_mb),
                 startup_parameters=sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
-                    model_data_download_timeout_in_seconds=catalog_model.download_timeout_seconds,
-                    container_startup_health_check_timeout_in_seconds=catalog_model.startup_timeout_seconds),
+                    model_data_download_timeout_in_seconds=settings.model.download_timeout_seconds,
+                    container_startup_health_check_timeout_in_seconds=settings.model.startup_timeout_seconds),
             ),
             runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(
                 copy_count=INITIAL_COPIES),
         )
-        for key, value in tags.items():
-            Tags.of(self.component).add(key, value)
 
+    def _copy_count(self, settings: DeploymentSettings) -> appscaling.CfnScalableTarget:
+        """The copy count as a scalable target, followed by load above one copy."""
         # L1 on purpose (as the variant's autoscaling): Application Auto Scaling's service-linked role.
         target = appscaling.CfnScalableTarget(
             self, "CopyCount", service_namespace="sagemaker", resource_id=f"inference-component/{self.name}",
@@ -113,43 +122,47 @@ class ScaleToZero(Construct):
                     predefined_metric_specification=appscaling.CfnScalingPolicy.PredefinedMetricSpecificationProperty(
                         predefined_metric_type="SageMakerInferenceComponentInvocationsPerCopy"),
                     disable_scale_in=True, scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS))
+        return target
 
+    def _wake_up_alarm(self, target: appscaling.CfnScalableTarget) -> cloudwatch.CfnAlarm:
         wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ChangeInCapacity", WAKE_UP_COOLDOWN_SECONDS,
                                  appscaling.CfnScalingPolicy.StepAdjustmentProperty(
                                      metric_interval_lower_bound=0, scaling_adjustment=1))
-        idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", "ExactCapacity", MINUTE,
-                                 appscaling.CfnScalingPolicy.StepAdjustmentProperty(
-                                     metric_interval_upper_bound=0, scaling_adjustment=0))
         dimensions = [cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self.name)]
-        self.wake_alarm = cloudwatch.CfnAlarm(
+        alarm = cloudwatch.CfnAlarm(
             self, "WakeUpAlarm", alarm_name=wake_up_alarm_name(self.name),
             alarm_description="Requests were refused for want of a model copy: add one (scale to zero's wake-up).",
             namespace="AWS/SageMaker", metric_name=NO_CAPACITY_METRIC, dimensions=dimensions, statistic="Sum",
             period=MINUTE, evaluation_periods=1, datapoints_to_alarm=1, threshold=1,
             comparison_operator="GreaterThanOrEqualToThreshold", treat_missing_data="notBreaching",
             alarm_actions=[wake.ref])
-        self.wake_alarm.add_dependency(target)
+        alarm.add_dependency(target)
+        return alarm
 
-        def component_metric(query_id: str, metric_name: str) -> cloudwatch.CfnAlarm.MetricDataQueryProperty:
-            return cloudwatch.CfnAlarm.MetricDataQueryProperty(
-                id=query_id, return_data=False, metric_stat=cloudwatch.CfnAlarm.MetricStatProperty(
-                    metric=cloudwatch.CfnAlarm.MetricProperty(
-                        namespace="AWS/SageMaker", metric_name=metric_name, dimensions=[
-                            cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self.name)]),
-                    period=MINUTE, stat="Sum"))
-
-        minutes = settings.scale_to_zero_after_minutes
-        self.idle_alarm = cloudwatch.CfnAlarm(
+    def _idle_alarm(self, target: appscaling.CfnScalableTarget, minutes: int) -> cloudwatch.CfnAlarm:
+        idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", "ExactCapacity", MINUTE,
+                                 appscaling.CfnScalingPolicy.StepAdjustmentProperty(
+                                     metric_interval_upper_bound=0, scaling_adjustment=0))
+        alarm = cloudwatch.CfnAlarm(
             self, "IdleAlarm", alarm_name=idle_alarm_name(self.name),
             alarm_description=f"No request reached the model for {minutes} minutes: its copies go to zero.",
-            metrics=[component_metric("invocations", "Invocations"), component_metric("refused", NO_CAPACITY_METRIC),
+            metrics=[self._component_metric("invocations", "Invocations"),
+                     self._component_metric("refused", NO_CAPACITY_METRIC),
                      cloudwatch.CfnAlarm.MetricDataQueryProperty(
                          id="attempts", expression="FILL(invocations, 0) + FILL(refused, 0)",
                          label="invocations and refused attempts", return_data=True)],
             evaluation_periods=minutes, datapoints_to_alarm=minutes, threshold=1,
             comparison_operator="LessThanThreshold", treat_missing_data="breaching", alarm_actions=[idle.ref])
-        self.idle_alarm.add_dependency(target)
-        CfnOutput(scope, "InferenceComponentName", value=self.name)
+        alarm.add_dependency(target)
+        return alarm
+
+    def _component_metric(self, query_id: str, metric_name: str) -> cloudwatch.CfnAlarm.MetricDataQueryProperty:
+        return cloudwatch.CfnAlarm.MetricDataQueryProperty(
+            id=query_id, return_data=False, metric_stat=cloudwatch.CfnAlarm.MetricStatProperty(
+                metric=cloudwatch.CfnAlarm.MetricProperty(
+                    namespace="AWS/SageMaker", metric_name=metric_name, dimensions=[
+                        cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self.name)]),
+                period=MINUTE, stat="Sum"))
 
     def _step_policy(self, target: appscaling.CfnScalableTarget, construct_id: str, name: str, adjustment_type: str,
                      cooldown: int, step: appscaling.CfnScalingPolicy.StepAdjustmentProperty
