@@ -165,29 +165,12 @@ class DeploymentSettings:
         catalog = catalog or load_catalog()
         raw = {key: get(key) for key in CONTEXT_KEYS}
         number = _IntReader(raw)
-        model_id = _required(raw, "model")
-        try:
-            model = catalog.get(str(model_id))
-        except CatalogError as exc:
-            raise SettingsError(f"context key 'model': {exc}") from None
-        model = _with_lmi_window(model, number.optional("lmi_max_model_len", *LMI_MAX_MODEL_LEN_RANGE), catalog)
-        instance_type = raw["instance_type"] or model.default_instance_type
-        if instance_type not in model.instance_types:
-            raise SettingsError(f"context key 'instance_type': {instance_type!r} is not supported by {model.model_id}; "
-                                f"allowed: {', '.join(model.instance_types)}")
+        model, instance_type = _model_and_instance_type(raw, number, catalog)
         auth = str(_required(raw, "auth")).lower()
         if auth not in AUTH_MODES:
             raise SettingsError(f"context key 'auth': {raw['auth']!r} is not allowed; allowed: {', '.join(AUTH_MODES)}")
-
-        min_instances = number("min_instances", 1, 20)
-        max_instances = number("max_instances", 1, 20)
         scale_to_zero = _boolean(raw, "scale_to_zero", default=False)
-        if scale_to_zero and min_instances != 1:
-            raise SettingsError(f"context key 'min_instances': {min_instances} does not apply with scale_to_zero=true "
-                                "(the endpoint then runs 0..max_instances instances); allowed: 1")
-        if max_instances < min_instances:
-            raise SettingsError(f"context key 'max_instances': {max_instances} is below min_instances "
-                                f"({min_instances}); allowed: {min_instances}..20")
+        min_instances, max_instances = _instance_counts(number, scale_to_zero)
         from_model = model_settings(model)
         max_new_tokens = number("max_new_tokens", 1, model.max_total_tokens - 1, default=from_model["max_new_tokens"])
         timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS,
@@ -196,11 +179,7 @@ class DeploymentSettings:
         if retention not in LOG_RETENTION:
             raise SettingsError(f"context key 'log_retention_days': {retention} is not a CloudWatch retention "
                                 f"period; allowed: {', '.join(map(str, LOG_RETENTION))}")
-        after_minutes = number("scale_to_zero_after_minutes", *SCALE_TO_ZERO_AFTER_MINUTES_RANGE)
-        if scale_to_zero and after_minutes * 60 <= timeout:
-            raise SettingsError(f"context key 'scale_to_zero_after_minutes': {after_minutes} minutes does not outlast "
-                                f"function_timeout_seconds ({timeout}), so a stream could outlive its model copy; "
-                                f"allowed: {timeout // 60 + 1}..{SCALE_TO_ZERO_AFTER_MINUTES_RANGE[1]}")
+        after_minutes = _scale_to_zero_after_minutes(number, scale_to_zero, timeout)
         name_prefix = str(_required(raw, "name_prefix"))
         if not _NAME_PREFIX.match(name_prefix):
             raise SettingsError(f"context key 'name_prefix': {name_prefix!r} is not allowed; allowed: a letter then "
@@ -234,6 +213,41 @@ class DeploymentSettings:
             scale_to_zero=scale_to_zero,
             scale_to_zero_after_minutes=after_minutes,
         )
+
+
+def _model_and_instance_type(raw: dict[str, Any], number: _IntReader, catalog: Catalog) -> tuple[CatalogModel, str]:
+    model_id = _required(raw, "model")
+    try:
+        model = catalog.get(str(model_id))
+    except CatalogError as exc:
+        raise SettingsError(f"context key 'model': {exc}") from None
+    model = _with_lmi_window(model, number.optional("lmi_max_model_len", *LMI_MAX_MODEL_LEN_RANGE), catalog)
+    instance_type = raw["instance_type"] or model.default_instance_type
+    if instance_type not in model.instance_types:
+        raise SettingsError(f"context key 'instance_type': {instance_type!r} is not supported by {model.model_id}; "
+                            f"allowed: {', '.join(model.instance_types)}")
+    return model, instance_type
+
+
+def _instance_counts(number: _IntReader, scale_to_zero: bool) -> tuple[int, int]:
+    min_instances = number("min_instances", 1, 20)
+    max_instances = number("max_instances", 1, 20)
+    if scale_to_zero and min_instances != 1:
+        raise SettingsError(f"context key 'min_instances': {min_instances} does not apply with scale_to_zero=true "
+                            "(the endpoint then runs 0..max_instances instances); allowed: 1")
+    if max_instances < min_instances:
+        raise SettingsError(f"context key 'max_instances': {max_instances} is below min_instances "
+                            f"({min_instances}); allowed: {min_instances}..20")
+    return min_instances, max_instances
+
+
+def _scale_to_zero_after_minutes(number: _IntReader, scale_to_zero: bool, timeout: int) -> int:
+    after_minutes = number("scale_to_zero_after_minutes", *SCALE_TO_ZERO_AFTER_MINUTES_RANGE)
+    if scale_to_zero and after_minutes * 60 <= timeout:
+        raise SettingsError(f"context key 'scale_to_zero_after_minutes': {after_minutes} minutes does not outlast "
+                            f"function_timeout_seconds ({timeout}), so a stream could outlive its model copy; "
+                            f"allowed: {timeout // 60 + 1}..{SCALE_TO_ZERO_AFTER_MINUTES_RANGE[1]}")
+    return after_minutes
 
 
 def _with_lmi_window(model: CatalogModel, total: int | None, catalog: Catalog) -> CatalogModel:
