@@ -172,8 +172,12 @@ def test_ctrl_c_stops_the_cli_and_the_generation(start_function) -> None:
     # 85 tokens at 200 ms: the answer cannot end on its own while a busy machine delays the signal.
     with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=200)) as emulator:
         function = start_function(emulator)
-        process = subprocess.Popen([sys.executable, "-m", "stream_client", "--url", function.url, "Hello"], cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # As a terminal starts it: Ctrl-C raises KeyboardInterrupt. (A process started in the background,
+        # `make test &` say, inherits SIGINT ignored, and Python then leaves it ignored.)
+        as_in_a_terminal = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                            "sys.argv[0] = 'stream_client'; runpy.run_module('stream_client', run_name='__main__')")
+        process = subprocess.Popen([sys.executable, "-c", as_in_a_terminal, "--url", function.url, "Hello"],
+                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert process.stdout is not None
         assert process.stderr is not None
         assert process.stdout.read(4) == b"Here"  # streaming has started
