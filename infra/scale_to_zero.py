@@ -78,8 +78,14 @@ class ScaleToZero(Construct):
         for key, value in tags.items():
             Tags.of(self.component).add(key, value)
         target = self._copy_count(settings)
-        self.wake_alarm = self._wake_up_alarm(target)
-        self.idle_alarm = self._idle_alarm(target, settings.scale_to_zero_after_minutes)
+        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ChangeInCapacity", WAKE_UP_COOLDOWN_SECONDS,
+                                 appscaling.CfnScalingPolicy.StepAdjustmentProperty(
+                                     metric_interval_lower_bound=0, scaling_adjustment=1))
+        idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", "ExactCapacity", MINUTE,
+                                 appscaling.CfnScalingPolicy.StepAdjustmentProperty(
+                                     metric_interval_upper_bound=0, scaling_adjustment=0))
+        self.wake_alarm = self._wake_up_alarm(target, wake)
+        self.idle_alarm = self._idle_alarm(target, idle, settings.scale_to_zero_after_minutes)
         CfnOutput(scope, "InferenceComponentName", value=self.name)
 
     def _component(self, settings: DeploymentSettings, endpoint: sagemaker.CfnEndpoint, model: sagemaker.CfnModel,
@@ -124,10 +130,8 @@ class ScaleToZero(Construct):
                     disable_scale_in=True, scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS))
         return target
 
-    def _wake_up_alarm(self, target: appscaling.CfnScalableTarget) -> cloudwatch.CfnAlarm:
-        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ChangeInCapacity", WAKE_UP_COOLDOWN_SECONDS,
-                                 appscaling.CfnScalingPolicy.StepAdjustmentProperty(
-                                     metric_interval_lower_bound=0, scaling_adjustment=1))
+    def _wake_up_alarm(self, target: appscaling.CfnScalableTarget,
+                       wake: appscaling.CfnScalingPolicy) -> cloudwatch.CfnAlarm:
         dimensions = [cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self.name)]
         alarm = cloudwatch.CfnAlarm(
             self, "WakeUpAlarm", alarm_name=wake_up_alarm_name(self.name),
@@ -139,10 +143,8 @@ class ScaleToZero(Construct):
         alarm.add_dependency(target)
         return alarm
 
-    def _idle_alarm(self, target: appscaling.CfnScalableTarget, minutes: int) -> cloudwatch.CfnAlarm:
-        idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", "ExactCapacity", MINUTE,
-                                 appscaling.CfnScalingPolicy.StepAdjustmentProperty(
-                                     metric_interval_upper_bound=0, scaling_adjustment=0))
+    def _idle_alarm(self, target: appscaling.CfnScalableTarget, idle: appscaling.CfnScalingPolicy,
+                    minutes: int) -> cloudwatch.CfnAlarm:
         alarm = cloudwatch.CfnAlarm(
             self, "IdleAlarm", alarm_name=idle_alarm_name(self.name),
             alarm_description=f"No request reached the model for {minutes} minutes: its copies go to zero.",

@@ -80,11 +80,12 @@ class Capacity:
             return {"inference_component": self.component, "copies": self._copies, "ready_in_seconds": waking}
 
     def _advance(self) -> float:
-        """Apply what the time since the last look changed: idle copies gone, a warm-up over (lock held)."""
+        """Apply what happened since the last look, in the order it happened: a warm-up that ended brought a copy
+        (whose idle time counts from then), and a copy idle for longer than ``idle_seconds`` went (lock held).
+        Looking changes nothing that time has not: ``state()`` and ``admit()`` see the same copies."""
         now = self._clock()
+        if self._ready_at is not None and now >= self._ready_at:
+            self._copies, self._last_invocation, self._ready_at = 1, self._ready_at, None
         if self._idle is not None and self._copies and now - self._last_invocation > self._idle:
             self._copies = 0
-        if self._ready_at is not None and now >= self._ready_at:
-            self._copies, self._ready_at = 1, None
-            self._last_invocation = now
         return now
