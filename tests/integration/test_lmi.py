@@ -127,3 +127,15 @@ def test_the_function_and_emulator_agree_on_the_whole_lmi_answer(lmi_function, l
         ContentType="application/json")
     assert direct["ContentType"] == "application/json"
     assert json.loads(direct["Body"].read())["generated_text"] == streamed
+
+
+def test_the_api_document_describes_lmi_s_own_parameters(lmi_function) -> None:
+    """``/openapi.json`` describes the deployed container's payload (before the families, an LMI deployment's
+    document showed TGI's parameters, which LMI refuses in part)."""
+    schemas = httpx.get(f"{lmi_function.url}/openapi.json", timeout=30).json()["components"]["schemas"]
+    assert "GeneratePayload" not in schemas
+    parameters = schemas["LmiGenerateParameters"]["properties"]
+    assert "stop_sequences" in parameters
+    assert "presence_penalty" in parameters
+    assert "stop" not in parameters
+    assert "truncate" not in parameters
