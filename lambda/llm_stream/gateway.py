@@ -101,7 +101,7 @@ async def _open_until_first_token(
     token stops it at once."""
     reserving = StreamReader.reserve(open_now, limiter, settings.queue_wait_seconds)
     reader = await unless_caller_leaves(request.receive, stats, reserving)  # None: the caller left
-    if reader is None or stats.client_disconnected or await request.is_disconnected() or time.monotonic() >= deadline:
+    if reader is None or await request.is_disconnected() or time.monotonic() >= deadline:
         if reader is not None:
             reader.release_unstarted()
         raise ApiError(499, "client_gone", "the caller left, or its time ran out, before a stream slot was free")
