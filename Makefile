@@ -79,7 +79,8 @@ test: install
 test-tools: $(CDK) $(CHECKOV_STAMP) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
 
 # The edit loop: unit and integration tests but the slow ones (marker `slow`) and the client suites, with
-# the small hypothesis profile, on two workers; no lint, no end-to-end tier.
+# the small hypothesis profile, on four workers (the tests wait on sockets more than they compute); no lint,
+# no end-to-end tier.
 test-fast: install
 	HYPOTHESIS_PROFILE=dev $(PYTEST) -q -n 4 --dist loadfile -m "not slow and not clients" tests/unit tests/integration
 

@@ -34,8 +34,15 @@ def snippets() -> list[tuple[str, str, str]]:
 SNIPPETS = snippets()
 
 
-def test_the_docs_have_runnable_snippets_in_every_language_they_show() -> None:
-    assert {language for _, language, _ in SNIPPETS} == set(RUNNERS)
+def test_every_snippet_that_calls_the_local_stack_is_marked_runnable() -> None:
+    """A fence whose code calls ``make dev``'s address must be run by this test: none escapes it unmarked."""
+    fences = re.compile(r"^```(?P<info>[^\n]*)\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
+    unmarked = [f"{page.relative_to(ROOT)}: {match['code'].splitlines()[0]}"
+                for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+                for match in fences.finditer(page.read_text())
+                if DOCS_URL in match["code"] and not match["info"].endswith(" run")]
+    assert unmarked == []
+    assert {language for _, language, _ in SNIPPETS} == set(RUNNERS)  # each runner has a snippet to run
 
 
 @pytest.mark.parametrize(("where", "language", "code"), SNIPPETS, ids=[where for where, _, _ in SNIPPETS])

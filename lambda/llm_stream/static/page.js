@@ -5,7 +5,7 @@
 
 const IAM_HINT = "This function URL uses IAM auth (HTTP 403): a browser cannot sign requests with SigV4. " +
   "Use the command-line client (python -m stream_client), or deploy with -c auth=none to serve this page " +
-  "publicly (read the README's warning first).";
+  "publicly (read the warning in docs/security.md first).";
 
 const KEY_HINT = "This function needs an API key (HTTP 401): enter the key its operators issued you in the " +
   "API key field. It stays in this tab only (sessionStorage), never in the URL.";
