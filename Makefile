@@ -13,7 +13,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 	CDK_DISABLE_VERSION_CHECK=1
 OUTPUTS ?= outputs.json
 
-.PHONY: install lint test test-tools test-fast demo dev api-key synth preflight bootstrap deploy destroy smoke \
+.PHONY: install lint test test-tools core-tools client-tools test-fast demo dev api-key synth preflight bootstrap deploy destroy smoke \
 	refresh-catalog refresh-catalog-live fuzz load bench-parser bench-function bench-coldstart clean
 
 install: $(STAMP)
@@ -64,19 +64,22 @@ lint: install
 
 PYTEST := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) -m pytest
 
-# The whole suite (the README's contract; CI runs it), in three tiers (docs/local-development.md, Tests):
-# unit and integration on both cores; the end-to-end tier one test at a time (its timings and its
-# servers); then the third-party client suites (marker `clients`). Lint runs while the tools' environments
-# install (a fresh clone spends most of its time there).
+# The whole suite (the README's contract; CI runs it), in three tiers (docs/local-development.md, Tests),
+# each installing what it drives: unit and integration on both cores, then the end-to-end tier one test at
+# a time (its timings and its servers), lint running while their tools install; then the third-party client
+# suites (marker `clients`), once theirs are installed.
 test: install
-	@$(MAKE) --no-print-directory -j4 lint test-tools
+	@$(MAKE) --no-print-directory -j4 lint core-tools
 	$(PYTEST) -n 2 --dist loadfile -m "not clients" tests/unit tests/integration
 	$(PYTEST) -m "not clients" tests/e2e
+	@$(MAKE) --no-print-directory -j2 client-tools
 	$(PYTEST) -m clients
 
-# What the end-to-end tier drives besides .venv: the CDK CLI and openai npm package, checkov, the
-# sagemaker SDK, Chromium.
-test-tools: $(CDK) $(CHECKOV_STAMP) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
+# What the end-to-end tier drives besides .venv: the CDK CLI (with the openai npm package), checkov.
+core-tools: $(CDK) $(CHECKOV_STAMP)
+# What the client suites drive besides: the sagemaker SDK, Chromium.
+client-tools: $(CDK) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
+test-tools: core-tools client-tools
 
 # The edit loop: unit and integration tests but the slow ones (marker `slow`) and the client suites, with
 # the small hypothesis profile, on four workers (the tests wait on sockets more than they compute); no lint,

@@ -7,6 +7,7 @@ import os
 # jsii (aws-cdk-lib) prints a banner on Node 20 unless told it is known.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -98,8 +99,20 @@ def start_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Ap
         return server
 
     yield start
-    for server in started:
-        server.__exit__()
+    STOPPING.extend(server.stop() for server in started)  # joined at the session's end
+
+
+#: The function servers the fixtures asked to stop, each stopping while the next tests run.
+STOPPING: list[threading.Thread] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_function_server_stops() -> Iterator[None]:
+    """A server that never stops fails the session, as it would have failed its test."""
+    yield
+    for thread in STOPPING:
+        thread.join(10)
+    assert [thread for thread in STOPPING if thread.is_alive()] == [], "a function server did not stop"
 
 
 @pytest.fixture
