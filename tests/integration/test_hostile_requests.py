@@ -291,7 +291,7 @@ def test_a_caller_leaving_mid_body_is_not_a_server_error(start_function, emulato
     host, port = function.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
-        time.sleep(0.2)
+        time.sleep(0.2)  # the server is reading the body when the caller leaves (not closing with the request)
     (line,) = request_logs.wait_for(1)
     assert line["status"] == 499
     assert line["error_type"] == "client_gone"
