@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -20,7 +19,7 @@ from .errors import ApiError
 from .gateway import Gateway, OpenedStream
 from .lifecycle import request_stats
 from .openai_responses import OpenAIEncoder, complete_answer
-from .responses import TokenStreamResponse, watch_disconnect
+from .responses import TokenStreamResponse, unless_caller_leaves
 from .settings import Settings
 from .stats import RequestStats
 from .tokens import StreamError
@@ -78,25 +77,11 @@ async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: O
                         settings: Settings) -> Response:
     """Read the stream to its end; as no byte has been sent, a failure on the way is still a status.
 
-    A caller who leaves meanwhile stops the generation, as with a stream (the watcher below)."""
+    A caller who leaves meanwhile stops the generation, as with a stream."""
     texts = [] if opened.first is None else [opened.first]
-    failure: ApiError | None = None
     finished = False
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(watch_disconnect, http_request.receive, stats, tasks.cancel_scope)
-            while failure is None:
-                item = await opened.reader.next(opened.deadline)
-                if isinstance(item, str):
-                    texts.append(item)
-                elif isinstance(item, StreamEnd):
-                    break
-                elif isinstance(item, StreamError):
-                    failure = first_event_error(item)
-                else:
-                    failure = ApiError(504, "upstream_timeout", "the answer took longer than this deployment's "
-                                       "time budget")
-            tasks.cancel_scope.cancel()
+        failure = await unless_caller_leaves(http_request.receive, stats, _read_to_the_end(opened, texts))
         finished = failure is None and not stats.client_disconnected
     finally:
         stats.tokens = len(texts)
@@ -111,3 +96,16 @@ async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: O
     text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason)
     return JSONResponse(complete_answer(request, settings.model_id, text, stats))
 
+
+async def _read_to_the_end(opened: OpenedStream, texts: list[str]) -> ApiError | None:
+    """The rest of the answer, gathered into ``texts``; the failure that ended it early, if one did."""
+    while True:
+        item = await opened.reader.next(opened.deadline)
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, StreamEnd):
+            return None
+        elif isinstance(item, StreamError):
+            return first_event_error(item)
+        else:
+            return ApiError(504, "upstream_timeout", "the answer took longer than this deployment's time budget")
