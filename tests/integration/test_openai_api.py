@@ -155,6 +155,17 @@ def test_a_mid_stream_failure_raises_an_api_error_with_our_message(client, emula
     assert line["ServerErrors"] == 1
 
 
+def test_a_failure_after_tokens_of_a_whole_answer_is_still_a_status(client, emulator, request_logs: LogRecords):
+    """Not streamed, no byte is sent before the end: a failure on the way is an HTTP status, not half an answer."""
+    emulator.inject(Fault(kind="model_stream_error", after_tokens=2))
+    with pytest.raises(openai.APIStatusError, match="the model failed while generating") as raised:
+        client.chat.completions.create(model=MODEL, messages=HI, max_tokens=20)
+    assert raised.value.status_code == 502
+    (line,) = request_logs.wait_for(1)
+    assert (line["status"], line["error_type"], line["tokens"]) == (502, "upstream_stream_error", 2)
+    assert line["error_detail"].startswith("ModelStreamError")
+
+
 def test_a_base_model_refuses_chat_and_serves_completions(start_function, emulator) -> None:
     function = start_function(emulator, model_id="huggingface-llm-falcon-7b-bf16", chat_format="none")
     client = openai.OpenAI(base_url=f"{function.url}/v1", api_key="unused", max_retries=0)
