@@ -105,10 +105,10 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         known = ", ".join(f"{repository} ({family})" for repository, family in CONTAINER_FAMILIES.items())
         raise SpecError(f"its images are not all of one known container family ({known}): "
                         f"{sorted({entry.repository for entry in image.regions.values()})}")
-    family_name = str(families.pop())
+    container = family(str(families.pop()))
 
     spec_env = _as_env(spec.get("environment", {}))
-    max_input_tokens, max_total_tokens = _token_limits(model_id, family(family_name), spec_env)
+    max_input_tokens, max_total_tokens = _token_limits(model_id, container, spec_env)
     environment = {key: spec_env[key] for key in CONTAINER_ENVIRONMENT_KEYS if key in spec_env}
     instance_types = tuple(spec["instanceTypes"])
     instance_environment = {
@@ -117,7 +117,7 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         if variant["instanceType"] in instance_types and variant.get("environment")
     }
     try:
-        capabilities = family(family_name).capabilities(image.main.tag)
+        capabilities = container.capabilities(image.main.tag)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     key = spec.get("prepackedArtifactKey") or spec["artifactKey"]
@@ -128,7 +128,7 @@ def model_from_spec(spec: dict[str, Any]) -> CatalogModel:
         default_instance_type=spec["defaultInstanceType"],
         instance_types=instance_types,
         artifacts=ModelArtifacts(bucket_prefix=JUMPSTART_BUCKET_PREFIX, key=key),
-        container_family=family_name,
+        container_family=container.name,
         capabilities=capabilities,
         image=image,
         environment=environment,

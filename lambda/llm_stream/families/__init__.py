@@ -15,6 +15,7 @@ which builds its pydantic model, is imported when first asked for (:func:`family
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from dataclasses import dataclass
@@ -107,8 +108,9 @@ def _at_least(version: str, since: str) -> bool:
     return tuple(int(part) for part in version.split(".")) >= tuple(int(part) for part in since.split("."))
 
 
+@functools.cache
 def family(name: str) -> ContainerFamily:
-    """The registered family of that name (its module imported on first use)."""
+    """The registered family of that name (its module imported on first use; every request asks for it)."""
     if name not in REGISTERED:
         raise KeyError(f"unknown container family {name!r}; registered: {', '.join(REGISTERED)}")
     defined = importlib.import_module(f"{__name__}.{name}").FAMILY
