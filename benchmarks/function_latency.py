@@ -159,19 +159,14 @@ def merged(results: list[PathResult]) -> PathResult:
 def compared(name: str, paths: list[PathResult], baselines: list[PathResult]) -> str:
     """One path against another, round by round: the median of the per-round differences of each p50 (and the
     per-round TTFT ratio), with the interquartile range across rounds."""
-    def per_round(figure: Callable[[PathResult], float]) -> list[float]:
-        return [figure(path) - figure(base) for path, base in zip(paths, baselines, strict=True)]
+    def p50s(results: list[PathResult], figure: str) -> list[float]:
+        return [statistics.median(getattr(result, figure)) for result in results]
 
-    def spread(values: list[float], digits: int) -> str:
-        first, median, third = interleaved.quartiles(values)
-        return f"{median:+.{digits}f} ms (IQR {first:+.{digits}f} to {third:+.{digits}f})"
-
-    delivery = per_round(lambda r: statistics.median(r.delivery_ms))
-    ttft = per_round(lambda r: statistics.median(r.ttft_ms))
-    ttft_ratio = interleaved.ratio([statistics.median(p.ttft_ms) for p in paths],
-                                   [statistics.median(b.ttft_ms) for b in baselines])
+    delivery = interleaved.difference(p50s(paths, "delivery_ms"), p50s(baselines, "delivery_ms"), "ms", 2)
+    ttft = interleaved.difference(p50s(paths, "ttft_ms"), p50s(baselines, "ttft_ms"), "ms", 1)
+    ttft_ratio = interleaved.ratio(p50s(paths, "ttft_ms"), p50s(baselines, "ttft_ms"))
     lost = sum(path.bad_streams for path in paths)
-    return (f"{name}: added per-token p50 {spread(delivery, 2)}; TTFT p50 {spread(ttft, 1)}, {ttft_ratio}; "
+    return (f"{name}: added per-token p50 {delivery}; TTFT p50 {ttft}, {ttft_ratio}; "
             f"lost or reordered: {lost} streams")
 
 

@@ -34,6 +34,12 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return first, median, third
 
 
+def difference(values: Sequence[float], baseline: Sequence[float], unit: str, digits: int) -> str:
+    """The median of per-round differences with its interquartile range, e.g. ``+0.40 ms (IQR +0.35 to +0.42)``."""
+    first, median, third = quartiles([value - base for value, base in zip(values, baseline, strict=True)])
+    return f"{median:+.{digits}f} {unit} (IQR {first:+.{digits}f} to {third:+.{digits}f})"
+
+
 def ratio(values: Sequence[float], baseline: Sequence[float]) -> str:
     """The median of per-round ratios with its interquartile range, e.g. ``1.05x (IQR 1.01-1.09)``."""
     first, median, third = quartiles([value / base for value, base in zip(values, baseline, strict=True)])
