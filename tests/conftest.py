@@ -6,21 +6,18 @@ import os
 
 # jsii (aws-cdk-lib) prints a banner on Node 20 unless told it is known.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from botocore.config import Config
 from hypothesis import HealthCheck, settings
 
+from local_mode.dynamodb import serialised_moto
 from local_mode.servers import free_port
 from sagemaker_emulator import EmulatorServer
-from tests import ROOT
 from tests.helpers.logs import LogRecords, collect_request_logs
 from tests.helpers.servers import FAST, AppServer, point_boto3_at
 
@@ -64,23 +61,10 @@ def runtime_client(emulator: EmulatorServer, make_runtime_client, monkeypatch: p
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """moto's server (every service it implements) on a free port, as its own process: its URL."""
-    port = free_port()
-    process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/moto-api/", timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            assert process.poll() is None, "moto_server exited"
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
+    """moto's server (every service it implements, one request at a time: ``local_mode/dynamodb.py``) on a free
+    port, as its own process: its URL."""
+    with serialised_moto(free_port()) as url:
+        yield url
 
 
 @pytest.fixture

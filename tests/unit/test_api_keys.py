@@ -62,7 +62,7 @@ def test_a_bad_document_is_refused_saying_where(document: str, message: str) -> 
 
 def test_a_name_listed_twice_is_refused() -> None:
     ring = KeyRing((record("a", new_key()), record("a", new_key())))
-    with pytest.raises(KeyDocumentError, match="names a more than once"):
+    with pytest.raises(KeyDocumentError, match="list a more than once"):
         KeyRing.from_document(ring.to_document())
     with pytest.raises(KeyDocumentError, match="exists already"):
         KeyRing((record("a", new_key()),)).adding(record("a", new_key()))

@@ -1,0 +1,262 @@
+"""The deployment's DynamoDB table: API key records, each key's limit state, and the usage ledger.
+
+One table, three kinds of item (``pk``, ``sk``):
+
+* ``key``, ``<name>``: a key's record (``record``: its JSON, ``api_keys.py``) and ``audit``, the changes made
+  to it (who, when, what); ``key``, ``#migrated``: written once the key document of an older deployment
+  was copied in (until then the function reads that document too: ``key_store.py``).
+* ``state#<name>``, ``limits``: the key's leases (``leases``: a map of lease id to expiry, epoch seconds)
+  and its counters, one attribute per window (``rq_<minute>``, ``tk_<minute>``, ``mo_<yyyymm>``).
+* ``usage#<name>``, ``<yyyy-mm-dd>#<model>``: the ledger, one item per key, UTC day and model.
+
+Admission is one conditional ``UpdateItem`` on the state item: it takes a lease and counts the request
+only if, in the same atomic step, the leases and counters leave room (``rate_limits.py`` says how), so two
+instances can never both take the last slot. A lease expires by its value, compared in the condition itself:
+nothing waits for DynamoDB's TTL (which deletes items up to days late). When the write is refused, the item
+it saw comes back with the refusal (``ReturnValuesOnConditionCheckFailure``) and says which limit was hit;
+only when it shows a lease whose holder vanished does a second write take the slot, removing that lease.
+``tidy_at`` is the TTL attribute: it removes idle keys' state and old ledger days, nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from .errors import ApiError
+from .key_limits import KeyLimits
+from .rate_limits import Counts, Windows, ratelimit_headers, refusal
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+PK, SK = "pk", "sk"
+KEY_PARTITION = "key"
+MIGRATED_MARKER = "#migrated"
+STATE_SORT_KEY = "limits"
+TIDY_ATTRIBUTE = "tidy_at"
+#: An idle key's state item goes after this (longer than any window it counts in).
+STATE_KEPT = timedelta(days=40)
+#: Ledger days are kept this long, then tidied by the TTL.
+USAGE_KEPT = timedelta(days=400)
+#: Conditional writes for one admission at most: the first, one that also clears leases whose holders
+#: vanished, and one after creating a key's first state item.
+ADMISSION_ATTEMPTS = 3
+
+_serializer, _deserializer = TypeSerializer(), TypeDeserializer()
+#: How DynamoDB may answer an update of ``leases.<id>`` on an item without the map: the condition fails
+#: (it reads ``size`` of nothing), or, if the path is checked first, a validation error. Either way, the map
+#: is created and the admission tried again.
+_NO_LEASES = ("ConditionalCheckFailedException", "ValidationException")
+
+
+def key_item_key(name: str) -> dict[str, Any]:
+    return {PK: {"S": KEY_PARTITION}, SK: {"S": name}}
+
+
+def state_item_key(name: str) -> dict[str, Any]:
+    return {PK: {"S": f"state#{name}"}, SK: {"S": STATE_SORT_KEY}}
+
+
+def usage_item_key(name: str, day: str, model: str) -> dict[str, Any]:
+    return {PK: {"S": f"usage#{name}"}, SK: {"S": f"{day}#{model}"}}
+
+
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    """An item in DynamoDB's typed JSON as plain values (numbers as Decimal)."""
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def typed(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What an admitted request holds until its answer ends: its lease and its token reservation."""
+
+    name: str
+    reserve: int
+    windows: Windows
+    lease_id: str | None
+    #: Counter attributes of windows gone by, removed when the lease is released.
+    stale: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one request used, for the ledger."""
+
+    completion_tokens: int
+    #: ``None`` where the container did not count the prompt (the ledger says so instead of guessing).
+    prompt_tokens: int | None
+    stream_seconds: float
+    error_type: str | None
+
+
+class LimitsTable:
+    """The table's operations (blocking: the function calls them on worker threads)."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+
+    def admit(self, name: str, limits: KeyLimits, reserve: int, lease_seconds: float,
+              now: float | None = None) -> Admission:
+        """Count a request against ``limits`` and take a lease; :class:`ApiError` (429) when there is no room."""
+        now = time.time() if now is None else now
+        windows = Windows.at(now)
+        lease_id = uuid.uuid4().hex if limits.max_streams is not None else None
+        clearing: dict[str, int] = {}
+        for _ in range(ADMISSION_ATTEMPTS):
+            try:
+                answer = self.client.update_item(
+                    TableName=self.table_name, Key=state_item_key(name), ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **_admission(limits, windows, reserve, lease_id, now + lease_seconds, clearing))
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                seen = plain(exc.response.get("Item") or {})  # type: ignore[arg-type]  # ALL_OLD's item, typed
+                if lease_id is not None and "leases" not in seen and code in _NO_LEASES:  # the first counted request
+                    self._create_state(name, now)
+                    continue
+                if code != "ConditionalCheckFailedException":
+                    raise
+                counts = Counts.of(seen, windows, now)
+                refused = refusal(limits, counts, now)
+                if refused is not None:
+                    raise refused from None
+                clearing = counts.expired_leases  # room once the leases of vanished holders go: try again
+                continue
+            item = plain(answer["Attributes"])
+            counts = Counts.of(item, windows, now)
+            return Admission(name=name, reserve=reserve, windows=windows, lease_id=lease_id,
+                             stale=_stale(item, windows), headers=ratelimit_headers(limits, counts, now))
+        raise ApiError(429, "rate_limit_exceeded", "this key's requests kept colliding; retry",
+                       headers={"retry-after": "1"})
+
+    def release(self, admission: Admission, used_tokens: int, now: float | None = None) -> None:
+        """End an admission: its lease released, its reservation replaced by the tokens used."""
+        now = time.time() if now is None else now
+        names: dict[str, str] = {}
+        removals = [f"#stale{index}" for index in range(len(admission.stale))]
+        names.update(zip(removals, admission.stale, strict=True))
+        if admission.lease_id is not None:
+            removals.append("leases.#lease")
+            names["#lease"] = admission.lease_id
+        expression = "SET #tidy = :tidy ADD #tk :delta, #mo :delta"
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
+        names.update({"#tidy": TIDY_ATTRIBUTE, "#tk": admission.windows.tokens, "#mo": admission.windows.month})
+        self.client.update_item(
+            TableName=self.table_name, Key=state_item_key(admission.name), UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=typed({":delta": used_tokens - admission.reserve,
+                                             ":tidy": int(now + STATE_KEPT.total_seconds())}))
+
+    def record_usage(self, name: str, model: str, usage: Usage, now: float | None = None) -> None:
+        """Add one request to the ledger: one atomic update of the (key, UTC day, model) item."""
+        now = time.time() if now is None else now
+        day = datetime.fromtimestamp(now, UTC).date()
+        counters = {"requests": 1, "completion_tokens": usage.completion_tokens,
+                    "stream_ms": round(usage.stream_seconds * 1000)}
+        if usage.prompt_tokens is None:
+            counters["requests_without_prompt_count"] = 1
+        else:
+            counters["prompt_tokens"] = usage.prompt_tokens
+        if usage.error_type is not None:
+            counters[f"errors_{usage.error_type}"] = 1
+        names = {f"#c{index}": counter for index, counter in enumerate(counters)}
+        values = {f":c{index}": value for index, value in enumerate(counters.values())}
+        tidy_at = datetime.combine(day + USAGE_KEPT, datetime.min.time(), UTC).timestamp()
+        self.client.update_item(
+            TableName=self.table_name, Key=usage_item_key(name, day.isoformat(), model),
+            UpdateExpression="SET #key = :key, #day = :day, #model = :model, #tidy = :tidy ADD "
+            + ", ".join(f"{name_ref} {value_ref}" for name_ref, value_ref in zip(names, values, strict=True)),
+            ExpressionAttributeNames={**names, "#key": "key_name", "#day": "day", "#model": "model",
+                                      "#tidy": TIDY_ATTRIBUTE},
+            ExpressionAttributeValues=typed({**values, ":key": name, ":day": day.isoformat(), ":model": model,
+                                             ":tidy": int(tidy_at)}))
+
+    def key_records(self) -> tuple[list[Any], bool]:
+        """Every key record's JSON, and whether an older deployment's key document was copied in."""
+        records, migrated = [], False
+        for item in self._query_partition(KEY_PARTITION, "#sk, #record"):
+            if item[SK]["S"] == MIGRATED_MARKER:
+                migrated = True
+            elif "record" in item:
+                records.append(json.loads(item["record"]["S"]))
+        return records, migrated
+
+    def _query_partition(self, partition: str, projection: str) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self.table_name, "KeyConditionExpression": "#pk = :pk",
+            "ProjectionExpression": projection, "ExpressionAttributeNames": {"#pk": PK, "#sk": SK, "#record": "record"},
+            "ExpressionAttributeValues": {":pk": {"S": partition}}, "ConsistentRead": True}
+        while True:
+            page = self.client.query(**request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _create_state(self, name: str, now: float) -> None:
+        self.client.update_item(
+            TableName=self.table_name, Key=state_item_key(name),
+            UpdateExpression="SET leases = if_not_exists(leases, :empty), #tidy = :tidy",
+            ExpressionAttributeNames={"#tidy": TIDY_ATTRIBUTE},
+            ExpressionAttributeValues={":empty": {"M": {}}, ":tidy": {"N": str(int(now + STATE_KEPT.total_seconds()))}})
+
+
+def _admission(limits: KeyLimits, windows: Windows, reserve: int, lease_id: str | None, lease_until: float,
+               clearing: dict[str, int]) -> dict[str, Any]:
+    """The conditional update that admits one request (clearing the expired leases named, if any)."""
+    names = {"#rq": windows.requests, "#tk": windows.tokens, "#mo": windows.month}
+    values: dict[str, Any] = {":one": 1, ":zero": 0, ":reserve": reserve}
+    updates = ["#rq = if_not_exists(#rq, :zero) + :one", "#tk = if_not_exists(#tk, :zero) + :reserve",
+               "#mo = if_not_exists(#mo, :zero) + :reserve"]
+    conditions = []
+    for limit, attribute in ((limits.rpm, "#rq"), (limits.tpm, "#tk"), (limits.monthly_tokens, "#mo")):
+        if limit is not None:
+            values[f":limit{attribute[1:]}"] = limit
+            conditions.append(f"(attribute_not_exists({attribute}) OR {attribute} < :limit{attribute[1:]})")
+    removals = []
+    if lease_id is not None and limits.max_streams is not None:
+        names["#lease"] = lease_id
+        values[":until"] = int(lease_until) + 1
+        updates.append("leases.#lease = :until")
+        # The expired leases removed here must still be there, as seen: then the live ones number size - k.
+        values[":streams"] = limits.max_streams + len(clearing)
+        conditions.append("attribute_exists(leases) AND size(leases) < :streams")
+        for index, (expired, until) in enumerate(sorted(clearing.items())):
+            names[f"#gone{index}"], values[f":gone{index}"] = expired, until
+            conditions.append(f"leases.#gone{index} = :gone{index}")
+            removals.append(f"leases.#gone{index}")
+    expression = "SET " + ", ".join(updates) + (" REMOVE " + ", ".join(removals) if removals else "")
+    request: dict[str, Any] = {"UpdateExpression": expression, "ExpressionAttributeNames": names,
+                               "ExpressionAttributeValues": typed(values)}
+    if conditions:
+        request["ConditionExpression"] = " AND ".join(conditions)
+    return request
+
+
+def _stale(item: dict[str, Any], windows: Windows) -> tuple[str, ...]:
+    """Counter attributes of windows before the previous one (minutes) or before this month."""
+    minute = int(windows.requests.removeprefix("rq_"))
+    stale = []
+    for attribute in item:
+        prefix, _, stamp = attribute.partition("_")
+        if not stamp.isdigit():
+            continue
+        if (prefix in ("rq", "tk") and int(stamp) < minute - 1) or (prefix == "mo" and attribute < windows.month):
+            stale.append(attribute)
+    return tuple(sorted(stale))
