@@ -1,9 +1,10 @@
-"""``python -m stream_client keys create NAME [--expires 90d] | list | revoke NAME``
+"""``python -m stream_client keys create | set-limits | list | rotate | revoke | usage | migrate``
 
-Manages the API keys of a deployment with auth=api_key: their digests live in the Secrets Manager
-secret the streaming stack created (``ApiKeysSecretArn`` in outputs.json). ``create`` prints the new
-key on stdout, once; nothing stores it. ``list`` shows names and dates, never keys. A revoked key stops
-working within the function's refresh interval (60 s by default).
+Manages the API keys of a deployment with auth=api_key, in the DynamoDB table the streaming stack created
+(``ApiKeysTableName`` in outputs.json): their digests, limits and audit trail, and the usage ledger.
+``create`` and ``rotate`` print the new key on stdout, once; nothing stores it. ``list`` shows names, dates
+and limits, never keys. A revoked key, and new limits, take effect within the function's refresh interval
+(60 s by default). docs/limits.md explains the limits, the ledger and the cost shares.
 """
 
 from __future__ import annotations
@@ -11,100 +12,30 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from llm_stream.key_limits import LIMITS, KeyLimits, LimitsError
+
 from . import client
-from .key_document import KeyDocumentError, KeyRecord, KeyRing, api_keys
+from .key_admin import DEFAULT_ROTATION_GRACE, KeyAdmin, KeyAdminError
+from .key_document import KeyDocumentError, KeyRing, api_keys
+from .usage_report import FORMATS, month_start, render, usage_report
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 DEFAULT_OUTPUTS = Path("outputs.json")
+TABLE_OUTPUT = "ApiKeysTableName"
+#: An older deployment's key document (before the table): ``keys migrate`` copies it in.
 SECRET_OUTPUT = "ApiKeysSecretArn"  # noqa: S105 (an output's name, not a secret)
-#: Attempts at a write that a concurrent writer keeps getting in before.
-WRITE_ATTEMPTS = 5
-CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 _DURATION = re.compile(r"^(\d+)([dh])$")
 _MAX_LIFETIME = timedelta(days=3650)
-
-
-class KeyAdminError(Exception):
-    """What went wrong, in words for the person at the terminal."""
-
-
-@dataclass
-class KeyAdmin:
-    """Reads and writes the key document in its secret (read, change, write, read back)."""
-
-    client: SecretsManagerClient
-    secret_id: str
-
-    def ring(self) -> KeyRing:
-        return self._current()[0]
-
-    def _current(self) -> tuple[KeyRing, str]:
-        """The key document and the id of the secret's version that holds it (AWSCURRENT)."""
-        try:
-            value = self.client.get_secret_value(SecretId=self.secret_id, VersionStage=CURRENT)
-        except (ClientError, BotoCoreError) as exc:
-            raise KeyAdminError(f"cannot read {self.secret_id}: {exc}") from None
-        try:
-            return KeyRing.from_document(value["SecretString"]), value["VersionId"]
-        except KeyDocumentError as exc:
-            raise KeyAdminError(f"{self.secret_id} does not hold a key document: {exc}") from None
-
-    def create(self, name: str, lifetime: timedelta | None, now: datetime | None = None) -> tuple[str, KeyRecord]:
-        """A new key and its record; the key is returned here and nowhere else."""
-        if not api_keys.valid_name(name):
-            raise KeyAdminError(f"{name!r} is not a valid key name: use {api_keys.NAME_RULE}")
-        created = (now or datetime.now(UTC)).replace(microsecond=0)
-        key = api_keys.new_key()
-        record = KeyRecord(name=name, sha256=api_keys.key_digest(key), created_at=created,
-                           expires_at=None if lifetime is None else created + lifetime)
-
-        self._update(lambda ring: ring if ring.named(name) == record else ring.adding(record))
-        return key, record
-
-    def revoke(self, name: str) -> KeyRecord:
-        record = self.ring().named(name)
-        if record is None:
-            raise KeyAdminError(f"no key named {name!r} in {self.secret_id}")
-        self._update(lambda ring: ring.removing(name))
-        return record
-
-    def _update(self, change: Callable[[KeyRing], KeyRing]) -> None:
-        """Write ``change`` of the current document as a compare-and-swap, so two admins never lose each
-        other's change: the new version is stored without the AWSCURRENT label, and the label moves to it
-        only from the version this change was made on (UpdateSecretVersionStage refuses to move it from a
-        version that no longer holds it). If another write came first, the change is made again on top."""
-        for _ in range(WRITE_ATTEMPTS):
-            ring, version = self._current()
-            try:
-                changed = change(ring)
-            except KeyDocumentError as exc:
-                raise KeyAdminError(str(exc)) from None
-            if changed == ring:  # already applied: a retried write whose first answer was lost
-                return
-            document = changed.to_document()
-            try:
-                written = self.client.put_secret_value(SecretId=self.secret_id, SecretString=document,
-                                                       VersionStages=[PENDING])["VersionId"]
-                self.client.update_secret_version_stage(SecretId=self.secret_id, VersionStage=CURRENT,
-                                                        MoveToVersionId=written, RemoveFromVersionId=version)
-                return
-            except ClientError as exc:
-                if self._current()[1] == version:  # not a concurrent write: a real failure
-                    raise KeyAdminError(f"cannot write {self.secret_id}: {exc}") from None
-            except BotoCoreError as exc:
-                raise KeyAdminError(f"cannot write {self.secret_id}: {exc}") from None
-        raise KeyAdminError(f"{self.secret_id} kept changing under this write ({WRITE_ATTEMPTS} attempts): retry")
 
 
 def parse_lifetime(text: str) -> timedelta:
@@ -119,11 +50,140 @@ def parse_lifetime(text: str) -> timedelta:
     return lifetime
 
 
-def secret_from_outputs(path: Path) -> str:
-    outputs = client.stack_outputs(
-        path, SECRET_OUTPUT, "deploy with -c auth=api_key first, or pass --secret-id",
-        f"no stack in {path} has an {SECRET_OUTPUT} output: is the deployment's auth api_key?")
-    return str(outputs[SECRET_OUTPUT])
+#: ``--rpm none``: the key's own limit removed (it gets the deployment's default, if any).
+NO_LIMIT = "none"
+
+
+def parse_limit_value(text: str) -> int | str:
+    if text.lower() == NO_LIMIT:
+        return NO_LIMIT
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'none'") from None
+
+
+def parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: write YYYY-MM-DD (UTC)") from None
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser, removable: bool) -> None:
+    for name, meaning in LIMITS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse_limit_value, metavar="N",
+                            help=f"{meaning}" + ("; 'none' removes the key's own limit" if removable else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stream_client keys", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--table", help="the deployment's key table (default: read from --outputs)")
+    source.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS,
+                        help="outputs file written by `make deploy` (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="issue a new key (printed once), with its own limits if given")
+    create.add_argument("name", help=api_keys.NAME_RULE)
+    create.add_argument("--expires", type=parse_lifetime, metavar="LIFETIME", help="say 90d or 12h (default: never)")
+    _add_limit_flags(create, removable=False)
+    set_limits = commands.add_parser("set-limits", help="change a key's own limits (the others stay)")
+    set_limits.add_argument("name")
+    _add_limit_flags(set_limits, removable=True)
+    commands.add_parser("list", help="names, dates, status and limits (never keys)")
+    rotate = commands.add_parser("rotate", help="issue a new key for NAME; the old one works for a grace period")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace", type=parse_lifetime, default=DEFAULT_ROTATION_GRACE, metavar="LIFETIME",
+                        help="how long the old key keeps working, say 24h or 7d (default: 24h)")
+    revoke = commands.add_parser("revoke", help="stop accepting a key (and a rotated-out one)")
+    revoke.add_argument("name")
+    usage = commands.add_parser("usage", help="requests, tokens, stream time and cost share per key and model")
+    usage.add_argument("--since", type=parse_day, help="first UTC day, YYYY-MM-DD (default: this month's first)")
+    usage.add_argument("--until", type=parse_day, help="last UTC day (default: today)")
+    usage.add_argument("--key", help="one key's usage only")
+    usage.add_argument("--format", choices=FORMATS, default="table")
+    usage.add_argument("--price-per-hour", type=float, metavar="USD",
+                       help="the endpoint's price per hour, to share its cost (default: no cost shares)")
+    migrate = commands.add_parser("migrate", help="copy an older deployment's key secret into the table (once)")
+    migrate.add_argument("--secret-id", help=f"the key secret (default: {SECRET_OUTPUT} in --outputs)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        table = args.table or str(_outputs(args.outputs)[TABLE_OUTPUT])
+        admin = KeyAdmin(dynamodb_client(), table, caller_identity())
+        _run(admin, args)
+    except (KeyAdminError, client.ClientError, LimitsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
+    given = {name: getattr(args, name, None) for name in LIMITS}
+    changes = {name: None if value == NO_LIMIT else value for name, value in given.items() if value is not None}
+    if args.command == "create":
+        key, record = admin.create(args.name, args.expires, KeyLimits(**changes))
+        until = f"expires {_show(record.expires_at)}" if record.expires_at else "does not expire"
+        print(f"Created key {record.name!r} ({until}; limits: {record.limits.describe()}). It is shown only now: "
+              "store it safely.", file=sys.stderr)
+        print(key)
+    elif args.command == "set-limits":
+        if not changes:
+            flags = ", ".join("--" + name.replace("_", "-") for name in LIMITS)
+            raise KeyAdminError(f"name at least one limit to set: {flags}")
+        record = admin.set_limits(args.name, changes)
+        print(f"{args.name!r} now has limits: {record.limits.describe()} (keys without a limit of their own get the "
+              "deployment's defaults); the function applies them within its refresh interval.", file=sys.stderr)
+    elif args.command == "list":
+        _print_keys(admin, datetime.now(UTC))
+    elif args.command == "rotate":
+        key, record = admin.rotate(args.name, args.grace)
+        print(f"Rotated {args.name!r}: the previous key works until {_show(record.previous_expires_at)}. The new "
+              "key is shown only now: store it safely.", file=sys.stderr)
+        print(key)
+    elif args.command == "revoke":
+        admin.revoke(args.name)
+        print(f"Revoked {args.name!r}: the function refuses it within its refresh interval "
+              "(API_KEYS_REFRESH_SECONDS, 60 s by default).", file=sys.stderr)
+    elif args.command == "usage":
+        today = datetime.now(UTC).date()
+        since, until = args.since or month_start(today), args.until or today
+        if since > until:
+            raise KeyAdminError(f"--since {since} is after --until {until}")
+        print(render(usage_report(admin, since, until, args.key, args.price_per_hour), args.format))
+    else:
+        _migrate(admin, args)
+
+
+def _migrate(admin: KeyAdmin, args: argparse.Namespace) -> None:
+    secret_id = args.secret_id or str(_outputs(args.outputs).get(SECRET_OUTPUT) or "")
+    if not secret_id:
+        raise KeyAdminError(f"no {SECRET_OUTPUT} in {args.outputs}: pass --secret-id (nothing to migrate otherwise)")
+    try:
+        text = secrets_client(secret_id).get_secret_value(SecretId=secret_id)["SecretString"]
+        document = KeyRing.from_document(text)
+    except (ClientError, BotoCoreError) as exc:
+        raise KeyAdminError(f"cannot read {secret_id}: {exc}") from None
+    except KeyDocumentError as exc:
+        raise KeyAdminError(f"{secret_id} does not hold a key document: {exc}") from None
+    copied, kept = admin.migrate(document)
+    print(f"Copied {len(copied)} keys into {admin.table_name}" + (f"; {len(kept)} were there already "
+          f"({', '.join(kept)})" if kept else "") + ". The function reads the table only from now on; the "
+          "secret can be deleted once every instance has refreshed (API_KEYS_REFRESH_SECONDS).", file=sys.stderr)
+
+
+def _outputs(path: Path) -> dict[str, object]:
+    return client.stack_outputs(
+        path, TABLE_OUTPUT, "deploy with -c auth=api_key first, or pass --table",
+        f"no stack in {path} has an {TABLE_OUTPUT} output: is the deployment's auth api_key?")
+
+
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb")
 
 
 def secrets_client(secret_id: str) -> SecretsManagerClient:
@@ -133,53 +193,30 @@ def secrets_client(secret_id: str) -> SecretsManagerClient:
     return boto3.client("secretsmanager", region_name=region)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stream_client keys", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--secret-id", help="the key document's secret (default: read from --outputs)")
-    source.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS,
-                        help="outputs file written by `make deploy` (default: %(default)s)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="issue a new key (printed once)")
-    create.add_argument("name", help=api_keys.NAME_RULE)
-    create.add_argument("--expires", type=parse_lifetime, metavar="LIFETIME", help="say 90d or 12h (default: never)")
-    commands.add_parser("list", help="names, creation and expiry dates (never keys)")
-    revoke = commands.add_parser("revoke", help="stop accepting a key")
-    revoke.add_argument("name")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def caller_identity() -> str:
+    """Who is making changes, for the audit trail: the caller's AWS identity (its ARN)."""
     try:
-        secret_id = args.secret_id or secret_from_outputs(args.outputs)
-        admin = KeyAdmin(secrets_client(secret_id), secret_id)
-        if args.command == "create":
-            key, record = admin.create(args.name, args.expires)
-            until = f"expires {_show(record.expires_at)}" if record.expires_at else "does not expire"
-            print(f"Created key {record.name!r} ({until}). It is shown only now: store it safely.", file=sys.stderr)
-            print(key)
-        elif args.command == "list":
-            _print_table(admin.ring(), datetime.now(UTC))
-        else:
-            admin.revoke(args.name)
-            print(f"Revoked {args.name!r}: the function refuses it within its refresh interval "
-                  "(API_KEYS_REFRESH_SECONDS, 60 s by default).", file=sys.stderr)
-    except (KeyAdminError, client.ClientError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return str(boto3.client("sts").get_caller_identity()["Arn"])
+    except (ClientError, BotoCoreError) as exc:
+        raise KeyAdminError(f"cannot tell who you are (sts:GetCallerIdentity): {exc}") from None
 
 
-def _print_table(ring: KeyRing, now: datetime) -> None:
-    rows = [("NAME", "CREATED", "EXPIRES", "STATUS")]
-    rows += [(record.name, _show(record.created_at), _show(record.expires_at) if record.expires_at else "never",
-              "expired" if record.expired(now) else "active") for record in ring.records]
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+def _print_keys(admin: KeyAdmin, now: datetime) -> None:
+    rows = [("NAME", "CREATED", "EXPIRES", "STATUS", "LIMITS")]
+    for item in admin.items():
+        record = item.record
+        if record is None:
+            rows.append((item.name, "", "", "revoked", ""))
+            continue
+        status = "expired" if record.expired(now) else "active"
+        if record.previous_sha256 and record.previous_expires_at and now < record.previous_expires_at:
+            status += f" (previous key until {_show(record.previous_expires_at)})"
+        rows.append((record.name, _show(record.created_at), _show(record.expires_at) if record.expires_at else "never",
+                     status, record.limits.describe()))
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    if not ring.records:
+    if len(rows) == 1:
         print("(no keys: create one with `python -m stream_client keys create NAME`)", file=sys.stderr)
 
 

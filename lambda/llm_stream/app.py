@@ -44,11 +44,16 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
     """The app: the page, the native API and the OpenAI-compatible one, each request inside its lifecycle
     (and, with api_key auth, behind the key gate); every ``ApiError`` answered by one handler."""
     settings = settings or Settings.from_env()
-    gateway = Gateway(settings, client)
     if key_store is None and settings.auth_mode == "api_key":
         from .key_store import create_key_store
 
         key_store = create_key_store(settings)
+    accounting = None
+    if key_store is not None and key_store.table is not None:  # keys with limits and a ledger
+        from .key_accounting import KeyAccounting
+
+        accounting = KeyAccounting(settings, key_store.table)
+    gateway = Gateway(settings, client, accounting)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,6 +68,10 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
 
         middleware.append(Middleware(ApiKeyGate, store=key_store, open_paths=(READINESS_PATH, *PAGE_PATHS),
                                      realm=settings.service_name))
+    if accounting is not None:  # inside the gate: only requests with a valid key are counted
+        from .key_accounting import AccountingMiddleware
+
+        middleware.append(Middleware(AccountingMiddleware, accounting=accounting))
     routes = [*page_routes(), *native_routes(gateway), *openai_routes(gateway)]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error, ApiError: _api_error})

@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .api_keys import KeyRecord
 from .error_responses import error_response
 from .errors import ApiError
+from .key_accounting import KEY_RECORD_STATE
 from .key_store import KeyStore
 from .lifecycle import request_stats
 
@@ -39,14 +41,16 @@ class ApiKeyGate:
             return
         stats = request_stats(scope)
         try:
-            stats.consumer = await self._consumer(Headers(scope=scope))
+            record = await self._record(Headers(scope=scope))
         except ApiError as refusal:  # logged like any request, with its error_type; not metered as a stream
             await error_response(refusal, scope)(scope, receive, send)
             return
+        stats.consumer = record.name
+        scope["state"][KEY_RECORD_STATE] = record  # its limits, for admission (key_accounting.py)
         await self.app(scope, receive, send)
 
-    async def _consumer(self, headers: Headers) -> str:
-        """The name of the key the request carries; :class:`ApiError` when there is no valid one."""
+    async def _record(self, headers: Headers) -> KeyRecord:
+        """The record of the key the request carries; :class:`ApiError` when there is no valid one."""
         presented = _presented_keys(headers)
         if None in presented:
             raise self._unauthorized("invalid_api_key",
@@ -68,7 +72,7 @@ class ApiKeyGate:
         if record.expired(now):
             raise self._unauthorized("expired_api_key", "the API key has expired: ask the operators for a new one",
                                      detail=f"key {record.name!r} expired at {record.expires_at}")
-        return record.name
+        return record
 
     def _unauthorized(self, error_type: str, message: str, invalid: bool = True,
                       detail: str | None = None) -> ApiError:

@@ -32,6 +32,7 @@ from .wake_up import WakeUpClock
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
+    from .key_accounting import KeyAccounting
     from .payloads import UpstreamRequest
 
 #: Seconds kept back from Lambda's own deadline to send the final ``error`` event.
@@ -52,8 +53,10 @@ class OpenedStream:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, client: SageMakerRuntimeClient | None = None) -> None:
+    def __init__(self, settings: Settings, client: SageMakerRuntimeClient | None = None,
+                 accounting: KeyAccounting | None = None) -> None:
         self.settings = settings
+        self.accounting = accounting
         self.preload = Preload(settings, client)
         self._wake_up = WakeUpClock(settings.wake_up_seconds)
         self._limiter: anyio.CapacityLimiter | None = None
@@ -65,20 +68,24 @@ class Gateway:
         self.preload.start()
 
     async def validated(self, request: Request, parse: Callable[[bytes, Settings], _Parsed]) -> _Parsed:
-        """Every route's input: origin, body within its limits, then validation once the models are loaded."""
+        """Every route's input: origin, body within its limits, then validation once the models are loaded (with
+        the caps of the request's key, where it has its own)."""
         check_origin(request, self.settings)
         raw = await read_body(request, self.settings)
         await self.preload.ready()
-        return parse(raw, self.settings)
+        return parse(raw, self.settings if self.accounting is None else self.accounting.settings_for(request.scope))
 
     async def open_upstream(self, request: Request, upstream_request: UpstreamRequest) -> OpenedStream:
-        """Every streaming route's way to the endpoint: counted, within the deadline, first token awaited."""
+        """Every streaming route's way to the endpoint: admitted under its key's limits, counted, within the
+        deadline, first token awaited."""
         if self._limiter is None:
             raise RuntimeError("the gateway serves requests once the app's lifespan has started it")
         stats = request_stats(request.scope)
         stats.kind, stats.input_chars = upstream_request.kind, upstream_request.input_chars
         stats.max_new_tokens, stats.prompt = upstream_request.max_new_tokens, upstream_request.prompt
         deadline = _deadline(request, stats.started, self.settings)
+        if self.accounting is not None:
+            await self.accounting.admit(request.scope, upstream_request.input_chars, upstream_request.max_new_tokens)
 
         def open_now() -> UpstreamStream:
             return open_stream(self.preload.client(), self.settings, upstream_request, stats.request_id,

@@ -52,6 +52,9 @@ def request_record(stats: RequestStats, settings: Settings) -> dict[str, object]
     }
     if stats.consumer is not None:
         record["consumer"] = stats.consumer
+        record["prompt_tokens"] = stats.input_tokens
+    if stats.limits_detail is not None:
+        record["limits"] = stats.limits_detail
     if stats.user is not None:
         record["user"] = stats.user
     if stats.error_detail is not None:

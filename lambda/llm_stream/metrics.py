@@ -5,6 +5,7 @@ token was sent), ``ServerErrors`` (the endpoint or the function failed: a 5xx st
 the first byte; not a scaled-to-zero model's 503 ``model_waking_up``, which is that mode working).
 Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included. Dimensions
 ``Service, Consumer`` (api_key auth, the key's name): ``Requests`` and ``Tokens`` per consumer.
+``LimitsUnavailable`` (dimension ``Service``): a keyed request whose limits could not be checked.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def emf_fields(stats: RequestStats, namespace: str, service: str) -> dict[str, A
         directives.append({"Namespace": namespace, "Dimensions": [["Service", "Consumer"]],
                            "Metrics": [{"Name": "Requests", "Unit": "Count"}, {"Name": "Tokens", "Unit": "Count"}]})
         values["Consumer"] = stats.consumer
+    if stats.limits_unavailable:
+        metrics.append({"Name": "LimitsUnavailable", "Unit": "Count"})
+        values["LimitsUnavailable"] = 1
     if stats.error_type:
         directives.append({"Namespace": namespace, "Dimensions": [["Service", "ErrorType"]],
                            "Metrics": [{"Name": "Errors", "Unit": "Count"}]})

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from .chat_formats import FORMATS
 from .families import REGISTERED, ContainerFamily, family
+from .key_limits import KeyLimits, LimitsError, parse_limits
 
 _T = TypeVar("_T")
 
@@ -60,6 +61,11 @@ AUTH_MODES = ("iam", "none", "api_key")
 #: for how many such intervals a last good copy keeps serving while reads fail.
 DEFAULT_API_KEYS_REFRESH_SECONDS = 60.0
 DEFAULT_API_KEYS_MAX_STALE_INTERVALS = 5
+#: api_key auth with a table: what a request gets when the table cannot be reached in time to admit it:
+#: ``allow`` (served uncounted, logged, metered and alarmed) or ``refuse`` (503 ``limits_unavailable``).
+LIMITS_UNAVAILABLE_CHOICES = ("allow", "refuse")
+#: A lease outlives the function's timeout by this much, so it is never taken from an answer still running.
+LEASE_MARGIN_SECONDS = 60
 #: Scale to zero: how long waking the model from zero copies is expected to take (instance provisioning,
 #: artifact download, container start), which sets the ``Retry-After`` of a 503 ``model_waking_up``. AWS
 #: measured about 5 minutes for an 8B model with fast model loading (its scale-to-zero launch post); a TGI
@@ -122,6 +128,12 @@ class Settings:
     #: api_key auth: the key document's Secrets Manager secret (ARN or name), or its file (local runs).
     api_keys_secret_id: str = _env("API_KEYS_SECRET_ID", "")
     api_keys_file: str = _env("API_KEYS_FILE", "")
+    #: api_key auth: the DynamoDB table of key records, limit state and usage (``limits_table.py``). With a
+    #: secret as well, that secret is an older deployment's key document, read until it is copied in.
+    api_keys_table: str = _env("API_KEYS_TABLE", "", opt_in=True)
+    #: Limits for keys without their own, as ``max_streams=4 rpm=60`` (``key_limits.py``; "": none).
+    key_limit_defaults: str = _env("KEY_LIMIT_DEFAULTS", "", opt_in=True)
+    limits_unavailable: str = _env("LIMITS_UNAVAILABLE", "allow", opt_in=True)
     api_keys_refresh_seconds: float = _env("API_KEYS_REFRESH_SECONDS", DEFAULT_API_KEYS_REFRESH_SECONDS)
     api_keys_max_stale_intervals: int = _env("API_KEYS_MAX_STALE_INTERVALS", DEFAULT_API_KEYS_MAX_STALE_INTERVALS)
     #: Scale to zero: the endpoint's inference component, named in every invocation ("": none).
@@ -153,13 +165,25 @@ class Settings:
         _require(self.default_max_new_tokens <= self.max_new_tokens, "default_max_new_tokens",
                  self.default_max_new_tokens, f"at most MAX_NEW_TOKENS ({self.max_new_tokens})")
         _require(self.auth_mode in AUTH_MODES, "auth_mode", self.auth_mode, f"one of {', '.join(AUTH_MODES)}")
-        key_sources = [name for name in ("api_keys_secret_id", "api_keys_file") if getattr(self, name)]
+        key_sources = [name for name in ("api_keys_table", "api_keys_secret_id", "api_keys_file")
+                       if getattr(self, name)]
         if self.auth_mode == "api_key":
-            _require(len(key_sources) == 1, "api_keys_secret_id", self.api_keys_secret_id,
-                     f"with AUTH_MODE=api_key, exactly one of {env_name('api_keys_secret_id')} and "
-                     f"{env_name('api_keys_file')}")
+            _require(key_sources in (["api_keys_table"], ["api_keys_table", "api_keys_secret_id"],
+                                     ["api_keys_secret_id"], ["api_keys_file"]), "api_keys_table", self.api_keys_table,
+                     f"with AUTH_MODE=api_key, {env_name('api_keys_table')} (and, while an older deployment's keys "
+                     f"are copied in, {env_name('api_keys_secret_id')}), or one of {env_name('api_keys_secret_id')} "
+                     f"and {env_name('api_keys_file')}")
         for name in key_sources:
             _require(self.auth_mode == "api_key", name, getattr(self, name), "nothing unless AUTH_MODE=api_key")
+        try:
+            KeyLimits(**parse_limits(self.key_limit_defaults))
+        except LimitsError as exc:
+            raise SettingsError(f"{env_name('key_limit_defaults')}={self.key_limit_defaults!r} is not valid: "
+                                f"{exc}") from None
+        _require(not self.key_limit_defaults or bool(self.api_keys_table), "key_limit_defaults",
+                 self.key_limit_defaults, f"nothing unless {env_name('api_keys_table')} is set (limits are kept there)")
+        _require(self.limits_unavailable in LIMITS_UNAVAILABLE_CHOICES, "limits_unavailable", self.limits_unavailable,
+                 f"one of {', '.join(LIMITS_UNAVAILABLE_CHOICES)}")
 
     @property
     def in_lambda(self) -> bool:
@@ -169,6 +193,16 @@ class Settings:
     @property
     def family(self) -> ContainerFamily:
         return family(self.container_family)
+
+    @property
+    def default_limits(self) -> KeyLimits:
+        """The limits of keys without their own."""
+        return KeyLimits(**parse_limits(self.key_limit_defaults))
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a stream's lease lasts if its holder vanishes: past any invocation's end."""
+        return self.time_budget_seconds + TIME_BUDGET_MARGIN_SECONDS + LEASE_MARGIN_SECONDS
 
     @property
     def api_keys_max_age_seconds(self) -> float:

@@ -38,6 +38,9 @@ class RequestStats:
     #: The OpenAI ``user`` field, for the operators (never sent upstream).
     user: str | None = None
     prompt: str | None = None
+    #: The key's limits could not be checked (its table did not answer in time); what happened instead.
+    limits_unavailable: bool = False
+    limits_detail: str | None = None
 
     def ttft_ms(self) -> float | None:
         return None if self.first_token_at is None else round((self.first_token_at - self.started) * 1000, 1)

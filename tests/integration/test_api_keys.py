@@ -1,5 +1,6 @@
-"""api_key auth end to end: the real function under uvicorn, its keys in a file (local mode) or in
-Secrets Manager (moto's server, started here, with the real boto3 client), managed by the real CLI."""
+"""api_key auth end to end: the real function under uvicorn, its keys in a file or in the deployment's
+DynamoDB table (moto's server, started here, with the real boto3 client; an older deployment's Secrets
+Manager secret too), managed by the real CLI."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ import pytest
 from botocore.exceptions import ClientError
 from starlette.routing import Route
 
-from llm_stream.api_keys import EMPTY_DOCUMENT, KeyRecord, KeyRing, key_digest, new_key
+from llm_stream.api_keys import KeyRecord, KeyRing, key_digest, new_key
 from llm_stream.app import create_app
+from llm_stream.key_limits import KeyLimits
 from llm_stream.settings import Settings
+from local_mode.dynamodb import create_table
 from sagemaker_emulator import EmulatorServer
 from stream_client import keys as keys_cli
+from stream_client.key_admin import KeyAdmin
 from stream_client.__main__ import main as client_main
 from stream_client.client import stream_answer
 from tests.helpers.logs import LogRecords
@@ -248,19 +252,25 @@ def test_the_last_good_copy_serves_while_reads_fail_then_requests_are_refused(
     assert statuses.index(503) == len(statuses) - statuses[::-1].index(200)  # once refused, stays refused
 
 
-# -- Secrets Manager: moto's server, the real boto3 client, the real CLI ---------------------------
+# -- the key table: DynamoDB (moto's server), the real boto3 client, the real CLI -----------------
 
 
 @pytest.fixture
-def secret_arn(moto_server: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
-    """A fresh secret holding the empty key document, as the stack creates it; boto3 here (the CLI and the
-    function alike) reaches moto through AWS_ENDPOINT_URL_SECRETS_MANAGER."""
+def key_table(moto_server: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
+    """A fresh table as the stack creates it; boto3 here (the CLI and the function alike) reaches moto through
+    AWS_ENDPOINT_URL_DYNAMODB (and STS, for the audit trail's caller, and Secrets Manager, for migrations)."""
     from tests.helpers.servers import point_boto3_at
 
     point_boto3_at(monkeypatch, emulator.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server)
-    name = f"api-keys-{time.monotonic_ns()}"
-    return boto3.client("secretsmanager").create_secret(Name=name, SecretString=EMPTY_DOCUMENT)["ARN"]
+    for service in ("DYNAMODB", "STS", "SECRETS_MANAGER"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_server)
+    name = f"keys-{time.monotonic_ns()}"
+    create_table(boto3.client("dynamodb"), name)
+    return name
+
+
+def admin(table: str) -> KeyAdmin:
+    return KeyAdmin(boto3.client("dynamodb"), table, keys_cli.caller_identity())
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -269,54 +279,79 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
-def test_cli_create_list_revoke_round_trip(secret_arn: str, capsys, tmp_path: Path) -> None:
+def listed(capsys, table: str) -> dict[str, list[str]]:
+    status, out, _ = run_cli(capsys, "--table", table, "list")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "CREATED", "EXPIRES", "STATUS", "LIMITS"]
+    return {line.split()[0]: line.split() for line in lines[1:]}
+
+
+def test_cli_create_list_revoke_round_trip(key_table: str, capsys, tmp_path: Path) -> None:
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"llm-stream-streaming": {"FunctionUrl": "https://x", "AuthMode": "api_key",
-                                                            "ApiKeysSecretArn": secret_arn}}))
-    status, key, message = run_cli(capsys, "--outputs", str(outputs), "create", "team-a", "--expires", "90d")
+                                                            "ApiKeysTableName": key_table}}))
+    status, key, message = run_cli(capsys, "--outputs", str(outputs), "create", "team-a", "--expires", "90d",
+                                   "--max-streams", "4", "--rpm", "60")
     key = key.strip()
     assert status == 0
     assert key.startswith("lsk-")
     assert len(key) == 47
     assert "expires" in message
     assert "shown only now" in message
-    stored = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn,
-                                                             VersionStage="AWSCURRENT")["SecretString"]
+    assert "max_streams=4 rpm=60" in message
+    stored = json.dumps(boto3.client("dynamodb").scan(TableName=key_table)["Items"])
     assert key not in stored
     assert key_digest(key) in stored
 
-    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "create", "team-a")
+    status, _, message = run_cli(capsys, "--table", key_table, "create", "team-a")
     assert status == 1
     assert "a key named 'team-a' exists already" in message
-    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "create", "bad name")
+    status, _, message = run_cli(capsys, "--table", key_table, "create", "bad name")
     assert status == 1
     assert "not a valid key name" in message
-    assert run_cli(capsys, "--secret-id", secret_arn, "create", "team-b")[0] == 0
+    assert run_cli(capsys, "--table", key_table, "create", "team-b")[0] == 0
 
-    status, table, _ = run_cli(capsys, "--secret-id", secret_arn, "list")
-    assert status == 0
-    lines = table.splitlines()
-    assert lines[0].split() == ["NAME", "CREATED", "EXPIRES", "STATUS"]
-    assert [line.split()[0] for line in lines[1:]] == ["team-a", "team-b"]
-    assert "never" in lines[2]
-    assert lines[1].endswith("active")
-    assert key not in table
-    assert key_digest(key) not in table
+    rows = listed(capsys, key_table)
+    assert list(rows) == ["team-a", "team-b"]
+    assert rows["team-a"][-2:] == ["max_streams=4", "rpm=60"]
+    assert "never" in rows["team-b"]
+    assert rows["team-b"][-2:] == ["active", "none"]
 
-    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "revoke", "team-a")
+    status, _, message = run_cli(capsys, "--table", key_table, "revoke", "team-a")
     assert status == 0
     assert "within its refresh interval" in message
-    assert [line.split()[0] for line in run_cli(capsys, "--secret-id", secret_arn, "list")[1].splitlines()[1:]] \
-        == ["team-b"]
-    status, _, message = run_cli(capsys, "--secret-id", secret_arn, "revoke", "team-a")
+    assert listed(capsys, key_table)["team-a"] == ["team-a", "revoked"]
+    status, _, message = run_cli(capsys, "--table", key_table, "revoke", "team-a")
     assert status == 1
     assert "no key named 'team-a'" in message
+    audit = [entry["what"].split()[0] for entry in admin(key_table).items()[0].audit]
+    assert audit == ["create", "revoke"]
+    assert admin(key_table).items()[0].audit[0]["by"].startswith("arn:aws:")
+
+
+def test_cli_sets_and_removes_limits_and_refuses_bad_ones(key_table: str, capsys) -> None:
+    assert run_cli(capsys, "--table", key_table, "create", "team-a", "--tpm", "1000")[0] == 0
+    assert run_cli(capsys, "--table", key_table, "set-limits", "team-a", "--rpm", "30", "--tpm", "none")[0] == 0
+    assert listed(capsys, key_table)["team-a"][-1] == "rpm=30"
+    status, _, message = run_cli(capsys, "--table", key_table, "set-limits", "team-a", "--max-streams", "0")
+    assert status == 1
+    assert "max_streams=0 is not valid: expected an integer from 1 to 1000" in message
+    status, _, message = run_cli(capsys, "--table", key_table, "set-limits", "team-a")
+    assert status == 1
+    assert "name at least one limit" in message
+    status, _, message = run_cli(capsys, "--table", key_table, "set-limits", "nobody", "--rpm", "1")
+    assert status == 1
+    assert "no key named 'nobody'" in message
 
 
 def test_cli_refuses_bad_lifetimes_and_deployments_without_keys(capsys, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        client_main(["keys", "--secret-id", "x", "create", "a", "--expires", "tomorrow"])
+        client_main(["keys", "--table", "x", "create", "a", "--expires", "tomorrow"])
     assert "is not a lifetime: use Nd or Nh" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        client_main(["keys", "--table", "x", "create", "a", "--rpm", "lots"])
+    assert "'lots' is not an integer or 'none'" in capsys.readouterr().err
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"s": {"FunctionUrl": "https://x", "AuthMode": "iam"}}))
     status, _, message = run_cli(capsys, "--outputs", str(outputs), "list")
@@ -324,31 +359,36 @@ def test_cli_refuses_bad_lifetimes_and_deployments_without_keys(capsys, tmp_path
     assert "is the deployment's auth api_key?" in message
 
 
-def test_concurrent_admins_lose_no_change(secret_arn: str) -> None:
-    """Writes are compare-and-swap on the AWSCURRENT label: four admins at once, four keys kept. (A write
-    fails only when another succeeded since it read, so four writers need at most four attempts each.)"""
-    admins = [keys_cli.KeyAdmin(boto3.client("secretsmanager"), secret_arn) for _ in range(4)]
+def test_concurrent_admins_lose_no_change(key_table: str) -> None:
+    """Each change is conditional on the record it was made from: four admins changing one key's limits at
+    once keep all four changes, and the audit trail has each."""
+    admins = [admin(key_table) for _ in range(4)]
+    admins[0].create("team-a", None, KeyLimits())
     errors: list[Exception] = []
     start = threading.Barrier(len(admins))
+    changes = [{"max_streams": 2}, {"rpm": 30}, {"tpm": 1000}, {"monthly_tokens": 10**6}]
 
-    def create(admin: keys_cli.KeyAdmin, name: str) -> None:
+    def change(one: KeyAdmin, limits: dict[str, int | None]) -> None:
         start.wait()
         try:
-            admin.create(name, None)
+            one.set_limits("team-a", limits)
         except Exception as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=create, args=(admin, f"c{index}")) for index, admin in enumerate(admins)]
+    threads = [threading.Thread(target=change, args=pair) for pair in zip(admins, changes, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert sorted(record.name for record in admins[0].ring().records) == ["c0", "c1", "c2", "c3"]
+    item = admins[0].items()[0]
+    assert item.record is not None
+    assert item.record.limits == KeyLimits(max_streams=2, rpm=30, tpm=1000, monthly_tokens=10**6)
+    assert len(item.audit) == 5
 
 
 class LosesOneAnswer:
-    """The real client, except that the first label move's answer is lost after the move was made (what
+    """The real client, except that the first update's answer is lost after the update was made (what
     botocore's retry of a timed-out call would see)."""
 
     def __init__(self, client: Any) -> None:
@@ -357,50 +397,96 @@ class LosesOneAnswer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
 
-    def update_secret_version_stage(self, **kwargs: Any) -> Any:
-        answer = self.client.update_secret_version_stage(**kwargs)
+    def update_item(self, **kwargs: Any) -> Any:
+        answer = self.client.update_item(**kwargs)
         if not self.lost:
             self.lost = True
-            raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "lost"}},
-                              "UpdateSecretVersionStage")
+            raise ClientError({"Error": {"Code": "ConditionalCheckFailedException", "Message": "lost"}}, "UpdateItem")
         return answer
 
 
-def test_a_write_whose_answer_was_lost_still_hands_out_the_key(secret_arn: str) -> None:
-    admin = keys_cli.KeyAdmin(LosesOneAnswer(boto3.client("secretsmanager")), secret_arn)  # type: ignore[arg-type]
-    key, record = admin.create("team-a", None)
-    assert admin.ring().records == (record,)
-    assert admin.ring().find(key) == record
+def test_a_write_whose_answer_was_lost_still_hands_out_the_key(key_table: str) -> None:
+    lossy = KeyAdmin(LosesOneAnswer(boto3.client("dynamodb")), key_table, "tester")  # type: ignore[arg-type]
+    key, record = lossy.create("team-a", None, KeyLimits(rpm=5))
+    assert lossy.ring().records == (record,)
+    assert lossy.ring().find(key) == record
 
 
-def test_the_function_checks_keys_from_secrets_manager(
-        secret_arn: str, emulator: EmulatorServer, start_function, capsys) -> None:
-    admin = keys_cli.KeyAdmin(boto3.client("secretsmanager"), secret_arn)
-    key, _ = admin.create("team-a", timedelta(days=1))
-    function = start_function(emulator, auth_mode="api_key", api_keys_secret_id=secret_arn,
-                              api_keys_refresh_seconds=0.3)
+def keyed_by_table(emulator: EmulatorServer, start_function, table: str, **overrides: Any) -> AppServer:
+    return start_function(emulator, auth_mode="api_key", api_keys_table=table, api_keys_refresh_seconds=0.3,
+                          **overrides)
+
+
+def wait_until_refused(function: AppServer, key: str) -> httpx.Response:
+    changed_at = time.monotonic()
+    while (response := call(function.url, "POST", "/", {"x-api-key": key})).status_code == 200:
+        assert time.monotonic() - changed_at < 0.3 + 0.7, "still accepted well after the refresh interval"
+        time.sleep(0.05)
+    return response
+
+
+def test_the_function_checks_keys_from_the_table(key_table: str, emulator: EmulatorServer, start_function) -> None:
+    key, _ = admin(key_table).create("team-a", timedelta(days=1), KeyLimits())
+    function = keyed_by_table(emulator, start_function, key_table)
     result = stream_answer(function.url, PROMPT, auth="api_key", api_key=key)
     assert result.done is not None
     assert result.tokens > 0
-    admin.revoke("team-a")
-    revoked_at = time.monotonic()
-    while (response := call(function.url, "POST", "/", {"x-api-key": key})).status_code == 200:
-        assert time.monotonic() - revoked_at < 0.3 + 0.7, "still accepted well after the refresh interval"
-        time.sleep(0.05)
+    admin(key_table).revoke("team-a")
+    response = wait_until_refused(function, key)
     assert response.status_code == 401  # refused as revoked, not for want of a fresh copy (a 503)
     assert response.json()["error"]["type"] == "invalid_api_key"
 
 
-def test_an_unreadable_secret_is_503_and_nothing_reaches_the_endpoint(
-        secret_arn: str, emulator: EmulatorServer, start_function, request_logs: LogRecords) -> None:
-    function = start_function(emulator, auth_mode="api_key", api_keys_secret_id=secret_arn + "-gone")
+def test_a_rotated_key_works_beside_the_new_one_until_its_grace_ends(
+        key_table: str, emulator: EmulatorServer, start_function) -> None:
+    old, _ = admin(key_table).create("team-a", None, KeyLimits())
+    new, record = admin(key_table).rotate("team-a", timedelta(seconds=2))
+    function = keyed_by_table(emulator, start_function, key_table)
+    for key in (old, new):
+        assert call(function.url, "POST", "/", {"x-api-key": key}).status_code == 200
+    assert record.previous_expires_at is not None
+    time.sleep(max(0.0, (record.previous_expires_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    assert call(function.url, "POST", "/", {"x-api-key": old}).status_code == 401
+    assert call(function.url, "POST", "/", {"x-api-key": new}).status_code == 200
+
+
+def test_an_unreadable_table_is_503_and_nothing_reaches_the_endpoint(
+        key_table: str, emulator: EmulatorServer, start_function, request_logs: LogRecords) -> None:
+    function = keyed_by_table(emulator, start_function, key_table + "-gone")
     response = call(function.url, "POST", "/", {"x-api-key": new_key()})
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "key_store_unavailable"
-    assert "arn:" not in response.text
+    assert "gone" not in response.text
     assert emulator.requests == []
     failure = next(line for line in request_logs if line["event"] == "api_keys_read_failed")
     assert "ResourceNotFoundException" in failure["error"]
+
+
+def test_an_older_deployments_key_secret_keeps_working_through_its_migration(
+        key_table: str, emulator: EmulatorServer, start_function, capsys, tmp_path: Path) -> None:
+    """Upgrading: the function reads the table and the old secret until ``keys migrate`` copied the secret in,
+    then the table alone; a key in both keeps the table's record."""
+    secrets = boto3.client("secretsmanager")
+    legacy, both = new_key(), new_key()
+    document = KeyRing((key_record("legacy", legacy), key_record("both", both))).to_document()
+    secret = secrets.create_secret(Name=f"api-keys-{time.monotonic_ns()}", SecretString=document)["ARN"]
+    admin(key_table).create("both", None, KeyLimits(rpm=7))  # made in the table since (another key)
+    function = keyed_by_table(emulator, start_function, key_table, api_keys_secret_id=secret)
+    assert call(function.url, "POST", "/", {"x-api-key": legacy}).status_code == 200
+    assert call(function.url, "POST", "/", {"x-api-key": both}).status_code == 401  # the table's "both" wins
+
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"s": {"ApiKeysTableName": key_table, "ApiKeysSecretArn": secret}}))
+    status, _, message = run_cli(capsys, "--outputs", str(outputs), "migrate")
+    assert status == 0
+    assert "Copied 1 keys" in message
+    assert "1 were there already (both)" in message
+    secrets.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
+    time.sleep(0.4)  # a refresh: the marker is read, the secret no longer is
+    assert call(function.url, "POST", "/", {"x-api-key": legacy}).status_code == 200
+    assert [item.audit[-1]["what"] for item in admin(key_table).items() if item.name == "legacy"] == [
+        "migrate (from the key secret)"]
+    assert run_cli(capsys, "--outputs", str(outputs), "migrate")[0] == 1  # the secret is gone: said, not crashed
 
 
 def test_the_client_sends_the_key_from_the_environment(

@@ -126,11 +126,11 @@ class ScriptedSource:
         self.document: str | Exception = EMPTY_DOCUMENT
         self.reads = 0
 
-    def read(self) -> str:
+    def read(self) -> KeyRing:
         self.reads += 1
         if isinstance(self.document, Exception):
             raise self.document
-        return self.document
+        return KeyRing.from_document(self.document)
 
 
 class Clock:

@@ -1,0 +1,172 @@
+"""Per-key limits and usage, in the two places every keyed request passes: admission, in the gateway before the
+endpoint is called (so every route that calls the endpoint, now or later, is admitted), and the end of the
+request, in a middleware (so every way a request ends releases what it holds and is written to the ledger).
+
+* Admission costs one DynamoDB round trip (``limits_table.py``), for keys with a limit other than
+  ``max_tokens``; ``max_tokens`` caps the request's own length when it is validated.
+* Every answer for a key with ``rpm`` or ``tpm`` carries OpenAI's ``x-ratelimit-*`` headers.
+* When the answer's last byte is ready, and before the response is closed (Lambda may freeze the instance
+  once it is), the lease is released, the reservation settled and the ledger updated, on worker threads,
+  at once. A failure there is logged with the numbers (``usage_not_recorded``): nothing is lost silently.
+* When the table cannot admit a request in time, ``LIMITS_UNAVAILABLE`` decides: ``allow`` serves it
+  uncounted (a log line and the ``LimitsUnavailable`` metric, which has an alarm), ``refuse`` answers 503.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ApiError
+from .key_limits import KeyLimits
+from .lifecycle import request_stats
+from .logs import log_event
+from .settings import INPUT_CHARS_PER_TOKEN, Settings
+
+if TYPE_CHECKING:
+    from .api_keys import KeyRecord
+    from .limits_table import Admission, LimitsTable
+    from .stats import RequestStats
+
+#: Scope state: the record of the key the request came with (set by the key gate), and its admission.
+KEY_RECORD_STATE = "llm_stream.key_record"
+_ADMISSION_STATE = "llm_stream.admission"
+_RECORDED_STATE = "llm_stream.recorded"
+#: Longest an admission may take before LIMITS_UNAVAILABLE decides; and the end-of-request writes.
+ADMISSION_TIMEOUT_SECONDS = 2.5
+RECORDING_TIMEOUT_SECONDS = 2.5
+
+
+def key_record(scope: Scope) -> KeyRecord | None:
+    record: KeyRecord | None = scope.get("state", {}).get(KEY_RECORD_STATE)
+    return record
+
+
+def prompt_estimate(input_chars: int) -> int:
+    """The prompt's tokens as admission reserves them (the function has no tokenizer)."""
+    return math.ceil(input_chars / INPUT_CHARS_PER_TOKEN)
+
+
+@functools.lru_cache(maxsize=64)
+def capped_settings(settings: Settings, max_tokens: int) -> Settings:
+    """The settings a request is validated with under a key's ``max_tokens``."""
+    return replace(settings, max_new_tokens=min(settings.max_new_tokens, max_tokens),
+                   default_max_new_tokens=min(settings.default_max_new_tokens, max_tokens))
+
+
+class KeyAccounting:
+    def __init__(self, settings: Settings, table: LimitsTable) -> None:
+        self.settings = settings
+        self.table = table
+        self.defaults = settings.default_limits
+
+    def limits(self, scope: Scope) -> KeyLimits | None:
+        record = key_record(scope)
+        return None if record is None else record.limits.over(self.defaults)
+
+    def settings_for(self, scope: Scope) -> Settings:
+        limits = self.limits(scope)
+        if limits is None or limits.max_tokens is None:
+            return self.settings
+        return capped_settings(self.settings, limits.max_tokens)
+
+    async def admit(self, scope: Scope, input_chars: int, max_new_tokens: int) -> None:
+        """Count the request against its key's limits; :class:`ApiError` when it must not reach the endpoint."""
+        limits, record = self.limits(scope), key_record(scope)
+        if limits is None or record is None or not limits.counted:
+            return
+        reserve = max_new_tokens + prompt_estimate(input_chars)
+        admit = functools.partial(self.table.admit, record.name, limits, reserve, self.settings.lease_seconds)
+        try:
+            with anyio.fail_after(ADMISSION_TIMEOUT_SECONDS):
+                admission = await anyio.to_thread.run_sync(admit, abandon_on_cancel=True)
+        except ApiError:
+            raise
+        except Exception as exc:  # DynamoDB unreachable, throttled, slow, or refusing the function's role
+            self._unavailable(request_stats(scope), exc)
+            return
+        scope["state"][_ADMISSION_STATE] = admission
+
+    def _unavailable(self, stats: RequestStats, exc: Exception) -> None:
+        stats.limits_unavailable = True
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self.settings.limits_unavailable == "refuse":
+            raise ApiError(503, "limits_unavailable", "this key's limits cannot be checked right now; try again "
+                           "shortly", headers={"retry-after": "5"}, detail=f"admission failed: {detail}")
+        stats.limits_detail = f"admitted uncounted (LIMITS_UNAVAILABLE=allow): {detail}"
+
+    async def record(self, scope: Scope) -> None:
+        """Release the request's admission and add it to the ledger (once; never raises, never hangs)."""
+        state, record = scope["state"], key_record(scope)
+        if state.get(_RECORDED_STATE) or record is None:
+            return
+        state[_RECORDED_STATE] = True
+        stats, admission = request_stats(scope), state.get(_ADMISSION_STATE)
+        if not stats.metered:  # the page, health, unknown routes: nothing to count
+            return
+        from .limits_table import Usage
+
+        completion = stats.generated_tokens if stats.generated_tokens is not None else stats.tokens
+        estimate = prompt_estimate(stats.input_chars or 0)
+        usage = Usage(completion_tokens=completion, prompt_tokens=stats.input_tokens,
+                      stream_seconds=stats.duration_ms() / 1000, error_type=stats.error_type)
+        name = record.name
+        with anyio.move_on_after(RECORDING_TIMEOUT_SECONDS, shield=True) as waited:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._write, stats, "ledger", self.table.record_usage, name, stats.model_id, usage)
+                if admission is not None:
+                    used = completion + (stats.input_tokens if stats.input_tokens is not None else estimate)
+                    tasks.start_soon(self._write, stats, "release", self.table.release, admission, used)
+        if waited.cancelled_caught:
+            _not_recorded(stats, "release and ledger", TimeoutError("the table did not answer in time"), usage)
+
+    async def _write(self, stats: RequestStats, what: str, write: Callable[..., None], *args: object) -> None:
+        try:
+            await anyio.to_thread.run_sync(functools.partial(write, *args), abandon_on_cancel=True)
+        except Exception as exc:
+            _not_recorded(stats, what, exc, args[-1])
+
+
+def _not_recorded(stats: RequestStats, what: str, exc: Exception, numbers: object) -> None:
+    log_event({"event": "usage_not_recorded", "request_id": stats.request_id, "consumer": stats.consumer,
+               "write": what, "error": f"{type(exc).__name__}: {exc}", "numbers": repr(numbers)})
+
+
+class AccountingMiddleware:
+    """Inside the key gate: the rate-limit headers on the answer, and :meth:`KeyAccounting.record` once the
+    last byte is ready (before the response is closed) or, if it never is, when the request ends."""
+
+    def __init__(self, app: ASGIApp, accounting: KeyAccounting) -> None:
+        self.app = app
+        self.accounting = accounting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                admission: Admission | None = scope["state"].get(_ADMISSION_STATE)
+                headers = MutableHeaders(scope=message)
+                for name, value in (admission.headers if admission else {}).items():
+                    headers.setdefault(name, value)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                if message.get("body"):
+                    await send({**message, "more_body": True})
+                    message = {"type": "http.response.body", "body": b"", "more_body": False}
+                await self.accounting.record(scope)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:  # the caller left, or the app failed, before the last byte
+            await self.accounting.record(scope)

@@ -1,0 +1,111 @@
+"""``keys usage``: the ledger (one item per key, UTC day and model) summed per key and model over a period,
+with each key's share of the endpoint's cost: its share of the period's tokens (prompt and completion as
+counted) times the endpoint's price for the period, when a price per hour is given."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from llm_stream.limits_table import plain
+
+if TYPE_CHECKING:
+    from .key_admin import KeyAdmin
+
+FORMATS = ("table", "csv", "json")
+
+
+@dataclass
+class UsageRow:
+    key: str
+    model: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    #: Requests whose container did not count the prompt (their prompt tokens are not in ``prompt_tokens``).
+    requests_without_prompt_count: int = 0
+    stream_seconds: float = 0.0
+    errors: int = 0
+    cost_share: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    since: date
+    until: date
+    rows: list[UsageRow]
+    price_per_hour: float | None
+
+    @property
+    def period_cost(self) -> float | None:
+        days = (self.until - self.since).days + 1
+        return None if self.price_per_hour is None else self.price_per_hour * 24 * days
+
+
+def usage_report(admin: KeyAdmin, since: date, until: date, key: str | None,
+                 price_per_hour: float | None) -> UsageReport:
+    names = [key] if key else [item.name for item in admin.items()]
+    rows: dict[tuple[str, str], UsageRow] = {}
+    for name in names:
+        for raw in admin.query_partition(f"usage#{name}"):
+            item = plain(raw)
+            if not since.isoformat() <= item["day"] <= until.isoformat():
+                continue
+            row = rows.setdefault((name, item["model"]), UsageRow(key=name, model=item["model"]))
+            row.requests += int(item.get("requests", 0))
+            row.prompt_tokens += int(item.get("prompt_tokens", 0))
+            row.completion_tokens += int(item.get("completion_tokens", 0))
+            row.requests_without_prompt_count += int(item.get("requests_without_prompt_count", 0))
+            row.stream_seconds += int(item.get("stream_ms", 0)) / 1000
+            row.errors += sum(int(value) for field, value in item.items() if field.startswith("errors_"))
+    report = UsageReport(since, until, sorted(rows.values(), key=lambda row: (row.key, row.model)), price_per_hour)
+    total = sum(row.tokens for row in report.rows)
+    if report.period_cost is not None and total:
+        for row in report.rows:
+            row.cost_share = round(report.period_cost * row.tokens / total, 2)
+    return report
+
+
+def render(report: UsageReport, output_format: str) -> str:
+    if output_format == "json":
+        return json.dumps({"since": report.since.isoformat(), "until": report.until.isoformat(),
+                           "price_per_hour": report.price_per_hour, "period_cost": report.period_cost,
+                           "rows": [asdict(row) for row in report.rows]}, indent=1)
+    header = ["key", "model", "requests", "prompt_tokens", "completion_tokens", "requests_without_prompt_count",
+              "stream_seconds", "errors", "cost_share"]
+    values = [[str(value) if value is not None else "" for value in _cells(row)] for row in report.rows]
+    if output_format == "csv":
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([header, *values])
+        return out.getvalue().rstrip("\n")
+    widths = [max(len(cell) for cell in column) for column in zip(header, *values, strict=True)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+             for line in [header, *values]]
+    return "\n".join([*lines, "", _price_note(report)])
+
+
+def _cells(row: UsageRow) -> list[Any]:
+    return [row.key, row.model, row.requests, row.prompt_tokens, row.completion_tokens,
+            row.requests_without_prompt_count, round(row.stream_seconds, 1), row.errors, row.cost_share]
+
+
+def _price_note(report: UsageReport) -> str:
+    period = f"{report.since} to {report.until} (UTC, {(report.until - report.since).days + 1} days)"
+    if report.period_cost is None:
+        return (f"{period}. No cost shares: pass --price-per-hour (the endpoint's instances' on-demand price per "
+                "hour, from the AWS price list for its instance type and region).")
+    return (f"{period}. Endpoint cost ${report.period_cost:,.2f} at ${report.price_per_hour}/hour (from "
+            "--price-per-hour), shared by each key's part of the tokens counted. Requests whose container did not "
+            "count the prompt count their completion tokens only.")
+
+
+def month_start(today: date) -> date:
+    return today.replace(day=1)
