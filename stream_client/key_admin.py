@@ -9,6 +9,7 @@ A revoked key's item keeps its audit trail and loses its record, so the function
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,8 @@ class KeyAdmin:
             "by": {"S": self.actor}}))
         return copied, kept
 
-    def _change(self, name: str, change: Any, describe: Any, now: datetime | None) -> KeyRecord:
+    def _change(self, name: str, change: Callable[[KeyRecord], KeyRecord], describe: Callable[[KeyRecord], str],
+                now: datetime | None) -> KeyRecord:
         moment = _now(now)
         for _ in range(WRITE_ATTEMPTS):
             item = self._item(name)

@@ -127,8 +127,8 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
     changes = {name: None if value == NO_LIMIT else value for name, value in given.items() if value is not None}
     if args.command == "create":
         key, record = admin.create(args.name, args.expires, KeyLimits(**changes))
-        until = f"expires {_show(record.expires_at)}" if record.expires_at else "does not expire"
-        print(f"Created key {record.name!r} ({until}; limits: {record.limits.describe()}). It is shown only now: "
+        expiry = f"expires {_show(record.expires_at)}" if record.expires_at else "does not expire"
+        print(f"Created key {record.name!r} ({expiry}; limits: {record.limits.describe()}). It is shown only now: "
               "store it safely.", file=sys.stderr)
         print(key)
     elif args.command == "set-limits":

@@ -26,9 +26,9 @@ from llm_stream.settings import Settings
 from local_mode.dynamodb import create_table
 from sagemaker_emulator import EmulatorServer
 from stream_client import keys as keys_cli
-from stream_client.key_admin import KeyAdmin
 from stream_client.__main__ import main as client_main
 from stream_client.client import stream_answer
+from stream_client.key_admin import KeyAdmin
 from tests.helpers.logs import LogRecords
 from tests.helpers.servers import AppServer
 
