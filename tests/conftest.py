@@ -7,6 +7,7 @@ import os
 # jsii (aws-cdk-lib) prints a banner on Node 20 unless told it is known.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from botocore.config import Config
 from hypothesis import HealthCheck, settings
 
-from local_mode.dynamodb import serialised_moto
+from local_mode.dynamodb import create_table, serialised_moto
 from local_mode.servers import free_port
 from sagemaker_emulator import EmulatorServer
 from tests.helpers.logs import LogRecords, collect_request_logs
@@ -65,6 +66,18 @@ def moto_server() -> Iterator[str]:
     port, as its own process: its URL."""
     with serialised_moto(free_port()) as url:
         yield url
+
+
+@pytest.fixture
+def key_table(moto_server: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
+    """A fresh key table as the stack creates it; boto3 here (the CLI and the function alike) reaches moto through
+    AWS_ENDPOINT_URL_DYNAMODB (and STS, for the audit trail's caller, and Secrets Manager, for migrations)."""
+    point_boto3_at(monkeypatch, emulator.url)
+    for service in ("DYNAMODB", "STS", "SECRETS_MANAGER"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_server)
+    name = f"keys-{time.monotonic_ns()}"
+    create_table(boto3.client("dynamodb"), name)
+    return name
 
 
 @pytest.fixture

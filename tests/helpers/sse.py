@@ -13,8 +13,9 @@ SSE = {"accept": "text/event-stream"}
 SEED: dict[str, Any] = {"inputs": "我该如何建立一个网站?", "parameters": {"max_new_tokens": 256}, "stream": True}
 
 
-def post_sse(url: str, payload: object, **kwargs: Any) -> tuple[httpx.Response, list[ServerSentEvent]]:
-    with httpx.stream("POST", url, json=payload, headers=SSE, timeout=30, **kwargs) as response:
+def post_sse(url: str, payload: object, headers: dict[str, str] | None = None,
+             **kwargs: Any) -> tuple[httpx.Response, list[ServerSentEvent]]:
+    with httpx.stream("POST", url, json=payload, headers={**SSE, **(headers or {})}, timeout=30, **kwargs) as response:
         if response.status_code != 200:
             response.read()
             return response, []

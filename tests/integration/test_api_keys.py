@@ -23,12 +23,11 @@ from llm_stream.api_keys import KeyRecord, KeyRing, key_digest, new_key
 from llm_stream.app import create_app
 from llm_stream.key_limits import KeyLimits
 from llm_stream.settings import Settings
-from local_mode.dynamodb import create_table
 from sagemaker_emulator import EmulatorServer
-from stream_client import keys as keys_cli
 from stream_client.__main__ import main as client_main
 from stream_client.client import stream_answer
 from stream_client.key_admin import KeyAdmin
+from tests.helpers.key_tables import table_admin as admin
 from tests.helpers.logs import LogRecords
 from tests.helpers.servers import AppServer
 
@@ -253,24 +252,6 @@ def test_the_last_good_copy_serves_while_reads_fail_then_requests_are_refused(
 
 
 # -- the key table: DynamoDB (moto's server), the real boto3 client, the real CLI -----------------
-
-
-@pytest.fixture
-def key_table(moto_server: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
-    """A fresh table as the stack creates it; boto3 here (the CLI and the function alike) reaches moto through
-    AWS_ENDPOINT_URL_DYNAMODB (and STS, for the audit trail's caller, and Secrets Manager, for migrations)."""
-    from tests.helpers.servers import point_boto3_at
-
-    point_boto3_at(monkeypatch, emulator.url)
-    for service in ("DYNAMODB", "STS", "SECRETS_MANAGER"):
-        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_server)
-    name = f"keys-{time.monotonic_ns()}"
-    create_table(boto3.client("dynamodb"), name)
-    return name
-
-
-def admin(table: str) -> KeyAdmin:
-    return KeyAdmin(boto3.client("dynamodb"), table, keys_cli.caller_identity())
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

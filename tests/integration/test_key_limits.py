@@ -1,0 +1,315 @@
+"""Per-key limits through the real function under uvicorn, its keys and limit state in a DynamoDB table
+(moto's server, the real boto3 client), in front of the emulator: every refusal kind before the endpoint is
+called, the lease released however an answer ends, the ledger, and what the openai SDK makes of the headers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import httpx
+import openai
+import pytest
+
+from llm_stream.key_limits import KeyLimits
+from llm_stream.limits_table import plain, state_item_key
+from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
+from stream_client.key_admin import KeyAdmin
+from stream_client.usage_report import UsageRow, usage_report
+from tests.helpers.key_tables import table_admin
+from tests.helpers.logs import LogRecords
+from tests.helpers.servers import AppServer
+from tests.helpers.sse import SSE, last, post_sse, tokens_of
+from tests.helpers.waiting import wait_until
+
+MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
+PROMPT = {"inputs": "Hello", "parameters": {"max_new_tokens": 8}}
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+#: Tokens of the emulator's slow stream: long enough to hold a lease while a test looks.
+SLOW = EmulatorConfig(ttft_ms=5, token_ms=40)
+
+
+@pytest.fixture
+def admin(key_table: str) -> KeyAdmin:
+    return table_admin(key_table)
+
+
+@pytest.fixture
+def slow_emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(SLOW) as emulator:
+        yield emulator
+
+
+def limited_function(start_function, emulator: EmulatorServer, admin: KeyAdmin, **overrides: Any) -> AppServer:
+    return start_function(emulator, **{"auth_mode": "api_key", "api_keys_table": admin.table_name,
+                                       "api_keys_refresh_seconds": 0.3, **overrides})
+
+
+def key_with(admin: KeyAdmin, name: str, **limits: int) -> dict[str, str]:
+    key, _ = admin.create(name, None, KeyLimits(**limits))
+    return {"x-api-key": key}
+
+
+def leases(admin: KeyAdmin, name: str) -> dict[str, Any]:
+    item = admin.client.get_item(TableName=admin.table_name, Key=state_item_key(name)).get("Item")
+    return {} if item is None else dict(plain(item).get("leases", {}))
+
+
+def wait_for_no_leases(admin: KeyAdmin, name: str) -> None:
+    deadline = time.monotonic() + 5
+    while leases(admin, name):
+        assert time.monotonic() < deadline, f"{name}'s lease was never released: {leases(admin, name)}"
+        time.sleep(0.02)
+
+
+class HeldStream:
+    """A streamed answer read a token at a time on its own thread, holding its lease until told to stop."""
+
+    def __init__(self, url: str, headers: dict[str, str], max_new_tokens: int = 200) -> None:
+        self.first_token = threading.Event()
+        self.stop = threading.Event()
+        self.status: int | None = None
+        payload = {"inputs": "Hello", "parameters": {"max_new_tokens": max_new_tokens}}
+        self.thread = threading.Thread(target=self._read, args=(url, headers, payload), daemon=True)
+        self.thread.start()
+        assert self.first_token.wait(5), "the held stream never started"
+        assert self.status == 200, self.status
+
+    def _read(self, url: str, headers: dict[str, str], payload: dict[str, Any]) -> None:
+        with httpx.stream("POST", url, json=payload, headers={**headers, **SSE}, timeout=30) as response:
+            self.status = response.status_code
+            for _ in response.iter_bytes():
+                self.first_token.set()
+                if self.stop.is_set():
+                    return  # closing the connection: the caller left
+        self.first_token.set()
+
+    def leave(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+# -- every refusal kind, before the endpoint is called -------------------------------------------
+
+
+def test_max_streams_refuses_the_extra_stream_in_both_shapes_and_a_freed_slot_admits_again(
+        start_function, slow_emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
+    headers = key_with(admin, "team-a", max_streams=1)
+    other = key_with(admin, "team-b", max_streams=1)
+    function = limited_function(start_function, slow_emulator, admin)
+    held = HeldStream(function.url, headers)
+    calls_before = len(slow_emulator.requests)
+
+    native = httpx.post(function.url, json=PROMPT, headers=headers, timeout=10)
+    assert native.status_code == 429
+    assert native.json()["error"]["type"] == "rate_limit_exceeded"
+    assert "max_streams limit (1)" in native.json()["error"]["message"]
+    assert native.headers["retry-after"] == "1"
+    openai_shaped = httpx.post(function.url + "/v1/chat/completions", json=CHAT, headers=headers, timeout=10)
+    assert openai_shaped.status_code == 429
+    assert openai_shaped.json()["error"]["code"] == "rate_limit_exceeded"
+    assert openai_shaped.json()["error"]["type"] == "rate_limit_error"
+    assert len(slow_emulator.requests) == calls_before, "a refused request reached the endpoint"
+    refusals = [line for line in request_logs.wait_for(3) if line.get("error_type") == "rate_limit_exceeded"]
+    assert [line["status"] for line in refusals] == [429, 429]
+    assert {line["consumer"] for line in refusals} == {"team-a"}
+
+    assert httpx.post(function.url, json=PROMPT, headers=other, timeout=10).status_code == 200  # its own slots
+    held.leave()
+    wait_for_no_leases(admin, "team-a")
+    assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200
+
+
+def test_rpm_and_tpm_refuse_with_openai_headers_and_every_answer_carries_them(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin) -> None:
+    minute_left = 60 - time.time() % 60
+    if minute_left < 3:  # the two requests must fall in one minute
+        time.sleep(minute_left + 0.1)
+    headers = key_with(admin, "team-a", rpm=2, tpm=100_000)
+    tight = key_with(admin, "team-t", tpm=2)
+    function = limited_function(start_function, emulator, admin)
+    first = httpx.post(function.url, json=PROMPT, headers=headers, timeout=10)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert first.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) == 100_000 - 8 - 2  # max_new_tokens + "Hello"/4
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200
+    third = httpx.post(function.url + "/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 8},
+                       headers=headers, timeout=10)
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "rate_limit_exceeded"
+    assert "rpm limit (2)" in third.json()["error"]["message"]
+    assert third.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 1 <= int(third.headers["retry-after"]) <= 60
+
+    assert httpx.post(function.url, json=PROMPT, headers=tight, timeout=10).status_code == 200  # 0 < 2: admitted
+    wait_for_no_leases(admin, "team-t")
+
+    def refusal() -> httpx.Response | None:
+        answer = httpx.post(function.url, json=PROMPT, headers=tight, timeout=10)
+        return answer if answer.status_code == 429 else None
+
+    refused = wait_until(refusal, "the tokens used to be settled")
+    assert "tpm limit (2)" in refused.json()["error"]["message"]
+
+
+def test_the_monthly_budget_ends_in_insufficient_quota_which_the_openai_sdk_does_not_retry(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
+    headers = key_with(admin, "team-a", monthly_tokens=30)
+    function = limited_function(start_function, emulator, admin)
+    spent = 0
+    while (response := httpx.post(function.url, json=PROMPT, headers=headers, timeout=10)).status_code == 200:
+        spent += 1
+        assert spent < 10, "the budget was never reached"
+    assert spent >= 2, "refused before the budget was spent"
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "insufficient_quota"
+    assert response.headers["x-should-retry"] == "false"
+    next_month = datetime.now(UTC).replace(day=28).strftime("%Y-%m")
+    assert "monthly_tokens budget (30" in response.json()["error"]["message"]
+    assert next_month not in response.json()["error"]["message"]  # it resets next month, not this one
+
+    client = openai.OpenAI(base_url=function.url + "/v1", api_key=headers["x-api-key"], max_retries=3)
+    before = len(request_logs)
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+    assert raised.value.code == "insufficient_quota"
+    assert len(request_logs.wait_for(before + 1)) == before + 1, "the SDK retried a spent budget"
+
+
+def test_the_openai_sdk_waits_as_retry_after_says_and_then_succeeds(
+        start_function, slow_emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
+    headers = key_with(admin, "team-a", max_streams=1)
+    function = limited_function(start_function, slow_emulator, admin)
+    held = HeldStream(function.url, headers, max_new_tokens=10)  # ends by itself in about 0.4 s
+    client = openai.OpenAI(base_url=function.url + "/v1", api_key=headers["x-api-key"], max_retries=2)
+    started = time.monotonic()
+    answer = client.completions.create(model=MODEL, prompt="Hi", max_tokens=4)
+    elapsed = time.monotonic() - started
+    held.leave()
+    assert answer.choices[0].text
+    def completions() -> list[int]:
+        statuses = [line["status"] for line in request_logs if line.get("path") == "/v1/completions"]
+        return statuses if statuses[-1:] == [200] else []
+
+    statuses = wait_until(completions, "the answer's log line")
+    assert statuses[0] == 429
+    assert elapsed >= 1.0, "the SDK did not wait the Retry-After second"
+
+
+def test_a_keys_max_tokens_caps_its_answers_and_refuses_larger_asks(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin) -> None:
+    headers = key_with(admin, "team-a", max_tokens=5)
+    function = limited_function(start_function, emulator, admin)
+    too_long = httpx.post(function.url, json={"inputs": "Hi", "parameters": {"max_new_tokens": 6}}, headers=headers,
+                          timeout=10)
+    assert too_long.status_code == 422
+    assert "at most 5" in too_long.json()["error"]["message"]
+    _, events = post_sse(function.url, {"inputs": "Hi"}, headers=headers)  # the default, capped
+    assert len(tokens_of(events)) == 5
+    assert last(events)[1]["finish_reason"] == "length"
+
+
+# -- the lease is released however the answer ends ----------------------------------------------
+
+
+def test_the_lease_is_released_on_done_error_disconnect_and_deadline(
+        start_function, slow_emulator: EmulatorServer, admin: KeyAdmin) -> None:
+    headers = key_with(admin, "team-a", max_streams=1)
+    function = limited_function(start_function, slow_emulator, admin, time_budget_seconds=1.0)
+
+    _, events = post_sse(function.url, {"inputs": "Hi", "parameters": {"max_new_tokens": 3}}, headers=headers)
+    assert last(events)[0] == "done"
+    wait_for_no_leases(admin, "team-a")
+
+    slow_emulator.inject(Fault(kind="in_band_error", after_tokens=2))
+    _, events = post_sse(function.url, {"inputs": "Hi", "parameters": {"max_new_tokens": 50}}, headers=headers)
+    assert last(events)[0] == "error"
+    wait_for_no_leases(admin, "team-a")
+
+    held = HeldStream(function.url, headers)
+    assert leases(admin, "team-a")
+    held.leave()
+    wait_for_no_leases(admin, "team-a")
+
+    _, events = post_sse(function.url, {"inputs": "Hi", "parameters": {"max_new_tokens": 200}}, headers=headers)
+    assert last(events)[1]["type"] == "time_budget_exceeded"
+    wait_for_no_leases(admin, "team-a")
+
+    slow_emulator.inject(Fault(kind="model_error"))  # refused by the endpoint before any token: a status
+    assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 502
+    wait_for_no_leases(admin, "team-a")
+
+
+# -- the ledger ----------------------------------------------------------------------------------
+
+
+def test_the_ledger_counts_what_the_clients_received(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
+    headers = key_with(admin, "team-a")  # no limits: no admission, still a ledger
+    function = limited_function(start_function, emulator, admin)
+    received = 0
+    for max_new_tokens in (3, 7, 11):
+        _, events = post_sse(function.url, {"inputs": "Hello there", "parameters": {"max_new_tokens": max_new_tokens}},
+                             headers=headers)
+        received += len(tokens_of(events))
+    client = openai.OpenAI(base_url=function.url + "/v1", api_key=headers["x-api-key"], max_retries=0)
+    answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=5)
+    assert answer.usage is not None
+    received += answer.usage.completion_tokens
+    prompt_tokens = answer.usage.prompt_tokens
+    emulator.inject(Fault(kind="model_error"))
+    assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 502
+
+    today = datetime.now(UTC).date()
+
+    def all_recorded() -> list[UsageRow]:
+        rows = usage_report(admin, today, today, "team-a", price_per_hour=1.5).rows
+        return rows if rows and rows[0].requests == 5 else []
+
+    (row,) = wait_until(all_recorded, "five requests in the ledger")
+    assert row.model == MODEL
+    assert row.requests == 5
+    assert row.completion_tokens == received
+    assert row.prompt_tokens >= prompt_tokens > 0  # the emulator (TGI) counts every prompt
+    assert row.requests_without_prompt_count == 1  # the one refused before any token
+    assert row.errors == 1
+    assert row.cost_share == 36.0  # the only key: the whole day at $1.5 an hour
+    assert not [line for line in request_logs if line.get("event") == "usage_not_recorded"]
+
+
+# -- when the table cannot admit ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("policy", "status"), [("allow", 200), ("refuse", 503)])
+def test_an_unreachable_table_is_answered_as_limits_unavailable_says(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords, policy: str,
+        status: int) -> None:
+    headers = key_with(admin, "team-a", rpm=100)
+    function = limited_function(start_function, emulator, admin, limits_unavailable=policy,
+                                api_keys_refresh_seconds=60)
+    assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200  # keys read
+    boto3.client("dynamodb").delete_table(TableName=admin.table_name)
+    started = time.monotonic()
+    response = httpx.post(function.url, json=PROMPT, headers=headers, timeout=10)
+    assert time.monotonic() - started < 5
+    assert response.status_code == status
+    line = wait_until(lambda: ([line for line in request_logs if line["event"] == "request"][1:] or [None])[0],
+                      "the second request's log line")
+    assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"][-1]["Name"] == "LimitsUnavailable"
+    assert line["LimitsUnavailable"] == 1
+    if policy == "refuse":
+        assert response.json()["error"]["type"] == "limits_unavailable"
+        assert "ResourceNotFoundException" in line["error_detail"]
+    else:
+        assert "ResourceNotFoundException" in line["limits"]
+    lost = wait_until(lambda: [line for line in request_logs if line["event"] == "usage_not_recorded"],
+                      "the unwritten ledger entry in the log")
+    assert lost[0]["consumer"] == "team-a"
+    assert "completion_tokens" in lost[0]["numbers"]  # what the ledger missed, for whoever reconciles it
