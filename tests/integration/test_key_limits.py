@@ -156,6 +156,7 @@ def test_rpm_and_tpm_refuse_with_openai_headers_and_every_answer_carries_them(
         return answer if answer.status_code == 429 else None
 
     refused = wait_until(refusal, "the tokens used to be settled")
+    assert refused is not None
     assert "tpm limit (2)" in refused.json()["error"]["message"]
 
 
@@ -300,8 +301,12 @@ def test_an_unreachable_table_is_answered_as_limits_unavailable_says(
     response = httpx.post(function.url, json=PROMPT, headers=headers, timeout=10)
     assert time.monotonic() - started < 5
     assert response.status_code == status
-    line = wait_until(lambda: ([line for line in request_logs if line["event"] == "request"][1:] or [None])[0],
-                      "the second request's log line")
+    def second_request_line() -> dict[str, Any] | None:
+        lines = [line for line in request_logs if line["event"] == "request"]
+        return lines[1] if len(lines) > 1 else None
+
+    line = wait_until(second_request_line, "the second request's log line")
+    assert line is not None
     assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"][-1]["Name"] == "LimitsUnavailable"
     assert line["LimitsUnavailable"] == 1
     if policy == "refuse":
