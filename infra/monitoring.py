@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .endpoint_stack import VARIANT_NAME
@@ -29,6 +30,7 @@ class Monitoring(Construct):
         endpoint_name: str,
         service_name: str,
         model_latency_alarm_seconds: int,
+        log_group: logs.ILogGroup | None = None,
         per_consumer: bool = False,
         inference_component: str = "",
     ) -> None:
@@ -55,8 +57,12 @@ class Monitoring(Construct):
         self._add_stream_widgets(function, model_latency, endpoint_errors)
         if inference_component:
             self._add_scale_to_zero_widgets(inference_component)
-        if per_consumer:  # api_key auth: the function adds the key's name as the Consumer dimension
-            self._add_per_consumer_widgets()
+        if per_consumer and log_group is not None:  # api_key auth: the key's name is on every request's log line
+            self.alarms.append(self._alarm(
+                "LimitsUnavailable", self._own_metric("LimitsUnavailable", "Sum", "requests not admitted by the "
+                                                      "key table"), 0,
+                "Keyed requests could not be checked against their limits (the key table did not answer in time)."))
+            self._add_per_consumer_widgets(log_group)
 
     def _endpoint_metric(self, name: str, statistic: str, label: str) -> cloudwatch.Metric:
         return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, statistic=statistic, label=label,
@@ -109,18 +115,22 @@ class Monitoring(Construct):
             cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=self.alarms),
         )
 
-    def _add_per_consumer_widgets(self) -> None:
-        def per_consumer_metric(name: str) -> cloudwatch.MathExpression:
-            return cloudwatch.MathExpression(
-                expression=f"SEARCH('{{{METRICS_NAMESPACE},Service,Consumer}} MetricName=\"{name}\" "
-                           f"Service=\"{self._service_name}\"', 'Sum', 300)",
-                using_metrics={}, label="", period=FIVE_MINUTES)
+    def _add_per_consumer_widgets(self, log_group: logs.ILogGroup) -> None:
+        """Per consumer from the request log lines (CloudWatch Logs Insights), not from a metric dimension per
+        key: 1,000 keys would be 1,000 custom metrics per metric name, each billed monthly."""
+        def per_consumer(title: str, query: list[str]) -> cloudwatch.LogQueryWidget:
+            return cloudwatch.LogQueryWidget(title=title, width=12, log_group_names=[log_group.log_group_name],
+                                             view=cloudwatch.LogQueryVisualizationType.TABLE,
+                                             query_lines=['filter event = "request" and ispresent(consumer)', *query])
 
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Tokens per consumer (API key name)", width=12,
-                                   left=[per_consumer_metric("Tokens")]),
-            cloudwatch.GraphWidget(title="Requests per consumer (API key name)", width=12,
-                                   left=[per_consumer_metric("Requests")]),
+            per_consumer("Tokens and requests per consumer (API key name), top 20", [
+                "stats count(*) as requests, sum(tokens) as completion_tokens, sum(prompt_tokens) as prompt, "
+                "sum(duration_ms) / 1000 as stream_seconds by consumer",
+                "sort completion_tokens desc", "limit 20"]),
+            per_consumer("Refusals per consumer (limits, budgets, keys), top 20", [
+                "filter status = 429 or status = 401 or status = 403",
+                "stats count(*) as refusals by consumer, error_type", "sort refusals desc", "limit 20"]),
         )
 
     def _add_scale_to_zero_widgets(self, component: str) -> None:

@@ -17,6 +17,9 @@ from typing import Any, Literal
 
 from aws_cdk import aws_logs as logs
 
+from llm_stream.key_limits import LIMITS as KEY_LIMITS
+from llm_stream.key_limits import KeyLimits, LimitsError, parse_limits
+
 from . import web_adapter
 from .catalog import Catalog, CatalogError, CatalogModel, load_catalog
 from .function_settings import FunctionSettings, function_settings, model_settings
@@ -44,6 +47,7 @@ CONTEXT_KEYS = (
     "reserved_concurrency", "function_timeout_seconds", "function_memory_mb", "log_retention_days", "name_prefix",
     "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds", "api_keys_refresh_seconds",
     "api_keys_max_stale_intervals", "lmi_max_model_len", "scale_to_zero", "scale_to_zero_after_minutes",
+    "key_limits", "limits_unavailable",
 )
 #: Keys the CDK CLI and framework write themselves (besides the ``@aws-cdk...`` feature flags, the
 #: ``aws:cdk:...`` keys and lookup caches such as ``availability-zones:account=...:region=...``, which all hold
@@ -94,6 +98,9 @@ class DeploymentSettings:
     #: Host the model as an inference component that scales to zero copies (and instances) when idle.
     scale_to_zero: bool = False
     scale_to_zero_after_minutes: int = 15
+    #: api_key auth: the limits of keys without their own (``max_streams=4 rpm=60``; "": none).
+    key_limits: str = ""
+    limits_unavailable: str = "allow"
 
     @property
     def autoscaling(self) -> bool:
@@ -136,9 +143,10 @@ class DeploymentSettings:
     def time_budget_seconds(self) -> int:
         return self.function_timeout_seconds - TIME_BUDGET_MARGIN_SECONDS
 
-    def for_function(self, endpoint_name: str, api_keys_secret_id: str = "") -> FunctionSettings:
-        """The function's settings for this deployment, validated by the function's own rules
-        (``api_keys_secret_id``: the key document's secret, with api_key auth)."""
+    def for_function(self, endpoint_name: str, api_keys_secret_id: str = "",
+                     api_keys_table: str = "") -> FunctionSettings:
+        """The function's settings for this deployment, validated by the function's own rules (with api_key
+        auth, ``api_keys_table``: the keys' table; ``api_keys_secret_id``: an older deployment's key secret)."""
         from_model = {**model_settings(self.model), "max_new_tokens": self.max_new_tokens,
                       "max_input_chars": self.max_input_chars}  # the deployment's caps, within the model's
         return FunctionSettings(
@@ -154,6 +162,9 @@ class DeploymentSettings:
             service_name=self.name_prefix,
             auth_mode=self.auth,
             api_keys_secret_id=api_keys_secret_id,
+            api_keys_table=api_keys_table,
+            key_limit_defaults=self.key_limits,
+            limits_unavailable=self.limits_unavailable,
             api_keys_refresh_seconds=self.api_keys_refresh_seconds,
             api_keys_max_stale_intervals=self.api_keys_max_stale_intervals,
             inference_component_name=self.inference_component_name,
@@ -212,6 +223,8 @@ class DeploymentSettings:
                                                 default=function_settings.DEFAULT_API_KEYS_MAX_STALE_INTERVALS),
             scale_to_zero=scale_to_zero,
             scale_to_zero_after_minutes=after_minutes,
+            key_limits=_key_limits(raw["key_limits"], auth),
+            limits_unavailable=_limits_unavailable(raw["limits_unavailable"], auth),
         )
 
 
@@ -317,6 +330,36 @@ def _boolean(raw: dict[str, Any], key: str, default: bool) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise SettingsError(f"context key {key!r}: {value!r} is not allowed; allowed: true, false")
+
+
+def _key_limits(value: Any, auth: str) -> str:
+    """``{"max_streams": 4, "rpm": 60}`` (cdk.json) or ``max_streams=4,rpm=60`` (``-c``), as the function reads it."""
+    if value is None or value == "" or value == {}:
+        return ""
+    allowed = f"limits among {', '.join(KEY_LIMITS)}, as an object or NAME=VALUE pairs"
+    if auth != "api_key":
+        raise SettingsError(f"context key 'key_limits': {value!r} applies only with auth=api_key (limits are per "
+                            f"API key); auth is {auth!r}")
+    try:
+        if isinstance(value, dict):
+            limits = KeyLimits.from_json(value, "context key 'key_limits'")
+        elif isinstance(value, str):
+            limits = KeyLimits(**parse_limits(value))
+        else:
+            raise LimitsError(f"{value!r} is not allowed")
+    except LimitsError as exc:
+        raise SettingsError(f"context key 'key_limits': {exc}; allowed: {allowed}") from None
+    return " ".join(f"{name}={limit}" for name, limit in limits.to_json().items())
+
+
+def _limits_unavailable(value: Any, auth: str) -> str:
+    if value is None or value == "":
+        return "allow"
+    choice = str(value).lower()
+    if choice not in function_settings.LIMITS_UNAVAILABLE_CHOICES or auth != "api_key":
+        raise SettingsError(f"context key 'limits_unavailable': {value!r} is not allowed; allowed: "
+                            f"{', '.join(function_settings.LIMITS_UNAVAILABLE_CHOICES)}, with auth=api_key")
+    return choice
 
 
 def _origins(value: Any) -> tuple[str, ...]:

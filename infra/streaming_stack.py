@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import Aws, CfnMapping, CfnOutput, Duration, RemovalPolicy, SecretValue, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -13,7 +14,7 @@ from . import web_adapter
 from .bundling import function_code
 from .checkov import cfn_resource, skip_checkov
 from .endpoint_stack import EndpointStack
-from .function_settings import api_keys, function_settings
+from .function_settings import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TABLE_TIDY_ATTRIBUTE, api_keys, function_settings
 from .monitoring import Monitoring
 from .settings import LOG_RETENTION, DeploymentSettings
 
@@ -24,6 +25,9 @@ READINESS_PATH = function_settings.READINESS_PATH
 #: Headers a browser may send: JSON body, SSE, an API key, and SigV4's own.
 CORS_HEADERS = ["content-type", "accept", "authorization", "x-api-key", "x-amz-date", "x-amz-security-token",
                 "x-amz-content-sha256"]
+#: OpenAI's rate-limit headers, which the function sends on a limited key's answers (``rate_limits.py``).
+RATE_LIMIT_HEADERS = [f"x-ratelimit-{what}-{kind}" for what in ("limit", "remaining", "reset")
+                      for kind in ("requests", "tokens")] + ["x-should-retry"]
 #: What the function URL checks itself; with api_key auth the function is the gate.
 URL_AUTH = {"iam": lambda_.FunctionUrlAuthType.AWS_IAM, "none": lambda_.FunctionUrlAuthType.NONE,
             "api_key": lambda_.FunctionUrlAuthType.NONE}
@@ -67,12 +71,14 @@ class StreamingStack(Stack):
         endpoint.grant_invoke(role)
         log_group.grant_write(role)
         self.api_keys = self._api_key_secret(role) if settings.auth == "api_key" else None
+        self.key_table = self._key_table(role) if settings.auth == "api_key" else None
         self.function = self._function(settings, endpoint_name, role, log_group)
         self.url = self._function_url(settings)
         self.monitoring = Monitoring(
             self, "Monitoring", function=self.function, endpoint_name=endpoint_name,
             service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds,
-            per_consumer=settings.auth == "api_key", inference_component=settings.inference_component_name)
+            log_group=log_group, per_consumer=settings.auth == "api_key",
+            inference_component=settings.inference_component_name)
 
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         CfnOutput(self, "AuthMode", value=settings.auth)
@@ -81,7 +87,10 @@ class StreamingStack(Stack):
         CfnOutput(self, "ModelId", value=settings.model.model_id)
         if self.api_keys is not None:
             CfnOutput(self, "ApiKeysSecretArn", value=self.api_keys.secret_arn,
-                      description="API keys' digests: python -m stream_client keys create|list|revoke")
+                      description="Before the key table, the API keys' digests: python -m stream_client keys migrate")
+        if self.key_table is not None:
+            CfnOutput(self, "ApiKeysTableName", value=self.key_table.table_name,
+                      description="API keys, their limits and usage: python -m stream_client keys --help")
 
     def _function(self, settings: DeploymentSettings, endpoint_name: str, role: iam.Role,
                   log_group: logs.LogGroup) -> lambda_.Function:
@@ -99,7 +108,7 @@ class StreamingStack(Stack):
             reserved_concurrent_executions=settings.reserved_concurrency or None,  # 0: no reservation
             role=role,
             log_group=log_group,
-            environment=_environment(settings, endpoint_name, self.api_keys),
+            environment=_environment(settings, endpoint_name, self.api_keys, self.key_table),
         )
         # The function must wait for the role's policy (CDK adds that), but the role itself is already
         # ordered by the function's GetAtt on it; the extra DependsOn is what cfn-lint W3005 reports.
@@ -128,8 +137,8 @@ class StreamingStack(Stack):
                 allowed_origins=list(settings.cors_origins),
                 allowed_methods=[lambda_.HttpMethod.POST, lambda_.HttpMethod.GET],
                 allowed_headers=CORS_HEADERS,
-                # A page on another origin reads when to retry a throttled or waking model.
-                exposed_headers=["retry-after"],
+                # A page on another origin reads when to retry a throttled or waking model, and its key's limits.
+                exposed_headers=["retry-after", *RATE_LIMIT_HEADERS],
                 max_age=Duration.hours(1),
             ) if settings.cors_origins else None,
         )
@@ -146,12 +155,40 @@ class StreamingStack(Stack):
             })
         return url
 
-    def _api_key_secret(self, role: iam.IRole) -> secretsmanager.Secret:
-        """The key document's secret, and the function's read access to it (GetSecretValue, this secret only).
+    def _key_table(self, role: iam.IRole) -> dynamodb.Table:
+        """The keys, their limit state and the usage ledger (``lambda/llm_stream/limits_table.py``), and the
+        function's access: Query (the key records) and UpdateItem (admission, release, ledger), this table only.
 
-        Its initial value is an empty key list, public by nature; ``stream_client keys`` writes to it
-        afterwards. CloudFormation updates a property only when the template's value changes, and this
-        one never does, so a redeploy leaves the issued keys alone."""
+        On demand (the load follows the streams), point-in-time recovery on (the keys and the ledger are worth
+        restoring), TTL on ``tidy_at`` only to remove idle keys' state and old ledger days (never relied on for
+        a limit: leases expire through the admission's own condition), removed by ``cdk destroy``."""
+        table = dynamodb.Table(
+            self, "ApiKeysTable",
+            partition_key=dynamodb.Attribute(name=TABLE_PARTITION_KEY,
+                                             type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=TABLE_SORT_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            time_to_live_attribute=TABLE_TIDY_ATTRIBUTE,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["dynamodb:Query", "dynamodb:UpdateItem"],
+                                                         resources=[table.table_arn]))
+        skip_checkov(table, {
+            "CKV_AWS_119": "Encrypted at rest with the AWS owned key: the table holds digests of random keys, limits "
+                           "and token counts, never a key, prompt or answer; a customer managed key would add a key "
+                           "policy and cost without protecting anything more.",
+        })
+        return table
+
+    def _api_key_secret(self, role: iam.IRole) -> secretsmanager.Secret:
+        """Before the key table, the key document's secret; kept so that an upgraded deployment's keys keep
+        working until ``stream_client keys migrate`` (which ``make deploy`` runs) copied them into the table.
+        The function's access: GetSecretValue, this secret only.
+
+        Its initial value is an empty key list, public by nature. CloudFormation updates a property only when
+        the template's value changes, and this one never does, so a redeploy leaves the issued keys alone."""
         secret = secretsmanager.Secret(
             self, "ApiKeys",
             description="Digests of the API keys the streaming function accepts (python -m stream_client keys)",
@@ -167,14 +204,15 @@ class StreamingStack(Stack):
         return secret
 
 
-def _environment(settings: DeploymentSettings, endpoint_name: str,
-                 api_keys_secret: secretsmanager.Secret | None) -> dict[str, str]:
+def _environment(settings: DeploymentSettings, endpoint_name: str, api_keys_secret: secretsmanager.Secret | None,
+                 key_table: dynamodb.Table | None) -> dict[str, str]:
     secret_id = "" if api_keys_secret is None else api_keys_secret.secret_arn
+    table_name = "" if key_table is None else key_table.table_name
     return {
         # Lambda Web Adapter: run run.sh's server, stream its responses, wait for /healthz.
         "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
         "AWS_LWA_INVOKE_MODE": "response_stream",
         "AWS_LWA_PORT": APP_PORT,
         "AWS_LWA_READINESS_CHECK_PATH": READINESS_PATH,
-        **settings.for_function(endpoint_name, secret_id).to_environment(),
+        **settings.for_function(endpoint_name, secret_id, table_name).to_environment(),
     }

@@ -3,9 +3,10 @@
 Per request, dimension ``Service``: ``Requests``, ``Tokens``, ``Duration``, ``TimeToFirstToken`` (when a
 token was sent), ``ServerErrors`` (the endpoint or the function failed: a 5xx status, or an error after
 the first byte; not a scaled-to-zero model's 503 ``model_waking_up``, which is that mode working).
-Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included. Dimensions
-``Service, Consumer`` (api_key auth, the key's name): ``Requests`` and ``Tokens`` per consumer.
-``LimitsUnavailable`` (dimension ``Service``): a keyed request whose limits could not be checked.
+Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included. ``LimitsUnavailable``
+(dimension ``Service``): a keyed request whose limits could not be checked. Nothing per API key: a
+dimension per key would make a custom metric per key; the log line's ``consumer`` serves per-key views
+(the dashboard's Logs Insights queries) instead.
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ def emf_fields(stats: RequestStats, namespace: str, service: str) -> dict[str, A
         metrics.append({"Name": "TimeToFirstToken", "Unit": "Milliseconds"})
         values["TimeToFirstToken"] = ttft
     directives = [{"Namespace": namespace, "Dimensions": [["Service"]], "Metrics": metrics}]
-    if stats.consumer is not None:
-        directives.append({"Namespace": namespace, "Dimensions": [["Service", "Consumer"]],
-                           "Metrics": [{"Name": "Requests", "Unit": "Count"}, {"Name": "Tokens", "Unit": "Count"}]})
-        values["Consumer"] = stats.consumer
     if stats.limits_unavailable:
         metrics.append({"Name": "LimitsUnavailable", "Unit": "Count"})
         values["LimitsUnavailable"] = 1

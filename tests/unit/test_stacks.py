@@ -409,15 +409,43 @@ def test_api_key_auth_makes_the_function_the_gate_with_its_own_secret() -> None:
     assert secret_actions == ["secretsmanager:GetSecretValue"]
     streaming.has_output("AuthMode", {"Value": "api_key"})
     streaming.has_output("ApiKeysSecretArn", {"Value": {"Ref": secret}})
-    per_consumer = re.escape('{LlmStream,Service,Consumer} MetricName=\\"Tokens\\" Service=\\"llm-stream\\"')
+
+
+def test_api_key_auth_keeps_keys_limits_and_usage_in_one_table_the_function_may_only_query_and_update() -> None:
+    _, streaming = templates(auth="api_key", key_limits={"max_streams": 4, "rpm": 60}, limits_unavailable="refuse")
+    streaming.resource_count_is("AWS::DynamoDB::Table", 1)
+    streaming.has_resource("AWS::DynamoDB::Table", {
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": Match.array_equals([{"AttributeName": "pk", "KeyType": "HASH"},
+                                             {"AttributeName": "sk", "KeyType": "RANGE"}]),
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": "tidy_at", "Enabled": True},
+        },
+        "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"})
+    table = streaming.get_resource_id("AWS::DynamoDB::Table")
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "API_KEYS_TABLE": {"Ref": table}, "KEY_LIMIT_DEFAULTS": "max_streams=4 rpm=60",
+        "LIMITS_UNAVAILABLE": "refuse"})}})
+    statements = Capture()
+    streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": statements}})
+    table_statements = [s for s in statements.as_array() if "dynamodb" in str(s["Action"])]
+    assert table_statements == [{"Action": ["dynamodb:Query", "dynamodb:UpdateItem"], "Effect": "Allow",
+                                 "Resource": {"Fn::GetAtt": [table, "Arn"]}}]
+    streaming.has_output("ApiKeysTableName", {"Value": {"Ref": table}})
+    # Per consumer from the log lines (no metric per key), and an alarm when limits cannot be checked.
     streaming.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardBody": {"Fn::Join": [
-        "", Match.array_with([Match.string_like_regexp(per_consumer)])]}})
+        "", Match.array_with([Match.string_like_regexp(re.escape("by consumer"))])]}})
+    streaming.has_resource_properties("AWS::CloudWatch::Alarm", {"Threshold": 0, "Metrics": [Match.object_like({
+        "MetricStat": Match.object_like({"Stat": "Sum", "Metric": Match.object_like({
+            "MetricName": "LimitsUnavailable", "Namespace": "LlmStream"})})})]})
 
 
 @pytest.mark.parametrize("auth", ["iam", "none"])
 def test_other_auth_modes_have_no_secret(auth: str) -> None:
     _, streaming = templates(auth=auth)
     streaming.resource_count_is("AWS::SecretsManager::Secret", 0)
+    streaming.resource_count_is("AWS::DynamoDB::Table", 0)
     streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
         "AUTH_MODE": auth, "API_KEYS_SECRET_ID": ""})}})
     assert "ApiKeysSecretArn" not in streaming.to_json()["Outputs"]
@@ -521,6 +549,11 @@ def test_every_catalog_model_synthesizes(model_id: str) -> None:
                                         "huggingface-llm-falcon-7b-instruct-bf16; allowed: ml.g5.2xlarge, ")),
     ({"auth": "open"}, "context key 'auth': 'open' is not allowed; allowed: iam, none, api_key"),
     ({"api_keys_refresh_seconds": 0}, "'api_keys_refresh_seconds': 0 is out of range; allowed: 1..3600"),
+    ({"key_limits": {"rpm": 60}}, "'key_limits': {'rpm': 60} applies only with auth=api_key"),
+    ({"auth": "api_key", "key_limits": {"rpn": 60}}, "'key_limits': context key 'key_limits' has unknown limits rpn"),
+    ({"auth": "api_key", "key_limits": "max_streams=0"}, "max_streams=0 is not valid: expected an integer from 1"),
+    ({"auth": "api_key", "limits_unavailable": "maybe"}, "'limits_unavailable': 'maybe' is not allowed; allowed: "
+                                                         "allow, refuse"),
     ({"min_instances": 3, "max_instances": 2}, "'max_instances': 2 is below min_instances (3)"),
     ({"min_instances": 0}, "'min_instances': 0 is out of range; allowed: 1..20"),
     ({"reserved_concurrency": "ten"}, "'reserved_concurrency': 'ten' is not a whole number"),
