@@ -87,10 +87,11 @@ test-tools: core-tools client-tools
 test-fast: install
 	HYPOTHESIS_PROFILE=dev $(PYTEST) -q -n 4 --dist loadfile -m "not slow and not clients" tests/unit tests/integration
 
-# API_KEY=<key>: the local function runs with api_key auth and accepts that one key.
+# API_KEY=<key>: the local function runs with api_key auth and accepts that one key (kept, with its limits and
+# usage, in a DynamoDB API on loopback); LIMITS="max_streams=2 rpm=30": that key's limits.
 # MODEL=<catalog id>: the function and the emulator run as that model (its settings and container formats).
 # SCALE_TO_ZERO=1: the model starts scaled to zero and wakes 15 s after the first request (or SCALE_TO_ZERO=<s>).
-LOCAL_ARGS = $(if $(API_KEY),--api-key '$(API_KEY)') $(if $(MODEL),--model '$(MODEL)') \
+LOCAL_ARGS = $(if $(API_KEY),--api-key '$(API_KEY)') $(if $(LIMITS),--limits '$(LIMITS)') $(if $(MODEL),--model '$(MODEL)') \
 	$(if $(SCALE_TO_ZERO),--scale-to-zero $(if $(filter-out 1,$(SCALE_TO_ZERO)),$(SCALE_TO_ZERO)))
 
 demo: install
@@ -125,6 +126,8 @@ deploy: install $(CDK)
 	@$(PREFLIGHT)
 	$(CDK_ENV) $(CDK) deploy --all --require-approval $(if $(APPROVED),never,broadening) --outputs-file $(OUTPUTS) \
 		$(CDK_ARGS)
+	@# A deployment made before the key table keeps its keys: copy its key secret in (once; safe to repeat).
+	@if grep -q '"ApiKeysSecretArn"' $(OUTPUTS) 2>/dev/null; then $(PY) -m stream_client keys --outputs $(OUTPUTS) migrate; fi
 
 destroy: install $(CDK)
 	$(CDK_ENV) $(CDK) destroy --all $(if $(APPROVED),--force) $(CDK_ARGS)

@@ -19,11 +19,12 @@ from .servers import LOCAL_KEY_NAME, LOCAL_WAKE_UP_SECONDS, LocalModeError, loca
 SEED_PROMPT = "我该如何建立一个网站?"
 
 
-def demo(max_new_tokens: int, api_key: str | None, model_id: str | None, wake_up_seconds: float | None) -> int:
+def demo(max_new_tokens: int, api_key: str | None, model_id: str | None, wake_up_seconds: float | None,
+         limits: str = "") -> int:
     payload = {"inputs": SEED_PROMPT, "parameters": {"max_new_tokens": max_new_tokens}}
     print("Starting the SageMaker runtime emulator and the function (uvicorn) on loopback"
           f"{f' as {model_id}' if model_id else ''}...", file=sys.stderr)
-    with local_servers(api_key=api_key, model_id=model_id, wake_up_seconds=wake_up_seconds) as servers:
+    with local_servers(api_key=api_key, model_id=model_id, wake_up_seconds=wake_up_seconds, limits=limits) as servers:
         print(f"POST {servers.function_url}  {payload}\n", file=sys.stderr)
 
         def show(text: str) -> None:
@@ -44,11 +45,12 @@ def demo(max_new_tokens: int, api_key: str | None, model_id: str | None, wake_up
 
 
 def dev(port: int, emulator_port: int, api_key: str | None, model_id: str | None,
-        wake_up_seconds: float | None) -> int:
+        wake_up_seconds: float | None, limits: str = "") -> int:
     with local_servers(port=port, emulator_port=emulator_port, quiet=False, api_key=api_key,
-                       model_id=model_id, wake_up_seconds=wake_up_seconds) as servers:
+                       model_id=model_id, wake_up_seconds=wake_up_seconds, limits=limits) as servers:
         key_header = ' -H "x-api-key: $LLM_STREAM_API_KEY"' if api_key else ""
-        key_note = (f"api_key auth: only the key you gave is accepted (consumer {LOCAL_KEY_NAME!r}); "
+        key_note = (f"api_key auth: only the key you gave is accepted (consumer {LOCAL_KEY_NAME!r}, limits: "
+                    f"{limits or 'none'}; keys, limits and usage in a DynamoDB API on loopback); "
                     f"export {API_KEY_VARIABLE}=<that key> for the commands below\n" if api_key else "")
         print(
             f"\nfunction: {servers.function_url}   emulator: {servers.emulator_url}\n{key_note}"
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     dev_parser.add_argument("--emulator-port", type=int, default=8081)
     for command in (demo_parser, dev_parser):
         command.add_argument("--api-key", help="run with api_key auth, accepting this one key (default: no auth)")
+        command.add_argument("--limits", default="", help="with --api-key: that key's limits, as "
+                             "'max_streams=2 rpm=30' (max_streams, rpm, tpm, monthly_tokens, max_tokens)")
         command.add_argument("--model", help="run as this catalog model: its settings, and its container's request "
                              "and stream formats in the emulator (default: the default model)")
         command.add_argument("--scale-to-zero", nargs="?", type=float, const=LOCAL_WAKE_UP_SECONDS, default=None,
@@ -85,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            return demo(args.max_new_tokens, args.api_key, args.model, args.scale_to_zero)
-        return dev(args.port, args.emulator_port, args.api_key, args.model, args.scale_to_zero)
+            return demo(args.max_new_tokens, args.api_key, args.model, args.scale_to_zero, args.limits)
+        return dev(args.port, args.emulator_port, args.api_key, args.model, args.scale_to_zero, args.limits)
     except (LocalModeError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

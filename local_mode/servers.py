@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -124,16 +124,20 @@ def local_servers(
     api_key: str | None = None,
     model_id: str | None = None,
     wake_up_seconds: float | None = None,
+    limits: str = "",
 ) -> Iterator[LocalServers]:
     """Run both processes until the block ends; ports default to free ones. With ``api_key``, the function
-    runs with api_key auth and accepts that one key (from a key file, the local stand-in for Secrets Manager).
-    With ``model_id``, both run as that catalog model (its settings, its container's formats). With
-    ``wake_up_seconds``, the model is an inference component scaled to zero, which wakes that long after
-    the first request (``scale_to_zero=true`` deployed)."""
+    runs with api_key auth and accepts that one key, with ``limits`` (``max_streams=2 rpm=30``), from a key
+    table in a DynamoDB API on loopback (``dynamodb.py``), as deployed. With ``model_id``, both run as that
+    catalog model (its settings, its container's formats). With ``wake_up_seconds``, the model is an
+    inference component scaled to zero, which wakes that long after the first request (``scale_to_zero=true``
+    deployed)."""
+    if limits and not api_key:
+        raise LocalModeError("limits are per API key: give an API key too (make dev API_KEY=... LIMITS=...)")
     model_env, model_emulator_args = model_arguments(model_id) if model_id else ({}, [])
     zero_env, zero_args = ({}, []) if wake_up_seconds is None else scale_to_zero_arguments(wake_up_seconds)
-    with tempfile.TemporaryDirectory(prefix="llm-stream-keys-") as key_folder:
-        key_env = _key_file_settings(api_key, Path(key_folder)) if api_key else {}
+    with contextlib.ExitStack() as stack:
+        key_env = stack.enter_context(_key_table(api_key, limits)) if api_key else {}
         env = {**model_env, **zero_env, **(function_env or {}), **key_env}
         arguments = [*model_emulator_args, *zero_args, *(emulator_args or [])]
         with _processes(port, emulator_port, arguments, env, quiet) as servers:
@@ -151,21 +155,33 @@ def scale_to_zero_arguments(wake_up_seconds: float) -> tuple[dict[str, str], lis
              "--warm-up-seconds", str(wake_up_seconds)])
 
 
-def write_key_file(path: Path, **keys: str) -> Path:
-    """A key document (the key store of local runs) accepting each key under its consumer name."""
+@contextmanager
+def _key_table(api_key: str, limits: str) -> Iterator[dict[str, str]]:
+    """A DynamoDB API on loopback with the key table, holding one key: the function's environment for it."""
+    import boto3
+
+    from llm_stream.key_limits import KeyLimits, LimitsError, parse_limits
+    from stream_client.key_admin import KeyAdmin
     from stream_client.key_document import KeyRecord, KeyRing, api_keys
 
-    now = datetime.now(UTC)
-    records = tuple(KeyRecord(name=name, sha256=api_keys.key_digest(key), created_at=now) for name, key in keys.items())
-    path.write_text(KeyRing(records).to_document(), encoding="utf-8")
-    return path
+    from .dynamodb import LOCAL_TABLE_NAME, create_table, serialised_moto
 
-
-def _key_file_settings(api_key: str, folder: Path) -> dict[str, str]:
-    if not api_key or not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+    if not api_key.isascii() or not api_key.isprintable() or " " in api_key:
         raise LocalModeError("the API key must be printable ASCII without spaces (as issued keys are)")
-    key_file = write_key_file(folder / "api-keys.json", **{LOCAL_KEY_NAME: api_key})
-    return {"AUTH_MODE": "api_key", "API_KEYS_FILE": str(key_file)}
+    try:
+        key_limits = KeyLimits(**parse_limits(limits))
+    except LimitsError as exc:
+        raise LocalModeError(f"LIMITS: {exc}") from None
+    with serialised_moto(free_port()) as url:
+        dummy = emulator_aws_environment(url)  # the function's credentials and region, dummies
+        client = boto3.client("dynamodb", endpoint_url=url, region_name=dummy["AWS_REGION"],
+                              aws_access_key_id=dummy["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=dummy["AWS_SECRET_ACCESS_KEY"])
+        create_table(client, LOCAL_TABLE_NAME)
+        record = KeyRecord(name=LOCAL_KEY_NAME, sha256=api_keys.key_digest(api_key), created_at=datetime.now(UTC),
+                           limits=key_limits)
+        KeyAdmin(client, LOCAL_TABLE_NAME, "local_mode").import_keys(KeyRing((record,)), "local run (make dev)")
+        yield {"AUTH_MODE": "api_key", "API_KEYS_TABLE": LOCAL_TABLE_NAME, "AWS_ENDPOINT_URL_DYNAMODB": url}
 
 
 @contextmanager

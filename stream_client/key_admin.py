@@ -113,14 +113,16 @@ class KeyAdmin:
             return item.record
         raise _kept_changing(name)
 
-    def migrate(self, document: KeyRing, now: datetime | None = None) -> tuple[list[str], list[str]]:
-        """Copy an older deployment's key document in (keys already in the table are left as they are), then
-        write the marker that tells the function to stop reading the document. Safe to run again."""
+    def import_keys(self, document: KeyRing, what: str = "migrate (from the key secret)",
+                    now: datetime | None = None) -> tuple[list[str], list[str]]:
+        """Copy a key document in, as an older deployment's secret held it (keys already in the table are left as
+        they are), then write the marker that tells the function to stop reading the document. Safe to run
+        again."""
         moment = _now(now)
         copied, kept = [], []
         for record in document.records:
             try:
-                self._write(record, None, "migrate (from the key secret)", moment)
+                self._write(record, None, what, moment)
                 copied.append(record.name)
             except _Changed:
                 kept.append(record.name)

@@ -170,7 +170,7 @@ def _migrate(admin: KeyAdmin, args: argparse.Namespace) -> None:
         raise KeyAdminError(f"cannot read {secret_id}: {exc}") from None
     except KeyDocumentError as exc:
         raise KeyAdminError(f"{secret_id} does not hold a key document: {exc}") from None
-    copied, kept = admin.migrate(document)
+    copied, kept = admin.import_keys(document)
     print(f"Copied {len(copied)} keys into {admin.table_name}" + (f"; {len(kept)} were there already "
           f"({', '.join(kept)})" if kept else "") + ". The function reads the table only from now on; the "
           "secret can be deleted once every instance has refreshed (API_KEYS_REFRESH_SECONDS).", file=sys.stderr)

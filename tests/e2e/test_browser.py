@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
+from tests.helpers.key_tables import write_key_file
 from tests.helpers.servers import TEST_COMPONENT, component_copies, scaled_to_zero
 from tests.helpers.waiting import wait_until as poll
 

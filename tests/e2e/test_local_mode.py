@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from local_mode.servers import local_servers
+from stream_client.__main__ import main as client_main
 from stream_client.client import stream_answer
 from tests import ROOT
 
@@ -38,7 +39,8 @@ def test_local_dev_stack_serves_until_stopped() -> None:
 
 
 def test_make_dev_with_an_api_key_serves_only_callers_with_that_key() -> None:
-    """`make dev API_KEY=...`: the function process reads its key file, as it reads Secrets Manager deployed."""
+    """`make dev API_KEY=...`: the function process reads its key from a key table in a DynamoDB API on loopback,
+    as it reads the deployment's table."""
     key = "local-dev-key-7f3a"
     with local_servers(api_key=key) as servers:
         url = servers.function_url
@@ -51,6 +53,22 @@ def test_make_dev_with_an_api_key_serves_only_callers_with_that_key() -> None:
         result = stream_answer(url, {"inputs": "Hi", "parameters": {"max_new_tokens": 4}}, auth="api_key",
                                api_key=key)
         assert result.tokens == 4
+
+
+def test_make_dev_with_limits_refuses_past_them_and_the_client_says_which_limit_and_when(capsys) -> None:
+    """`make dev API_KEY=... LIMITS="rpm=1"`, then the client twice: the second is refused, and says why."""
+    key = "local-dev-key-limits"
+    with local_servers(api_key=key, limits="max_streams=2 rpm=1") as servers:
+        argv = ["--url", servers.function_url, "--api-key", key, "--max-new-tokens", "4", "Hi"]
+        first = client_main(argv)
+        if first == 1 and "rpm limit" in capsys.readouterr().err:  # a minute turned between start and here
+            first = client_main(argv)
+        assert first == 0
+        capsys.readouterr()
+        assert client_main(argv) == 1
+        said = capsys.readouterr().err
+        assert "HTTP 429: rate_limit_exceeded: this key made 1 requests this minute, its rpm limit (1); it resets in" \
+            in said
 
 
 def test_make_demo_with_an_api_key() -> None:

@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from local_mode.servers import write_key_file
 from tests import ROOT
+from tests.helpers.key_tables import write_key_file
 from tests.helpers.logs import LogRecords
 from tests.helpers.servers import AppServer, point_boto3_at
 

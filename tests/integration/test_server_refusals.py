@@ -12,8 +12,8 @@ import httpx
 import pytest
 from httpx_sse import EventSource
 
-from local_mode.servers import write_key_file
 from sagemaker_emulator import EmulatorConfig, EmulatorServer
+from tests.helpers.key_tables import write_key_file
 from tests.helpers.logs import LogRecords
 from tests.helpers.raw_http import exchange, parse
 
