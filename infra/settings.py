@@ -143,10 +143,11 @@ class DeploymentSettings:
     def time_budget_seconds(self) -> int:
         return self.function_timeout_seconds - TIME_BUDGET_MARGIN_SECONDS
 
-    def for_function(self, endpoint_name: str, api_keys_secret_id: str = "",
-                     api_keys_table: str = "") -> FunctionSettings:
+    def for_function(self, endpoint_name: str, api_keys_secret_id: str = "", api_keys_table: str = "",
+                     budget_alerts_topic_arn: str = "") -> FunctionSettings:
         """The function's settings for this deployment, validated by the function's own rules (with api_key
-        auth, ``api_keys_table``: the keys' table; ``api_keys_secret_id``: an older deployment's key secret)."""
+        auth, ``api_keys_table``: the keys' table; ``api_keys_secret_id``: an older deployment's key secret;
+        ``budget_alerts_topic_arn``: where budget alerts go)."""
         from_model = {**model_settings(self.model), "max_new_tokens": self.max_new_tokens,
                       "max_input_chars": self.max_input_chars}  # the deployment's caps, within the model's
         return FunctionSettings(
@@ -163,6 +164,7 @@ class DeploymentSettings:
             auth_mode=self.auth,
             api_keys_secret_id=api_keys_secret_id,
             api_keys_table=api_keys_table,
+            budget_alerts_topic_arn=budget_alerts_topic_arn,
             key_limit_defaults=self.key_limits,
             limits_unavailable=self.limits_unavailable,
             api_keys_refresh_seconds=self.api_keys_refresh_seconds,

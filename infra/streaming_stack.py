@@ -8,6 +8,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from . import web_adapter
@@ -72,6 +73,7 @@ class StreamingStack(Stack):
         log_group.grant_write(role)
         self.api_keys = self._api_key_secret(role) if settings.auth == "api_key" else None
         self.key_table = self._key_table(role) if settings.auth == "api_key" else None
+        self.budget_alerts = self._budget_alerts(role) if settings.auth == "api_key" else None
         self.function = self._function(settings, endpoint_name, role, log_group)
         self.url = self._function_url(settings)
         self.monitoring = Monitoring(
@@ -91,6 +93,9 @@ class StreamingStack(Stack):
         if self.key_table is not None:
             CfnOutput(self, "ApiKeysTableName", value=self.key_table.table_name,
                       description="API keys, their limits and usage: python -m stream_client keys --help")
+        if self.budget_alerts is not None:
+            CfnOutput(self, "BudgetAlertsTopicArn", value=self.budget_alerts.topic_arn,
+                      description="A key at 80 % and 100 % of its monthly_tokens: subscribe to be told")
 
     def _function(self, settings: DeploymentSettings, endpoint_name: str, role: iam.Role,
                   log_group: logs.LogGroup) -> lambda_.Function:
@@ -108,7 +113,7 @@ class StreamingStack(Stack):
             reserved_concurrent_executions=settings.reserved_concurrency or None,  # 0: no reservation
             role=role,
             log_group=log_group,
-            environment=_environment(settings, endpoint_name, self.api_keys, self.key_table),
+            environment=_environment(settings, endpoint_name, self.api_keys, self.key_table, self.budget_alerts),
         )
         # The function must wait for the role's policy (CDK adds that), but the role itself is already
         # ordered by the function's GetAtt on it; the extra DependsOn is what cfn-lint W3005 reports.
@@ -182,6 +187,17 @@ class StreamingStack(Stack):
         })
         return table
 
+    def _budget_alerts(self, role: iam.IRole) -> sns.Topic:
+        """Where a key's budget alerts go (``lambda/llm_stream/budget_alerts.py``); the function may only publish
+        to it. HTTPS only (a policy denying other transport); no subscription: the deployer adds theirs."""
+        topic = sns.Topic(self, "BudgetAlerts", display_name="LLM stream budget alerts", enforce_ssl=True)
+        topic.grant_publish(role)
+        skip_checkov(topic, {
+            "CKV_AWS_26": "An alert holds a key's name and token counts, never a key, prompt or answer; encrypting "
+                          "with a KMS key would need a key policy granting the publisher and every subscriber.",
+        })
+        return topic
+
     def _api_key_secret(self, role: iam.IRole) -> secretsmanager.Secret:
         """Before the key table, the key document's secret; kept so that an upgraded deployment's keys keep
         working until ``stream_client keys migrate`` (which ``make deploy`` runs) copied them into the table.
@@ -205,14 +221,15 @@ class StreamingStack(Stack):
 
 
 def _environment(settings: DeploymentSettings, endpoint_name: str, api_keys_secret: secretsmanager.Secret | None,
-                 key_table: dynamodb.Table | None) -> dict[str, str]:
+                 key_table: dynamodb.Table | None, budget_alerts: sns.Topic | None) -> dict[str, str]:
     secret_id = "" if api_keys_secret is None else api_keys_secret.secret_arn
     table_name = "" if key_table is None else key_table.table_name
+    topic_arn = "" if budget_alerts is None else budget_alerts.topic_arn
     return {
         # Lambda Web Adapter: run run.sh's server, stream its responses, wait for /healthz.
         "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
         "AWS_LWA_INVOKE_MODE": "response_stream",
         "AWS_LWA_PORT": APP_PORT,
         "AWS_LWA_READINESS_CHECK_PATH": READINESS_PATH,
-        **settings.for_function(endpoint_name, secret_id, table_name).to_environment(),
+        **settings.for_function(endpoint_name, secret_id, table_name, topic_arn).to_environment(),
     }

@@ -71,9 +71,10 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def key_table(moto_server: str, monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer) -> str:
     """A fresh key table as the stack creates it; boto3 here (the CLI and the function alike) reaches moto through
-    AWS_ENDPOINT_URL_DYNAMODB (and STS, for the audit trail's caller, and Secrets Manager, for migrations)."""
+    AWS_ENDPOINT_URL_DYNAMODB (and STS, for the audit trail's caller; Secrets Manager, for migrations; SNS and
+    SQS, for budget alerts)."""
     point_boto3_at(monkeypatch, emulator.url)
-    for service in ("DYNAMODB", "STS", "SECRETS_MANAGER"):
+    for service in ("DYNAMODB", "STS", "SECRETS_MANAGER", "SNS", "SQS"):
         monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_server)
     name = f"keys-{time.monotonic_ns()}"
     create_table(boto3.client("dynamodb"), name)

@@ -8,6 +8,7 @@ request, in a middleware (so every way a request ends releases what it holds and
 * When the answer's last byte is ready, and before the response is closed (Lambda may freeze the instance
   once it is), the lease is released, the reservation settled and the ledger updated, on worker threads,
   at once. A failure there is logged with the numbers (``usage_not_recorded``): nothing is lost silently.
+* When a key's answers cross 80 % and 100 % of its ``monthly_tokens``, an alert (``budget_alerts.py``).
 * When the table cannot admit a request in time, ``LIMITS_UNAVAILABLE`` decides: ``allow`` serves it
   uncounted (a log line and the ``LimitsUnavailable`` metric, which has an alarm), ``refuse`` answers 503.
 """
@@ -25,6 +26,7 @@ import anyio.to_thread
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .budget_alerts import BudgetAlerts, crossed
 from .errors import ApiError
 from .key_limits import KeyLimits
 from .lifecycle import request_stats
@@ -67,6 +69,7 @@ class KeyAccounting:
         self.settings = settings
         self.table = table
         self.defaults = settings.default_limits
+        self.alerts = BudgetAlerts(settings.budget_alerts_topic_arn, settings.service_name)
 
     def limits(self, scope: Scope) -> KeyLimits | None:
         record = key_record(scope)
@@ -124,9 +127,19 @@ class KeyAccounting:
                 tasks.start_soon(self._write, stats, "ledger", self.table.record_usage, name, stats.model_id, usage)
                 if admission is not None:
                     used = completion + (stats.input_tokens if stats.input_tokens is not None else estimate)
-                    tasks.start_soon(self._write, stats, "release", self.table.release, admission, used)
+                    tasks.start_soon(self._write, stats, "release", self._release, admission, used,
+                                     self.limits(scope))
         if waited.cancelled_caught:
             _not_recorded(stats, "release and ledger", TimeoutError("the table did not answer in time"), usage)
+
+    def _release(self, admission: Admission, used: int, limits: KeyLimits | None) -> None:
+        """Release the admission; send the budget alerts its tokens crossed (blocking)."""
+        month_used = self.table.release(admission, used)
+        budget = None if limits is None else limits.monthly_tokens
+        if budget is not None:
+            for share in crossed(month_used - used, month_used, budget):
+                self.alerts.send(admission.name, admission.windows.month.removeprefix("mo_"), month_used, budget,
+                                 share)
 
     async def _write(self, stats: RequestStats, what: str, write: Callable[..., None], *args: object) -> None:
         try:

@@ -6,7 +6,8 @@ One table, three kinds of item (``pk``, ``sk``):
   to it (who, when, what); ``key``, ``#migrated``: written once the key document of an older deployment
   was copied in (until then the function reads that document too: ``key_store.py``).
 * ``state#<name>``, ``limits``: the key's leases (``leases``: a map of lease id to expiry, epoch seconds)
-  and its counters, one attribute per window (``rq_<minute>``, ``tk_<minute>``, ``mo_<yyyymm>``).
+  and its counters, one attribute per window (``rq_<minute>``, ``tk_<minute>``, ``mo_<yyyymm>``; and
+  ``ms_<yyyymm>``, the month's tokens without reservations, for the budget alerts).
 * ``usage#<name>``, ``<yyyy-mm-dd>#<model>``: the ledger, one item per key, UTC day and model.
 
 Admission is one conditional ``UpdateItem`` on the state item: it takes a lease and counts the request
@@ -144,8 +145,10 @@ class LimitsTable:
         raise ApiError(429, "rate_limit_exceeded", "this key's requests kept colliding; retry",
                        headers={"retry-after": "1"})
 
-    def release(self, admission: Admission, used_tokens: int, now: float | None = None) -> None:
-        """End an admission: its lease released, its reservation replaced by the tokens used."""
+    def release(self, admission: Admission, used_tokens: int, now: float | None = None) -> int:
+        """End an admission: its lease released, its reservation replaced by the tokens used. Returns the tokens
+        the month's answers used so far, reservations aside (``ms_<yyyymm>``: it only grows, so a threshold is
+        crossed by exactly one release)."""
         now = time.time() if now is None else now
         names: dict[str, str] = {}
         removals = [f"#stale{index}" for index in range(len(admission.stale))]
@@ -153,15 +156,17 @@ class LimitsTable:
         if admission.lease_id is not None:
             removals.append("leases.#lease")
             names["#lease"] = admission.lease_id
-        expression = "SET #tidy = :tidy ADD #tk :delta, #mo :delta"
+        expression = "SET #tidy = :tidy ADD #tk :delta, #mo :delta, #ms :used"
         if removals:
             expression += " REMOVE " + ", ".join(removals)
-        names.update({"#tidy": TIDY_ATTRIBUTE, "#tk": admission.windows.tokens, "#mo": admission.windows.month})
-        self.client.update_item(
+        names.update({"#tidy": TIDY_ATTRIBUTE, "#tk": admission.windows.tokens, "#mo": admission.windows.month,
+                      "#ms": admission.windows.settled_month})
+        answer = self.client.update_item(
             TableName=self.table_name, Key=state_item_key(admission.name), UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=typed({":delta": used_tokens - admission.reserve,
+            ExpressionAttributeNames=names, ReturnValues="UPDATED_NEW",
+            ExpressionAttributeValues=typed({":delta": used_tokens - admission.reserve, ":used": used_tokens,
                                              ":tidy": int(now + STATE_KEPT.total_seconds())}))
+        return int(plain(answer["Attributes"])[admission.windows.settled_month])
 
     def record_usage(self, name: str, model: str, usage: Usage, now: float | None = None) -> None:
         """Add one request to the ledger: one atomic update of the (key, UTC day, model) item."""
@@ -257,6 +262,7 @@ def _stale(item: dict[str, Any], windows: Windows) -> tuple[str, ...]:
         prefix, _, stamp = attribute.partition("_")
         if not stamp.isdigit():
             continue
-        if (prefix in ("rq", "tk") and int(stamp) < minute - 1) or (prefix == "mo" and attribute < windows.month):
+        if (prefix in ("rq", "tk") and int(stamp) < minute - 1) or (prefix in ("mo", "ms") and
+                                                                    stamp < windows.month.removeprefix("mo_")):
             stale.append(attribute)
     return tuple(sorted(stale))

@@ -50,11 +50,13 @@ class Windows:
     requests: str
     tokens: str
     month: str
+    #: The month's tokens as answers used them (no reservations): only release writes it.
+    settled_month: str
 
     @classmethod
     def at(cls, now: float) -> Windows:
-        minute = minute_of(now)
-        return cls(requests=f"rq_{minute}", tokens=f"tk_{minute}", month=f"mo_{month_of(now)}")
+        minute, month = minute_of(now), month_of(now)
+        return cls(requests=f"rq_{minute}", tokens=f"tk_{minute}", month=f"mo_{month}", settled_month=f"ms_{month}")
 
 
 @dataclass(frozen=True)

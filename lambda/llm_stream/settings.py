@@ -134,6 +134,8 @@ class Settings:
     #: Limits for keys without their own, as ``max_streams=4 rpm=60`` (``key_limits.py``; "": none).
     key_limit_defaults: str = _env("KEY_LIMIT_DEFAULTS", "", opt_in=True)
     limits_unavailable: str = _env("LIMITS_UNAVAILABLE", "allow", opt_in=True)
+    #: The SNS topic a key's budget alerts go to (80 % and 100 % of its monthly_tokens; "": the log line only).
+    budget_alerts_topic_arn: str = _env("BUDGET_ALERTS_TOPIC_ARN", "", opt_in=True)
     api_keys_refresh_seconds: float = _env("API_KEYS_REFRESH_SECONDS", DEFAULT_API_KEYS_REFRESH_SECONDS)
     api_keys_max_stale_intervals: int = _env("API_KEYS_MAX_STALE_INTERVALS", DEFAULT_API_KEYS_MAX_STALE_INTERVALS)
     #: Scale to zero: the endpoint's inference component, named in every invocation ("": none).
@@ -182,6 +184,8 @@ class Settings:
                                 f"{exc}") from None
         _require(not self.key_limit_defaults or bool(self.api_keys_table), "key_limit_defaults",
                  self.key_limit_defaults, f"nothing unless {env_name('api_keys_table')} is set (limits are kept there)")
+        _require(not self.budget_alerts_topic_arn or bool(self.api_keys_table), "budget_alerts_topic_arn",
+                 self.budget_alerts_topic_arn, f"nothing unless {env_name('api_keys_table')} is set")
         _require(self.limits_unavailable in LIMITS_UNAVAILABLE_CHOICES, "limits_unavailable", self.limits_unavailable,
                  f"one of {', '.join(LIMITS_UNAVAILABLE_CHOICES)}")
 

@@ -58,7 +58,7 @@ def test_every_acknowledgment_has_a_specific_reason() -> None:
     for rule in findings:
         assert rule.startswith("AwsSolutions-IAM5[Resource::"), rule
     keyed = streaming_findings(DeploymentSettings.from_context(cdk_context(auth="api_key").get))
-    assert list(keyed) == ["AwsSolutions-SMG4"]
+    assert list(keyed) == ["AwsSolutions-SMG4", "AwsSolutions-SNS2"]
     assert streaming_findings(DeploymentSettings.from_context(cdk_context().get)) == {}
     reasons = [*findings.values(), *keyed.values()]
     assert all(len(reason) > 60 for reason in reasons), reasons

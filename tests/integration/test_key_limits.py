@@ -4,6 +4,7 @@ called, the lease released however an answer ends, the ledger, and what the open
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -318,3 +319,35 @@ def test_an_unreachable_table_is_answered_as_limits_unavailable_says(
                       "the unwritten ledger entry in the log")
     assert lost[0]["consumer"] == "team-a"
     assert "completion_tokens" in lost[0]["numbers"]  # what the ledger missed, for whoever reconciles it
+
+
+# -- budget alerts ---------------------------------------------------------------------------------
+
+
+def test_budget_alerts_go_to_the_topic_once_at_80_and_once_at_100_percent(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name=f"budget-{time.monotonic_ns()}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"alerts-{time.monotonic_ns()}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    headers = key_with(admin, "team-a", monthly_tokens=50)
+    function = limited_function(start_function, emulator, admin, budget_alerts_topic_arn=topic)
+    while httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200:
+        pass
+
+    def alerts() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        received.extend(json.loads(message["Body"]) for message in messages)
+        return received if len(received) >= 2 else []
+
+    received: list[dict[str, Any]] = []
+    wait_until(alerts, "two budget alerts")
+    time.sleep(0.2)
+    alerts()  # none more
+    assert [alert["threshold_percent"] for alert in received] == [80, 100]
+    assert {alert["consumer"] for alert in received} == {"team-a"}
+    assert received[1]["used_tokens"] >= 50
+    assert received[1]["monthly_tokens"] == 50
+    logged = [line for line in request_logs if line["event"] == "budget_alert"]
+    assert [line["threshold_percent"] for line in logged] == [80, 100]

@@ -433,6 +433,16 @@ def test_api_key_auth_keeps_keys_limits_and_usage_in_one_table_the_function_may_
     assert table_statements == [{"Action": ["dynamodb:Query", "dynamodb:UpdateItem"], "Effect": "Allow",
                                  "Resource": {"Fn::GetAtt": [table, "Arn"]}}]
     streaming.has_output("ApiKeysTableName", {"Value": {"Ref": table}})
+    # Budget alerts: one topic, HTTPS only, that the function may only publish to.
+    streaming.resource_count_is("AWS::SNS::Topic", 1)
+    topic = streaming.get_resource_id("AWS::SNS::Topic")
+    assert [s for s in statements.as_array() if "sns" in str(s["Action"])] == [
+        {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic}}]
+    streaming.has_resource_properties("AWS::SNS::TopicPolicy", {"PolicyDocument": {"Statement": [Match.object_like({
+        "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]}})
+    streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
+        "BUDGET_ALERTS_TOPIC_ARN": {"Ref": topic}})}})
+    streaming.has_output("BudgetAlertsTopicArn", {"Value": {"Ref": topic}})
     # Per consumer from the log lines (no metric per key), and an alarm when limits cannot be checked.
     streaming.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardBody": {"Fn::Join": [
         "", Match.array_with([Match.string_like_regexp(re.escape("by consumer"))])]}})
@@ -446,6 +456,7 @@ def test_other_auth_modes_have_no_secret(auth: str) -> None:
     _, streaming = templates(auth=auth)
     streaming.resource_count_is("AWS::SecretsManager::Secret", 0)
     streaming.resource_count_is("AWS::DynamoDB::Table", 0)
+    streaming.resource_count_is("AWS::SNS::Topic", 0)
     streaming.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like({
         "AUTH_MODE": auth, "API_KEYS_SECRET_ID": ""})}})
     assert "ApiKeysSecretArn" not in streaming.to_json()["Outputs"]
