@@ -72,7 +72,8 @@ FAMILY: Final = ContainerFamily(
         CapabilityRule("logprobs", "0.28.0", f"{SOURCE} output_formatter.py: the chosen token's `log_prob` on "
                        "each JSON line"),
         CapabilityRule("top_logprobs", None, f"{SOURCE}: the chosen token's log probability only"),
-        CapabilityRule("prompt_tokens", None, f"{SOURCE}: the stream's details carry no prompt count; "
-                       "`decoder_input_details` returns the prefill tokens (inferred from the source, untested)"),
+        CapabilityRule("prompt_tokens", None, f"{SOURCE} output_formatter.py: the jsonlines stream's details carry "
+                       "no prompt count; `decoder_input_details` would add the prefill tokens (prompt log probabilities "
+                       "over the whole prompt: vLLM #5550 reports out-of-memory crashes; lmi-dist untested)"),
     ),
 )

@@ -61,7 +61,8 @@ FAMILY: Final = ContainerFamily(
                        "(router/src/lib.rs `Token`)"),
         CapabilityRule("top_logprobs", "1.1.0", f"{REPOSITORY}#868: `parameters.top_n_tokens`, `top_tokens` per "
                        "streamed token (released in v1.1.0; #1340 reports failures on 1.3.x)"),
-        CapabilityRule("prompt_tokens", "2.4.0", "the stream's last event: `details.input_length` in 2.4.0, absent "
-                       "in 1.4.0 (the catalog's two versions, checked; the first version with it is not known)"),
+        CapabilityRule("prompt_tokens", "2.3.0", f"{REPOSITORY} v2.3.0 (#2336): the stream's last event carries "
+                       "`details.input_length` (router/src/lib.rs `StreamDetails`; absent from v1.4.0 to v2.2.0, and "
+                       "`decoder_input_details` is refused when streaming)"),
     ),
 )
