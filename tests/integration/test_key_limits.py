@@ -16,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from infra.catalog import load_catalog
+from infra.function_settings import model_settings
 from llm_stream.key_limits import KeyLimits
 from llm_stream.limits_table import plain, state_item_key
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
@@ -55,9 +57,13 @@ def key_with(admin: KeyAdmin, name: str, **limits: int) -> dict[str, str]:
     return {"x-api-key": key}
 
 
-def leases(admin: KeyAdmin, name: str) -> dict[str, Any]:
+def state(admin: KeyAdmin, name: str) -> dict[str, Any]:
     item = admin.client.get_item(TableName=admin.table_name, Key=state_item_key(name)).get("Item")
-    return {} if item is None else dict(plain(item).get("leases", {}))
+    return {} if item is None else plain(item)
+
+
+def leases(admin: KeyAdmin, name: str) -> dict[str, Any]:
+    return dict(state(admin, name).get("leases", {}))
 
 
 def wait_for_no_leases(admin: KeyAdmin, name: str) -> None:
@@ -351,3 +357,27 @@ def test_budget_alerts_go_to_the_topic_once_at_80_and_once_at_100_percent(
     assert received[1]["monthly_tokens"] == 50
     logged = [line for line in request_logs if line["event"] == "budget_alert"]
     assert [line["threshold_percent"] for line in logged] == [80, 100]
+
+
+def test_where_the_container_does_not_count_the_prompt_the_ledger_says_so_and_the_limit_keeps_the_estimate(
+        start_function, admin: KeyAdmin) -> None:
+    """LMI 0.28 (the Mistral models) reports no prompt count: the ledger adds none and counts the request as
+    one without it; the tpm window keeps the admission's estimate for the prompt."""
+    mistral = load_catalog().get("huggingface-llm-mistral-7b-instruct")
+    headers = key_with(admin, "team-a", tpm=100_000)
+    config = EmulatorConfig(ttft_ms=5, token_ms=1, container="lmi", max_total_tokens=mistral.max_total_tokens)
+    with EmulatorServer(config) as lmi:
+        function = limited_function(start_function, lmi, admin, **model_settings(mistral))
+        prompt = "Tell me about the sea, please."  # 30 characters: an estimate of 8 tokens
+        answer = httpx.post(function.url + "/v1/completions", json={"model": mistral.model_id, "prompt": prompt,
+                                                                     "max_tokens": 6}, headers=headers, timeout=10)
+        assert answer.status_code == 200
+        completion = answer.json()["usage"]["completion_tokens"]
+        assert "prompt_tokens" not in answer.json()["usage"]
+    today = datetime.now(UTC).date()
+    row = wait_until(lambda: usage_report(admin, today, today, "team-a", None).rows, "the ledger entry")[0]
+    assert row.prompt_tokens == 0
+    assert row.requests_without_prompt_count == 1
+    assert row.completion_tokens == completion
+    wait_until(lambda: [value for name, value in state(admin, "team-a").items() if name.startswith("tk_")] == [
+        completion + 8], "the reservation settled to the completion and the prompt's estimate")
