@@ -73,7 +73,8 @@ FAMILY: Final = ContainerFamily(
                        "each JSON line"),
         CapabilityRule("top_logprobs", None, f"{SOURCE}: the chosen token's log probability only"),
         CapabilityRule("prompt_tokens", None, f"{SOURCE} output_formatter.py: the jsonlines stream's details carry "
-                       "no prompt count; `decoder_input_details` would add the prefill tokens (prompt log probabilities "
-                       "over the whole prompt: vLLM #5550 reports out-of-memory crashes; lmi-dist untested)"),
+                       "no prompt count; `decoder_input_details` would add the prefill tokens (prompt log "
+                       "probabilities over the whole prompt: vLLM #5550 reports out-of-memory crashes; lmi-dist "
+                       "untested)"),
     ),
 )
