@@ -14,7 +14,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 OUTPUTS ?= outputs.json
 
 .PHONY: install lint test test-tools core-tools client-tools test-fast demo dev api-key synth preflight bootstrap deploy destroy smoke \
-	refresh-catalog refresh-catalog-live fuzz load bench-parser bench-function bench-coldstart clean
+	refresh-catalog refresh-catalog-live fuzz load bench-parser bench-function bench-coldstart bench-limits clean
 
 install: $(STAMP)
 
@@ -165,6 +165,11 @@ bench-function: install
 # under the same uvicorn, interleaved; COMPARE=<checkout> adds another version of the function to the rounds.
 bench-coldstart: install
 	$(PY) benchmarks/cold_start.py $(if $(RUNS),--runs $(RUNS)) $(if $(COMPARE),--compare $(COMPARE))
+
+# Per-key limits: admission's cost on the time to first token, and a greedy key against light ones with and
+# without max_streams (benchmarks/key_limits.py), on the local stack.
+bench-limits: install
+	$(PY) benchmarks/key_limits.py
 
 bench-parser: install
 	$(PY) benchmarks/token_iterator.py
