@@ -18,9 +18,11 @@ import pytest
 
 from infra.catalog import load_catalog
 from infra.function_settings import model_settings
+from llm_stream.api_keys import KeyRecord, key_digest
 from llm_stream.key_limits import KeyLimits
-from llm_stream.limits_table import plain, state_item_key
+from llm_stream.limits_table import key_item_key, plain, state_item_key
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
+from stream_client.__main__ import main as client_main
 from stream_client.key_admin import KeyAdmin
 from stream_client.usage_report import UsageRow, usage_report
 from tests.helpers.key_tables import table_admin
@@ -381,3 +383,63 @@ def test_where_the_container_does_not_count_the_prompt_the_ledger_says_so_and_th
     assert row.completion_tokens == completion
     wait_until(lambda: [value for name, value in state(admin, "team-a").items() if name.startswith("tk_")] == [
         completion + 8], "the reservation settled to the completion and the prompt's estimate")
+
+
+# -- at platform scale, and the usage report through the CLI -----------------------------------------
+
+
+def test_the_key_table_holds_a_thousand_keys_with_their_limits(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin) -> None:
+    """Past what the older key secret could hold (64 KB): 1,000 records, read by the function in one refresh."""
+    now = datetime.now(UTC)
+    keys = [f"lsk-thousand-{index:04d}" for index in range(1000)]
+    limits = KeyLimits(max_streams=4, rpm=600, tpm=100_000, monthly_tokens=5_000_000, max_tokens=512)
+    records = [KeyRecord(name=f"team-{index:04d}", sha256=key_digest(key), created_at=now, limits=limits)
+               for index, key in enumerate(keys)]
+    for start in range(0, len(records), 25):
+        admin.client.batch_write_item(RequestItems={admin.table_name: [
+            {"PutRequest": {"Item": {**key_item_key(record.name),
+                                     "record": {"S": json.dumps(record.to_json(), sort_keys=True)}}}}
+            for record in records[start:start + 25]]})
+    assert len(admin.ring().records) == 1000
+    function = limited_function(start_function, emulator, admin)
+    for key in (keys[0], keys[999]):
+        answer = httpx.post(function.url, json=PROMPT, headers={"x-api-key": key}, timeout=10)
+        assert answer.status_code == 200
+        assert answer.headers["x-ratelimit-limit-requests"] == "600"
+
+
+def test_keys_usage_prints_the_ledger_as_a_table_csv_and_json(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin, capsys) -> None:
+    headers = {"team-a": key_with(admin, "team-a"), "team-b": key_with(admin, "team-b")}
+    function = limited_function(start_function, emulator, admin)
+    for name, times in (("team-a", 3), ("team-b", 1)):
+        for _ in range(times):
+            assert httpx.post(function.url, json=PROMPT, headers=headers[name], timeout=10).status_code == 200
+    today = datetime.now(UTC).date()
+    wait_until(lambda: sum(row.requests for row in usage_report(admin, today, today, None, None).rows) == 4,
+               "four requests in the ledger")
+
+    def keys_cli(*args: str) -> tuple[int, str, str]:
+        status = client_main(["keys", "--table", admin.table_name, *args])
+        captured = capsys.readouterr()
+        # The function runs in this process: its request log lines share stdout with the command's output.
+        out = "\n".join(line for line in captured.out.splitlines() if not line.startswith('{"event"'))
+        return status, out, captured.err
+
+    status, out, _ = keys_cli("usage", "--format", "json", "--price-per-hour", "2")
+    assert status == 0
+    report = json.loads(out)
+    assert [(row["key"], row["requests"]) for row in report["rows"]] == [("team-a", 3), ("team-b", 1)]
+    assert report["period_cost"] == 48.0 * ((today - today.replace(day=1)).days + 1)
+    shares = [row["cost_share"] for row in report["rows"]]
+    assert abs(sum(shares) - report["period_cost"]) < 0.02
+    assert shares[0] > shares[1]
+    status, out, _ = keys_cli("usage", "--format", "csv", "--key", "team-b")
+    assert out.splitlines()[0].startswith("key,model,requests,prompt_tokens,completion_tokens")
+    assert out.splitlines()[1].startswith(f"team-b,{MODEL},1,")
+    status, out, _ = keys_cli("usage")
+    assert "No cost shares: pass --price-per-hour" in out
+    status, _, err = keys_cli("usage", "--since", "2026-12-09", "--until", "2026-12-01")
+    assert status == 1
+    assert "--since 2026-12-09 is after --until 2026-12-01" in err
