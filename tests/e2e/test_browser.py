@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llm_stream.key_limits import KeyLimits
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
-from tests.helpers.key_tables import write_key_file
+from tests.helpers.key_tables import table_admin, write_key_file
 from tests.helpers.servers import TEST_COMPONENT, component_copies, scaled_to_zero
 from tests.helpers.waiting import wait_until as poll
 
@@ -204,6 +205,25 @@ def test_an_api_key_deployment_asks_for_the_key_and_keeps_it_in_the_tab(
     page.reload()
     assert page.input_value("#api-key") == key  # the tab's sessionStorage, not a cookie or the URL
     assert page.evaluate("document.cookie") == ""
+
+
+def test_a_key_past_its_limit_is_told_which_limit_and_when_it_resets(
+        page, emulator, start_function, key_table: str) -> None:
+    key, _ = table_admin(key_table).create("browser", None, KeyLimits(rpm=1))
+    function = start_function(emulator, auth_mode="api_key", api_keys_table=key_table)
+    if 60 - time.time() % 60 < 5:  # both requests in one minute
+        time.sleep(60 - time.time() % 60 + 0.1)
+    page.goto(function.url + "/")
+    page.wait_for_selector("#key-row:not([hidden])")
+    page.fill("#api-key", key)
+    ask(page, "Hello", max_new_tokens=3)
+    wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
+    ask(page, "Hello again", max_new_tokens=3)
+    page.wait_for_selector("#error:not([hidden])")
+    shown = page.text_content("#error")
+    assert shown.startswith("HTTP 429: rate_limit_exceeded: this key made 1 requests this minute, its rpm limit (1); "
+                            "it resets in ")
+    assert len(emulator.requests) == 1
 
 
 def test_other_deployments_show_no_key_field(page, function) -> None:
