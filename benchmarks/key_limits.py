@@ -36,7 +36,7 @@ import httpx  # noqa: E402
 import interleaved  # noqa: E402
 
 from llm_stream.key_limits import KeyLimits  # noqa: E402
-from llm_stream.limits_table import LimitsTable  # noqa: E402
+from llm_stream.limits_table import LimitsTable, new_lease_id  # noqa: E402
 from local_mode.dynamodb import LOCAL_TABLE_NAME, create_table, serialised_moto  # noqa: E402
 from local_mode.servers import free_port, local_servers  # noqa: E402
 from stream_client.key_admin import KeyAdmin  # noqa: E402
@@ -73,7 +73,7 @@ def admission_round_trip_ms(table: LimitsTable, count: int = 50) -> float:
     times = []
     for _ in range(count):
         started = time.perf_counter()
-        admission = table.admit("round-trip", GENEROUS, reserve=10, lease_seconds=60)
+        admission = table.admit("round-trip", GENEROUS, 10, 60, new_lease_id(), time.time())
         times.append((time.perf_counter() - started) * 1000)
         table.release(admission, used_tokens=10)
     return statistics.median(times)

@@ -14,6 +14,7 @@ from typing import Any
 
 from llm_stream import api_keys
 from llm_stream import settings as function_settings
+from llm_stream.limits_table import KEY_PARTITION
 from llm_stream.limits_table import PK as TABLE_PARTITION_KEY
 from llm_stream.limits_table import SK as TABLE_SORT_KEY
 from llm_stream.limits_table import TIDY_ATTRIBUTE as TABLE_TIDY_ATTRIBUTE
@@ -25,8 +26,8 @@ LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 
 FunctionSettings = function_settings.Settings
 
-__all__ = ["TABLE_PARTITION_KEY", "TABLE_SORT_KEY", "TABLE_TIDY_ATTRIBUTE", "FunctionSettings", "api_keys",
-           "function_settings", "model_settings"]
+__all__ = ["KEY_PARTITION", "TABLE_PARTITION_KEY", "TABLE_SORT_KEY", "TABLE_TIDY_ATTRIBUTE", "FunctionSettings",
+           "api_keys", "function_settings", "model_settings"]
 
 
 def model_settings(model: CatalogModel) -> dict[str, Any]:

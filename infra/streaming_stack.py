@@ -15,7 +15,14 @@ from . import web_adapter
 from .bundling import function_code
 from .checkov import cfn_resource, skip_checkov
 from .endpoint_stack import EndpointStack
-from .function_settings import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TABLE_TIDY_ATTRIBUTE, api_keys, function_settings
+from .function_settings import (
+    KEY_PARTITION,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
+    TABLE_TIDY_ATTRIBUTE,
+    api_keys,
+    function_settings,
+)
 from .monitoring import Monitoring
 from .settings import LOG_RETENTION, DeploymentSettings
 
@@ -162,7 +169,8 @@ class StreamingStack(Stack):
 
     def _key_table(self, role: iam.IRole) -> dynamodb.Table:
         """The keys, their limit state and the usage ledger (``lambda/llm_stream/limits_table.py``), and the
-        function's access: Query (the key records) and UpdateItem (admission, release, ledger), this table only.
+        function's access: Query of the key records and UpdateItem of the limit state and the ledger, each
+        on those items only (``dynamodb:LeadingKeys``), this table only.
 
         On demand (the load follows the streams), point-in-time recovery on (the keys and the ledger are worth
         restoring), TTL on ``tidy_at`` only to remove idle keys' state and old ledger days (never relied on for
@@ -178,8 +186,14 @@ class StreamingStack(Stack):
             time_to_live_attribute=TABLE_TIDY_ATTRIBUTE,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["dynamodb:Query", "dynamodb:UpdateItem"],
-                                                         resources=[table.table_arn]))
+        # Each action only on its own items (the partition key's value: limits_table.py): the function reads key
+        # records and may not change them or their audit trail.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:Query"], resources=[table.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [KEY_PARTITION]}}))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:UpdateItem"], resources=[table.table_arn],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["state#*", "usage#*"]}}))
         skip_checkov(table, {
             "CKV_AWS_119": "Encrypted at rest with the AWS owned key: the table holds digests of random keys, limits "
                            "and token counts, never a key, prompt or answer; a customer managed key would add a key "

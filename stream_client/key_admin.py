@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from llm_stream.key_limits import KeyLimits, LimitsError
-from llm_stream.limits_table import KEY_PARTITION, MIGRATED_MARKER, PK, SK, key_item_key
+from llm_stream.limits_table import KEY_PARTITION, MIGRATED_MARKER, PK, SK, LimitsTable, key_item_key
 
 from .key_document import KeyDocumentError, KeyRecord, KeyRing, api_keys
 
@@ -59,6 +59,12 @@ class KeyAdmin:
                 items.append(_key_item(raw))
         return sorted(items, key=lambda item: item.name)
 
+    def migrated(self) -> bool:
+        """Whether an older deployment's key document was copied in (the marker ``import_keys`` writes)."""
+        raw = self._call(lambda: self.client.get_item(TableName=self.table_name, ConsistentRead=True, Key={
+            PK: {"S": KEY_PARTITION}, SK: {"S": MIGRATED_MARKER}}))
+        return "Item" in raw
+
     def ring(self) -> KeyRing:
         return KeyRing(tuple(item.record for item in self.items() if item.record is not None))
 
@@ -97,7 +103,7 @@ class KeyAdmin:
                            previous_expires_at=moment + grace)
 
         record = self._change(name, change, lambda new: f"rotate (the previous key works until "
-                              f"{_show(new.previous_expires_at)})", moment)
+                              f"{show_time(new.previous_expires_at)})", moment)
         return key, record
 
     def revoke(self, name: str, now: datetime | None = None) -> KeyRecord:
@@ -122,12 +128,12 @@ class KeyAdmin:
         copied, kept = [], []
         for record in document.records:
             try:
-                self._write(record, None, what, moment)
+                self._write(record, None, what, moment, new_item=True)
                 copied.append(record.name)
             except _Changed:
                 kept.append(record.name)
         self._call(lambda: self.client.put_item(TableName=self.table_name, Item={
-            PK: {"S": KEY_PARTITION}, SK: {"S": MIGRATED_MARKER}, "at": {"S": _show(moment)},
+            PK: {"S": KEY_PARTITION}, SK: {"S": MIGRATED_MARKER}, "at": {"S": show_time(moment)},
             "by": {"S": self.actor}}))
         return copied, kept
 
@@ -161,17 +167,21 @@ class KeyAdmin:
             raise KeyAdminError(f"no key named {name!r} in {self.table_name}")
         return item
 
-    def _write(self, record: KeyRecord | None, seen: KeyItem | None, what: str, moment: datetime) -> None:
-        """Write ``record`` (``None``: revoke) over what ``seen`` held (``None``: there is no live record)."""
+    def _write(self, record: KeyRecord | None, seen: KeyItem | None, what: str, moment: datetime,
+               new_item: bool = False) -> None:
+        """Write ``record`` (``None``: revoke) over what ``seen`` held (``None``: there is no live record; with
+        ``new_item``, no item at all: an import never brings back a key revoked here)."""
         name = record.name if record is not None else seen.name  # type: ignore[union-attr]  # one is given
-        entry = {"M": {"at": {"S": _show(moment)}, "by": {"S": self.actor}, "what": {"S": what}}}
+        entry = {"M": {"at": {"S": show_time(moment)}, "by": {"S": self.actor}, "what": {"S": what}}}
         values: dict[str, Any] = {":entry": {"L": [entry]}, ":empty": {"L": []}}
         if record is None:
             update = "REMOVE #record SET #audit = list_append(if_not_exists(#audit, :empty), :entry)"
         else:
             update = "SET #record = :record, #audit = list_append(if_not_exists(#audit, :empty), :entry)"
             values[":record"] = {"S": json.dumps(record.to_json(), sort_keys=True)}
-        if seen is None:
+        if new_item:
+            condition = "attribute_not_exists(#record) AND attribute_not_exists(#audit)"
+        elif seen is None:
             condition = "attribute_not_exists(#record)"
         else:
             condition = "#record = :seen"
@@ -187,17 +197,10 @@ class KeyAdmin:
         except BotoCoreError as exc:
             raise KeyAdminError(f"cannot write to {self.table_name}: {exc}") from None
 
-    def query_partition(self, partition: str) -> list[dict[str, Any]]:
-        request: dict[str, Any] = {"TableName": self.table_name, "KeyConditionExpression": "#pk = :pk",
-                                   "ExpressionAttributeNames": {"#pk": PK},
-                                   "ExpressionAttributeValues": {":pk": {"S": partition}}, "ConsistentRead": True}
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self._call(lambda: self.client.query(**request))
-            items += page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return items
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def query_partition(self, partition: str, sort_keys: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every item of ``partition`` (with sort keys between ``sort_keys``, if given), as the function reads it."""
+        return list(self._call(lambda: list(LimitsTable(self.client, self.table_name).query_partition(
+            partition, sort_keys=sort_keys))))
 
     def _call(self, call: Any) -> Any:
         try:
@@ -222,7 +225,7 @@ def _key_item(raw: dict[str, Any]) -> KeyItem:
 
 
 def _summary(record: KeyRecord) -> str:
-    expiry = f"expires {_show(record.expires_at)}" if record.expires_at else "no expiry"
+    expiry = f"expires {show_time(record.expires_at)}" if record.expires_at else "no expiry"
     return f"{expiry}; limits {record.limits.describe()}"
 
 
@@ -234,5 +237,6 @@ def _now(now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)).replace(microsecond=0)
 
 
-def _show(moment: datetime | None) -> str:
+def show_time(moment: datetime | None) -> str:
+    """A moment as the CLI shows it: ``2026-12-07 10:00 UTC`` (empty for none)."""
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

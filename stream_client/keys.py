@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from llm_stream.key_limits import LIMITS, KeyLimits, LimitsError
 
 from . import client
-from .key_admin import DEFAULT_ROTATION_GRACE, KeyAdmin, KeyAdminError
+from .key_admin import DEFAULT_ROTATION_GRACE, KeyAdmin, KeyAdminError, show_time
 from .key_document import KeyDocumentError, KeyRing, api_keys
 from .usage_report import FORMATS, month_start, render, usage_report
 
@@ -127,7 +127,7 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
     changes = {name: None if value == NO_LIMIT else value for name, value in given.items() if value is not None}
     if args.command == "create":
         key, record = admin.create(args.name, args.expires, KeyLimits(**changes))
-        expiry = f"expires {_show(record.expires_at)}" if record.expires_at else "does not expire"
+        expiry = f"expires {show_time(record.expires_at)}" if record.expires_at else "does not expire"
         print(f"Created key {record.name!r} ({expiry}; limits: {record.limits.describe()}). It is shown only now: "
               "store it safely.", file=sys.stderr)
         print(key)
@@ -142,7 +142,7 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
         _print_keys(admin, datetime.now(UTC))
     elif args.command == "rotate":
         key, record = admin.rotate(args.name, args.grace)
-        print(f"Rotated {args.name!r}: the previous key works until {_show(record.previous_expires_at)}. The new "
+        print(f"Rotated {args.name!r}: the previous key works until {show_time(record.previous_expires_at)}. The new "
               "key is shown only now: store it safely.", file=sys.stderr)
         print(key)
     elif args.command == "revoke":
@@ -160,6 +160,9 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
 
 
 def _migrate(admin: KeyAdmin, args: argparse.Namespace) -> None:
+    if admin.migrated():
+        print(f"{admin.table_name} already holds the key secret's keys: nothing to do.", file=sys.stderr)
+        return
     secret_id = args.secret_id or str(_outputs(args.outputs).get(SECRET_OUTPUT) or "")
     if not secret_id:
         raise KeyAdminError(f"no {SECRET_OUTPUT} in {args.outputs}: pass --secret-id (nothing to migrate otherwise)")
@@ -172,8 +175,8 @@ def _migrate(admin: KeyAdmin, args: argparse.Namespace) -> None:
         raise KeyAdminError(f"{secret_id} does not hold a key document: {exc}") from None
     copied, kept = admin.import_keys(document)
     print(f"Copied {len(copied)} keys into {admin.table_name}" + (f"; {len(kept)} were there already "
-          f"({', '.join(kept)})" if kept else "") + ". The function reads the table only from now on; the "
-          "secret can be deleted once every instance has refreshed (API_KEYS_REFRESH_SECONDS).", file=sys.stderr)
+          f"({', '.join(kept)})" if kept else "") + ". The function reads the table only from its next refresh "
+          "(API_KEYS_REFRESH_SECONDS); the stack keeps the secret, unused.", file=sys.stderr)
 
 
 def _outputs(path: Path) -> dict[str, object]:
@@ -210,15 +213,11 @@ def _print_keys(admin: KeyAdmin, now: datetime) -> None:
             continue
         status = "expired" if record.expired(now) else "active"
         if record.previous_sha256 and record.previous_expires_at and now < record.previous_expires_at:
-            status += f" (previous key until {_show(record.previous_expires_at)})"
-        rows.append((record.name, _show(record.created_at), _show(record.expires_at) if record.expires_at else "never",
-                     status, record.limits.describe()))
+            status += f" (previous key until {show_time(record.previous_expires_at)})"
+        expires = show_time(record.expires_at) if record.expires_at else "never"
+        rows.append((record.name, show_time(record.created_at), expires, status, record.limits.describe()))
     widths = [max(len(row[column]) for row in rows) for column in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     if len(rows) == 1:
         print("(no keys: create one with `python -m stream_client keys create NAME`)", file=sys.stderr)
-
-
-def _show(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -55,10 +55,8 @@ def usage_report(admin: KeyAdmin, since: date, until: date, key: str | None,
     names = [key] if key else [item.name for item in admin.items()]
     rows: dict[tuple[str, str], UsageRow] = {}
     for name in names:
-        for raw in admin.query_partition(f"usage#{name}"):
+        for raw in admin.query_partition(f"usage#{name}", sort_keys=(since.isoformat(), f"{until.isoformat()}#\uffff")):
             item = plain(raw)
-            if not since.isoformat() <= item["day"] <= until.isoformat():
-                continue
             row = rows.setdefault((name, item["model"]), UsageRow(key=name, model=item["model"]))
             row.requests += int(item.get("requests", 0))
             row.prompt_tokens += int(item.get("prompt_tokens", 0))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -82,21 +83,31 @@ class KeyAccounting:
         return capped_settings(self.settings, limits.max_tokens)
 
     async def admit(self, scope: Scope, input_chars: int, max_new_tokens: int) -> None:
-        """Count the request against its key's limits; :class:`ApiError` when it must not reach the endpoint."""
+        """Count the request against its key's limits; :class:`ApiError` when it must not reach the endpoint.
+
+        The admission is kept in the scope before it is sent: if its answer never comes back in time, the
+        write may still have landed, and :meth:`record` releases whatever it took (a release changes nothing
+        where no lease was taken)."""
         limits, record = self.limits(scope), key_record(scope)
         if limits is None or record is None or not limits.counted:
             return
-        reserve = max_new_tokens + prompt_estimate(input_chars)
-        admit = functools.partial(self.table.admit, record.name, limits, reserve, self.settings.lease_seconds)
+        from .limits_table import Admission, new_lease_id
+        from .rate_limits import Windows
+
+        now = time.time()
+        pending = Admission(name=record.name, reserve=max_new_tokens + prompt_estimate(input_chars),
+                            windows=Windows.at(now), lease_id=new_lease_id())
+        scope["state"][_ADMISSION_STATE] = pending
+        admit = functools.partial(self.table.admit, record.name, limits, pending.reserve, self.settings.lease_seconds,
+                                  pending.lease_id, now)
         try:
             with anyio.fail_after(ADMISSION_TIMEOUT_SECONDS):
-                admission = await anyio.to_thread.run_sync(admit, abandon_on_cancel=True)
+                scope["state"][_ADMISSION_STATE] = await anyio.to_thread.run_sync(admit, abandon_on_cancel=True)
         except ApiError:
+            del scope["state"][_ADMISSION_STATE]  # refused: nothing was written
             raise
         except Exception as exc:  # DynamoDB unreachable, throttled, slow, or refusing the function's role
             self._unavailable(request_stats(scope), exc)
-            return
-        scope["state"][_ADMISSION_STATE] = admission
 
     def _unavailable(self, stats: RequestStats, exc: Exception) -> None:
         stats.limits_unavailable = True
@@ -107,7 +118,11 @@ class KeyAccounting:
         stats.limits_detail = f"admitted uncounted (LIMITS_UNAVAILABLE=allow): {detail}"
 
     async def record(self, scope: Scope) -> None:
-        """Release the request's admission and add it to the ledger (once; never raises, never hangs)."""
+        """Release the request's admission and add it to the ledger (once; never raises, never hangs).
+
+        A request that produced no token (refused after admission, or failed before its first token) counts no
+        tokens; otherwise completion tokens, and prompt tokens as the container counted them or, where it did
+        not, as admission estimated them (for the limits; the ledger records only counted ones)."""
         state, record = scope["state"], key_record(scope)
         if state.get(_RECORDED_STATE) or record is None:
             return
@@ -118,39 +133,54 @@ class KeyAccounting:
         from .limits_table import Usage
 
         completion = stats.generated_tokens if stats.generated_tokens is not None else stats.tokens
-        estimate = prompt_estimate(stats.input_chars or 0)
-        usage = Usage(completion_tokens=completion, prompt_tokens=stats.input_tokens,
+        produced = completion > 0
+        usage = Usage(completion_tokens=completion, prompt_tokens=stats.input_tokens if produced else 0,
                       stream_seconds=stats.duration_ms() / 1000, error_type=stats.error_type)
-        name = record.name
         with anyio.move_on_after(RECORDING_TIMEOUT_SECONDS, shield=True) as waited:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._write, stats, "ledger", self.table.record_usage, name, stats.model_id, usage)
+                ledger: dict[str, object] = {"usage": usage}
+                tasks.start_soon(self._write, stats, "ledger", ledger, self.table.record_usage, record.name,
+                                 stats.model_id, usage)
                 if admission is not None:
-                    used = completion + (stats.input_tokens if stats.input_tokens is not None else estimate)
-                    tasks.start_soon(self._write, stats, "release", self._release, admission, used,
+                    prompt = stats.input_tokens if stats.input_tokens is not None else prompt_estimate(
+                        stats.input_chars or 0)
+                    used = completion + prompt if produced else 0
+                    numbers: dict[str, object] = {"used_tokens": used, "reserved_tokens": admission.reserve,
+                               "lease": admission.lease_id, "windows": admission.windows}
+                    tasks.start_soon(self._write, stats, "release", numbers, self._release, admission, used,
                                      self.limits(scope))
         if waited.cancelled_caught:
-            _not_recorded(stats, "release and ledger", TimeoutError("the table did not answer in time"), usage)
+            _not_recorded(stats, "release and ledger", TimeoutError("the table did not answer in time"),
+                          {"usage": usage, "admission": admission})
 
     def _release(self, admission: Admission, used: int, limits: KeyLimits | None) -> None:
         """Release the admission; send the budget alerts its tokens crossed (blocking)."""
         month_used = self.table.release(admission, used)
         budget = None if limits is None else limits.monthly_tokens
-        if budget is not None:
-            for share in crossed(month_used - used, month_used, budget):
+        if budget is None or month_used is None:
+            return
+        for share in crossed(month_used - used, month_used, budget):
+            try:
                 self.alerts.send(admission.name, admission.windows.month.removeprefix("mo_"), month_used, budget,
                                  share)
+            except Exception as exc:  # the release itself is done: say which alert was not sent
+                log_event({"event": "budget_alert_not_sent", "consumer": admission.name,
+                           "threshold_percent": round(share * 100), "used_tokens": month_used,
+                           "monthly_tokens": budget, "error": f"{type(exc).__name__}: {exc}"})
 
-    async def _write(self, stats: RequestStats, what: str, write: Callable[..., None], *args: object) -> None:
+    async def _write(self, stats: RequestStats, what: str, numbers: dict[str, object], write: Callable[..., None],
+                     *args: object) -> None:
         try:
             await anyio.to_thread.run_sync(functools.partial(write, *args), abandon_on_cancel=True)
         except Exception as exc:
-            _not_recorded(stats, what, exc, args[-1])
+            _not_recorded(stats, what, exc, numbers)
 
 
-def _not_recorded(stats: RequestStats, what: str, exc: Exception, numbers: object) -> None:
+def _not_recorded(stats: RequestStats, what: str, exc: Exception, numbers: dict[str, object]) -> None:
+    """What a failed write would have counted, on a log line, so the counters can be reconciled by hand."""
     log_event({"event": "usage_not_recorded", "request_id": stats.request_id, "consumer": stats.consumer,
-               "write": what, "error": f"{type(exc).__name__}: {exc}", "numbers": repr(numbers)})
+               "write": what, "error": f"{type(exc).__name__}: {exc}",
+               "numbers": {name: repr(value) for name, value in numbers.items()}})
 
 
 class AccountingMiddleware:

@@ -19,8 +19,9 @@ LIMITS = {
 }
 #: The largest value any limit may have (DynamoDB numbers hold far more; this catches typos).
 MAX_LIMIT = 10**12
-#: max_streams is a count of leases kept in one DynamoDB item (``limits_table.py``): a few hundred at most.
-MAX_STREAMS_LIMIT = 1000
+#: max_streams counts leases kept in one DynamoDB item (``limits_table.py``), about 30 bytes each, and a write
+#: costs a unit per KB of the item: 100 answers in flight are 3 units a write.
+MAX_STREAMS_LIMIT = 100
 
 
 class LimitsError(ValueError):
@@ -46,10 +47,6 @@ class KeyLimits:
 
     def items(self) -> list[tuple[str, int | None]]:
         return [(limit.name, getattr(self, limit.name)) for limit in fields(self)]
-
-    @property
-    def any(self) -> bool:
-        return any(value is not None for _, value in self.items())
 
     @property
     def counted(self) -> bool:

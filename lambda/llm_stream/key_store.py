@@ -68,7 +68,8 @@ class FileSource:
 class TableSource:
     """The key records in the deployment's table; while an older deployment's key document has not been copied
     in (``stream_client keys migrate`` writes the marker last), that document's keys too, so an upgrade
-    refuses no key that worked before it (a record in the table wins over the document's of the same name)."""
+    refuses no key that worked before it (a record in the table wins over the document's of the same name,
+    and a name revoked in the table is not taken from the document)."""
 
     def __init__(self, table: LimitsTable, legacy: KeySource | None = None) -> None:
         self.table = table
@@ -77,11 +78,11 @@ class TableSource:
             f" (and, until migrated, {legacy.description})" if legacy else "")
 
     def read(self) -> KeyRing:
-        records, migrated = self.table.key_records()
-        ring = KeyRing.from_records(records, f"the key records of {self.table.table_name}")
-        if self.legacy is None or migrated:
+        items = self.table.key_records()
+        ring = KeyRing.from_records(items.records, f"the key records of {self.table.table_name}")
+        if self.legacy is None or items.migrated:
             return ring
-        in_table = {record.name for record in ring.records}
+        in_table = {record.name for record in ring.records} | items.revoked  # a key revoked since stays revoked
         legacy = [record for record in self.legacy.read().records if record.name not in in_table]
         return KeyRing((*ring.records, *legacy))
 

@@ -22,8 +22,8 @@ only when it shows a lease whose holder vanished does a second write take the sl
 from __future__ import annotations
 
 import json
+import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from .errors import ApiError
 from .key_limits import KeyLimits
 from .rate_limits import Counts, Windows, ratelimit_headers, refusal
 
@@ -53,10 +52,6 @@ USAGE_KEPT = timedelta(days=400)
 ADMISSION_ATTEMPTS = 3
 
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
-#: How DynamoDB may answer an update of ``leases.<id>`` on an item without the map: the condition fails
-#: (it reads ``size`` of nothing), or, if the path is checked first, a validation error. Either way, the map
-#: is created and the admission tried again.
-_NO_LEASES = ("ConditionalCheckFailedException", "ValidationException")
 
 
 def key_item_key(name: str) -> dict[str, Any]:
@@ -80,6 +75,20 @@ def typed(values: dict[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in values.items()}
 
 
+class AdmissionContended(Exception):
+    """The key's state item kept changing under an admission's attempts (the function treats it as the table
+    being unavailable)."""
+
+
+@dataclass
+class KeyItems:
+    """The key partition as the function reads it."""
+
+    records: list[Any] = field(default_factory=list)
+    revoked: set[str] = field(default_factory=set)
+    migrated: bool = False
+
+
 @dataclass(frozen=True)
 class Admission:
     """What an admitted request holds until its answer ends: its lease and its token reservation."""
@@ -87,7 +96,7 @@ class Admission:
     name: str
     reserve: int
     windows: Windows
-    lease_id: str | None
+    lease_id: str
     #: Counter attributes of windows gone by, removed when the lease is released.
     stale: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
@@ -111,12 +120,11 @@ class LimitsTable:
         self.client = client
         self.table_name = table_name
 
-    def admit(self, name: str, limits: KeyLimits, reserve: int, lease_seconds: float,
-              now: float | None = None) -> Admission:
-        """Count a request against ``limits`` and take a lease; :class:`ApiError` (429) when there is no room."""
-        now = time.time() if now is None else now
+    def admit(self, name: str, limits: KeyLimits, reserve: int, lease_seconds: float, lease_id: str,
+              now: float) -> Admission:
+        """Count a request against ``limits`` and take the lease ``lease_id``; :class:`ApiError` (429) when there is
+        no room, :class:`AdmissionContended` when the item kept changing under the attempts."""
         windows = Windows.at(now)
-        lease_id = uuid.uuid4().hex if limits.max_streams is not None else None
         clearing: dict[str, int] = {}
         for _ in range(ADMISSION_ATTEMPTS):
             try:
@@ -125,12 +133,11 @@ class LimitsTable:
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     **_admission(limits, windows, reserve, lease_id, now + lease_seconds, clearing))
             except ClientError as exc:
-                code = exc.response["Error"]["Code"]
                 seen = plain(exc.response.get("Item") or {})  # type: ignore[arg-type]  # ALL_OLD's item, typed
-                if lease_id is not None and "leases" not in seen and code in _NO_LEASES:  # the first counted request
+                if "leases" not in seen and _no_leases(exc):  # the key's first counted request
                     self._create_state(name, now)
                     continue
-                if code != "ConditionalCheckFailedException":
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
                 counts = Counts.of(seen, windows, now)
                 refused = refusal(limits, counts, now)
@@ -142,30 +149,33 @@ class LimitsTable:
             counts = Counts.of(item, windows, now)
             return Admission(name=name, reserve=reserve, windows=windows, lease_id=lease_id,
                              stale=_stale(item, windows), headers=ratelimit_headers(limits, counts, now))
-        raise ApiError(429, "rate_limit_exceeded", "this key's requests kept colliding; retry",
-                       headers={"retry-after": "1"})
+        raise AdmissionContended(f"the state item of {name!r} kept changing over {ADMISSION_ATTEMPTS} attempts")
 
-    def release(self, admission: Admission, used_tokens: int, now: float | None = None) -> int:
-        """End an admission: its lease released, its reservation replaced by the tokens used. Returns the tokens
-        the month's answers used so far, reservations aside (``ms_<yyyymm>``: it only grows, so a threshold is
-        crossed by exactly one release)."""
+    def release(self, admission: Admission, used_tokens: int, now: float | None = None) -> int | None:
+        """End an admission: its lease released, its reservation replaced by the tokens used, once: only while the
+        lease is there, so a retried or repeated release changes nothing (``None``), and so does the release of
+        an admission that never landed. Returns the tokens the month's answers used so far, reservations aside
+        (``ms_<yyyymm>``: it only grows, so a threshold is crossed by exactly one release)."""
         now = time.time() if now is None else now
-        names: dict[str, str] = {}
-        removals = [f"#stale{index}" for index in range(len(admission.stale))]
-        names.update(zip(removals, admission.stale, strict=True))
-        if admission.lease_id is not None:
-            removals.append("leases.#lease")
-            names["#lease"] = admission.lease_id
-        expression = "SET #tidy = :tidy ADD #tk :delta, #mo :delta, #ms :used"
-        if removals:
-            expression += " REMOVE " + ", ".join(removals)
-        names.update({"#tidy": TIDY_ATTRIBUTE, "#tk": admission.windows.tokens, "#mo": admission.windows.month,
-                      "#ms": admission.windows.settled_month})
-        answer = self.client.update_item(
-            TableName=self.table_name, Key=state_item_key(admission.name), UpdateExpression=expression,
-            ExpressionAttributeNames=names, ReturnValues="UPDATED_NEW",
-            ExpressionAttributeValues=typed({":delta": used_tokens - admission.reserve, ":used": used_tokens,
-                                             ":tidy": int(now + STATE_KEPT.total_seconds())}))
+        names = {"#lease": admission.lease_id, "#tidy": TIDY_ATTRIBUTE, "#tk": admission.windows.tokens,
+                 "#mo": admission.windows.month, "#ms": admission.windows.settled_month}
+        removals = ["leases.#lease"]
+        for index, stale in enumerate(admission.stale):
+            names[f"#stale{index}"] = stale
+            removals.append(f"#stale{index}")
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name, Key=state_item_key(admission.name),
+                UpdateExpression="SET #tidy = :tidy ADD #tk :delta, #mo :delta, #ms :used REMOVE "
+                                 + ", ".join(removals),
+                ConditionExpression="attribute_exists(leases.#lease)", ExpressionAttributeNames=names,
+                ReturnValues="UPDATED_NEW",
+                ExpressionAttributeValues=typed({":delta": used_tokens - admission.reserve, ":used": used_tokens,
+                                                 ":tidy": int(now + STATE_KEPT.total_seconds())}))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None  # released already, or never admitted
+            raise
         return int(plain(answer["Attributes"])[admission.windows.settled_month])
 
     def record_usage(self, name: str, model: str, usage: Usage, now: float | None = None) -> None:
@@ -192,21 +202,35 @@ class LimitsTable:
             ExpressionAttributeValues=typed({**values, ":key": name, ":day": day.isoformat(), ":model": model,
                                              ":tidy": int(tidy_at)}))
 
-    def key_records(self) -> tuple[list[Any], bool]:
-        """Every key record's JSON, and whether an older deployment's key document was copied in."""
-        records, migrated = [], False
-        for item in self._query_partition(KEY_PARTITION, "#sk, #record"):
+    def key_records(self) -> KeyItems:
+        """Every key record's JSON, the names of revoked keys, and whether an older deployment's key document
+        was copied in."""
+        items = KeyItems()
+        for item in self.query_partition(KEY_PARTITION, projection=("sk", "record")):
             if item[SK]["S"] == MIGRATED_MARKER:
-                migrated = True
+                items.migrated = True
             elif "record" in item:
-                records.append(json.loads(item["record"]["S"]))
-        return records, migrated
+                items.records.append(json.loads(item["record"]["S"]))
+            else:
+                items.revoked.add(item[SK]["S"])
+        return items
 
-    def _query_partition(self, partition: str, projection: str) -> Iterator[dict[str, Any]]:
-        request: dict[str, Any] = {
-            "TableName": self.table_name, "KeyConditionExpression": "#pk = :pk",
-            "ProjectionExpression": projection, "ExpressionAttributeNames": {"#pk": PK, "#sk": SK, "#record": "record"},
-            "ExpressionAttributeValues": {":pk": {"S": partition}}, "ConsistentRead": True}
+    def query_partition(self, partition: str, projection: tuple[str, ...] = (),
+                        sort_keys: tuple[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of ``partition`` (strongly consistent, page by page), with the sort keys between
+        ``sort_keys`` if given, and only the attributes in ``projection`` if given."""
+        names, values = {"#pk": PK}, {":pk": {"S": partition}}
+        condition = "#pk = :pk"
+        if sort_keys is not None:
+            names["#sk"] = SK
+            values[":from"], values[":to"] = {"S": sort_keys[0]}, {"S": sort_keys[1]}
+            condition += " AND #sk BETWEEN :from AND :to"
+        request: dict[str, Any] = {"TableName": self.table_name, "KeyConditionExpression": condition,
+                                   "ExpressionAttributeValues": values, "ConsistentRead": True}
+        if projection:
+            names.update({f"#p{index}": attribute for index, attribute in enumerate(projection)})
+            request["ProjectionExpression"] = ", ".join(f"#p{index}" for index in range(len(projection)))
+        request["ExpressionAttributeNames"] = names
         while True:
             page = self.client.query(**request)
             yield from page.get("Items", [])
@@ -222,47 +246,63 @@ class LimitsTable:
             ExpressionAttributeValues={":empty": {"M": {}}, ":tidy": {"N": str(int(now + STATE_KEPT.total_seconds()))}})
 
 
-def _admission(limits: KeyLimits, windows: Windows, reserve: int, lease_id: str | None, lease_until: float,
+def _admission(limits: KeyLimits, windows: Windows, reserve: int, lease_id: str, lease_until: float,
                clearing: dict[str, int]) -> dict[str, Any]:
     """The conditional update that admits one request (clearing the expired leases named, if any)."""
     names = {"#rq": windows.requests, "#tk": windows.tokens, "#mo": windows.month}
     values: dict[str, Any] = {":one": 1, ":zero": 0, ":reserve": reserve}
     updates = ["#rq = if_not_exists(#rq, :zero) + :one", "#tk = if_not_exists(#tk, :zero) + :reserve",
-               "#mo = if_not_exists(#mo, :zero) + :reserve"]
-    conditions = []
+               "#mo = if_not_exists(#mo, :zero) + :reserve", "leases.#lease = :until"]
+    names["#lease"] = lease_id
+    values[":until"] = int(lease_until) + 1
+    conditions = ["attribute_exists(leases)"]
     for limit, attribute in ((limits.rpm, "#rq"), (limits.tpm, "#tk"), (limits.monthly_tokens, "#mo")):
         if limit is not None:
             values[f":limit{attribute[1:]}"] = limit
             conditions.append(f"(attribute_not_exists({attribute}) OR {attribute} < :limit{attribute[1:]})")
     removals = []
-    if lease_id is not None and limits.max_streams is not None:
-        names["#lease"] = lease_id
-        values[":until"] = int(lease_until) + 1
-        updates.append("leases.#lease = :until")
+    if limits.max_streams is not None:
         # The expired leases removed here must still be there, as seen: then the live ones number size - k.
         values[":streams"] = limits.max_streams + len(clearing)
-        conditions.append("attribute_exists(leases) AND size(leases) < :streams")
-        for index, (expired, until) in enumerate(sorted(clearing.items())):
-            names[f"#gone{index}"], values[f":gone{index}"] = expired, until
-            conditions.append(f"leases.#gone{index} = :gone{index}")
-            removals.append(f"leases.#gone{index}")
+        conditions.append("size(leases) < :streams")
+    for index, (expired, until) in enumerate(sorted(clearing.items())):
+        names[f"#gone{index}"], values[f":gone{index}"] = expired, until
+        conditions.append(f"leases.#gone{index} = :gone{index}")
+        removals.append(f"leases.#gone{index}")
     expression = "SET " + ", ".join(updates) + (" REMOVE " + ", ".join(removals) if removals else "")
-    request: dict[str, Any] = {"UpdateExpression": expression, "ExpressionAttributeNames": names,
-                               "ExpressionAttributeValues": typed(values)}
-    if conditions:
-        request["ConditionExpression"] = " AND ".join(conditions)
-    return request
+    return {"UpdateExpression": expression, "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values)}
 
 
 def _stale(item: dict[str, Any], windows: Windows) -> tuple[str, ...]:
-    """Counter attributes of windows before the previous one (minutes) or before this month."""
+    """Counter attributes of windows before the previous one: an answer admitted in the previous minute or
+    month may still be running, and its release adds to that window."""
     minute = int(windows.requests.removeprefix("rq_"))
+    previous_month = previous_month_of(windows.month.removeprefix("mo_"))
     stale = []
     for attribute in item:
         prefix, _, stamp = attribute.partition("_")
         if not stamp.isdigit():
             continue
-        if (prefix in ("rq", "tk") and int(stamp) < minute - 1) or (prefix in ("mo", "ms") and
-                                                                    stamp < windows.month.removeprefix("mo_")):
+        if (prefix in ("rq", "tk") and int(stamp) < minute - 1) or (prefix in ("mo", "ms") and stamp < previous_month):
             stale.append(attribute)
     return tuple(sorted(stale))
+
+
+def previous_month_of(month: str) -> str:
+    """``yyyymm`` of the month before ``yyyymm``."""
+    year, number = int(month[:4]), int(month[4:])
+    return f"{year - 1}12" if number == 1 else f"{year}{number - 1:02d}"
+
+
+def new_lease_id() -> str:
+    """A lease's id: short, since every answer in flight keeps one in the key's item (write units grow with it)."""
+    return secrets.token_hex(8)
+
+
+def _no_leases(exc: ClientError) -> bool:
+    """Whether DynamoDB refused an admission because the item has no lease map yet: the condition failed
+    (``attribute_exists(leases)``) or, if it checks the path first, a validation error naming the path."""
+    error = exc.response["Error"]
+    return error["Code"] == "ConditionalCheckFailedException" or (
+        error["Code"] == "ValidationException" and "document path" in error.get("Message", ""))

@@ -79,7 +79,15 @@ class Counts:
 
 
 def refusal(limits: KeyLimits, counts: Counts, now: float) -> ApiError | None:
-    """Why ``counts`` leave no room for one more request under ``limits`` (``None``: there is room)."""
+    """Why ``counts`` leave no room for one more request under ``limits`` (``None``: there is room). A spent
+    budget comes first: it is the one refusal not worth retrying soon."""
+    if limits.monthly_tokens is not None and counts.month_tokens >= limits.monthly_tokens:
+        resets = datetime.fromtimestamp(next_month_start(now), UTC).strftime("%Y-%m-%dT%H:%MZ")
+        headers = {**ratelimit_headers(limits, counts, now), "x-should-retry": "false",
+                   "retry-after": str(math.ceil(next_month_start(now) - now))}
+        return ApiError(429, "insufficient_quota",
+                        f"this key has used its monthly_tokens budget ({limits.monthly_tokens} tokens this month, "
+                        f"UTC); it resets at {resets}", headers=headers)
     if limits.max_streams is not None and counts.live_leases >= limits.max_streams:
         return _rate_limited(limits, counts, now, STREAMS_RETRY_AFTER_SECONDS,
                              f"this key has {counts.live_leases} answers in flight, its max_streams limit "
@@ -92,13 +100,6 @@ def refusal(limits: KeyLimits, counts: Counts, now: float) -> ApiError | None:
         return _rate_limited(limits, counts, now, _to_next_minute(now),
                              f"this key used or reserved {counts.tokens} tokens this minute, its tpm limit "
                              f"({limits.tpm}); it resets in {reset_text(_to_next_minute(now))}")
-    if limits.monthly_tokens is not None and counts.month_tokens >= limits.monthly_tokens:
-        resets = datetime.fromtimestamp(next_month_start(now), UTC).strftime("%Y-%m-%dT%H:%MZ")
-        headers = {**ratelimit_headers(limits, counts, now), "x-should-retry": "false",
-                   "retry-after": str(math.ceil(next_month_start(now) - now))}
-        return ApiError(429, "insufficient_quota",
-                        f"this key has used its monthly_tokens budget ({limits.monthly_tokens} tokens this month, "
-                        f"UTC); it resets at {resets}", headers=headers)
     return None
 
 

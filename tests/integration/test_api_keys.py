@@ -317,7 +317,7 @@ def test_cli_sets_and_removes_limits_and_refuses_bad_ones(key_table: str, capsys
     assert listed(capsys, key_table)["team-a"][-1] == "rpm=30"
     status, _, message = run_cli(capsys, "--table", key_table, "set-limits", "team-a", "--max-streams", "0")
     assert status == 1
-    assert "max_streams=0 is not valid: expected an integer from 1 to 1000" in message
+    assert "max_streams=0 is not valid: expected an integer from 1 to 100 " in message
     status, _, message = run_cli(capsys, "--table", key_table, "set-limits", "team-a")
     assert status == 1
     assert "name at least one limit" in message
@@ -448,26 +448,37 @@ def test_an_older_deployments_key_secret_keeps_working_through_its_migration(
     """Upgrading: the function reads the table and the old secret until ``keys migrate`` copied the secret in,
     then the table alone; a key in both keeps the table's record."""
     secrets = boto3.client("secretsmanager")
-    legacy, both = new_key(), new_key()
-    document = KeyRing((key_record("legacy", legacy), key_record("both", both))).to_document()
+    legacy, both, retired = new_key(), new_key(), new_key()
+    document = KeyRing((key_record("legacy", legacy), key_record("both", both),
+                        key_record("retired", retired))).to_document()
     secret = secrets.create_secret(Name=f"api-keys-{time.monotonic_ns()}", SecretString=document)["ARN"]
     admin(key_table).create("both", None, KeyLimits(rpm=7))  # made in the table since (another key)
+    admin(key_table).create("retired", None, KeyLimits())
+    admin(key_table).revoke("retired")  # revoked in the table since
     function = keyed_by_table(emulator, start_function, key_table, api_keys_secret_id=secret)
     assert call(function.url, "POST", "/", {"x-api-key": legacy}).status_code == 200
     assert call(function.url, "POST", "/", {"x-api-key": both}).status_code == 401  # the table's "both" wins
+    assert call(function.url, "POST", "/", {"x-api-key": retired}).status_code == 401  # and its revocation
 
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"s": {"ApiKeysTableName": key_table, "ApiKeysSecretArn": secret}}))
     status, _, message = run_cli(capsys, "--outputs", str(outputs), "migrate")
     assert status == 0
     assert "Copied 1 keys" in message
-    assert "1 were there already (both)" in message
+    assert "2 were there already (both, retired)" in message
     secrets.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
     time.sleep(0.4)  # a refresh: the marker is read, the secret no longer is
     assert call(function.url, "POST", "/", {"x-api-key": legacy}).status_code == 200
     assert [item.audit[-1]["what"] for item in admin(key_table).items() if item.name == "legacy"] == [
         "migrate (from the key secret)"]
-    assert run_cli(capsys, "--outputs", str(outputs), "migrate")[0] == 1  # the secret is gone: said, not crashed
+    # Run again (make deploy does, every time): nothing to do, even with the secret gone, and a key revoked
+    # since stays revoked.
+    admin(key_table).revoke("legacy")
+    status, _, message = run_cli(capsys, "--outputs", str(outputs), "migrate")
+    assert status == 0
+    assert "already holds the key secret's keys: nothing to do" in message
+    assert admin(key_table).import_keys(KeyRing.from_document(document)) == ([], ["legacy", "both", "retired"])
+    assert wait_until_refused(function, legacy).status_code == 401
 
 
 def test_the_client_sends_the_key_from_the_environment(

@@ -28,6 +28,7 @@ from stream_client.usage_report import UsageRow, usage_report
 from tests.helpers.key_tables import table_admin
 from tests.helpers.logs import LogRecords
 from tests.helpers.servers import AppServer
+from tests.helpers.slow_proxy import slow_proxy
 from tests.helpers.sse import SSE, last, post_sse, tokens_of
 from tests.helpers.waiting import wait_until
 
@@ -181,9 +182,11 @@ def test_the_monthly_budget_ends_in_insufficient_quota_which_the_openai_sdk_does
     assert response.status_code == 429
     assert response.json()["error"]["type"] == "insufficient_quota"
     assert response.headers["x-should-retry"] == "false"
-    next_month = datetime.now(UTC).replace(day=28).strftime("%Y-%m")
-    assert "monthly_tokens budget (30" in response.json()["error"]["message"]
-    assert next_month not in response.json()["error"]["message"]  # it resets next month, not this one
+    now = datetime.now(UTC)
+    next_month = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    assert response.json()["error"]["message"] == (
+        f"this key has used its monthly_tokens budget (30 tokens this month, UTC); it resets at "
+        f"{next_month:%Y-%m-%dT%H:%MZ}")
 
     client = openai.OpenAI(base_url=function.url + "/v1", api_key=headers["x-api-key"], max_retries=3)
     before = len(request_logs)
@@ -288,7 +291,7 @@ def test_the_ledger_counts_what_the_clients_received(
     assert row.requests == 5
     assert row.completion_tokens == received
     assert row.prompt_tokens >= prompt_tokens > 0  # the emulator (TGI) counts every prompt
-    assert row.requests_without_prompt_count == 1  # the one refused before any token
+    assert row.requests_without_prompt_count == 0  # the failed one produced no token: it counts none
     assert row.errors == 1
     assert row.cost_share == 36.0  # the only key: the whole day at $1.5 an hour
     assert not [line for line in request_logs if line.get("event") == "usage_not_recorded"]
@@ -323,10 +326,10 @@ def test_an_unreachable_table_is_answered_as_limits_unavailable_says(
         assert "ResourceNotFoundException" in line["error_detail"]
     else:
         assert "ResourceNotFoundException" in line["limits"]
-    lost = wait_until(lambda: [line for line in request_logs if line["event"] == "usage_not_recorded"],
-                      "the unwritten ledger entry in the log")
+    lost = wait_until(lambda: [line for line in request_logs if line["event"] == "usage_not_recorded"
+                               and line["write"] == "ledger"], "the unwritten ledger entry in the log")
     assert lost[0]["consumer"] == "team-a"
-    assert "completion_tokens" in lost[0]["numbers"]  # what the ledger missed, for whoever reconciles it
+    assert "completion_tokens" in lost[0]["numbers"]["usage"]  # what the ledger missed, for whoever reconciles it
 
 
 # -- budget alerts ---------------------------------------------------------------------------------
@@ -443,3 +446,78 @@ def test_keys_usage_prints_the_ledger_as_a_table_csv_and_json(
     status, _, err = keys_cli("usage", "--since", "2026-12-09", "--until", "2026-12-01")
     assert status == 1
     assert "--since 2026-12-09 is after --until 2026-12-01" in err
+
+
+# -- what an admission holds is given back on every path --------------------------------------------------
+
+
+def test_an_admission_whose_answer_came_too_late_gives_back_the_lease_it_took(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin, moto_server: str,
+        monkeypatch: pytest.MonkeyPatch, request_logs: LogRecords) -> None:
+    """DynamoDB applies the admission but its answer is slower than the function waits: the request is served
+    uncounted (LIMITS_UNAVAILABLE=allow), and the lease the write took is released, not left to expire."""
+    headers = key_with(admin, "team-a", max_streams=1)
+    slow = threading.Event()
+
+    def hold(request_headers: dict[str, str], body: bytes) -> float:
+        admission = b"ReturnValuesOnConditionCheckFailure" in body
+        return 3.0 if slow.is_set() and admission else 0.0
+
+    with slow_proxy(moto_server, hold) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy)
+        function = limited_function(start_function, emulator, admin)
+        assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200  # a first
+        wait_for_no_leases(admin, "team-a")
+        slow.set()
+        assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200
+        slow.clear()
+        line = wait_until(lambda: [line for line in request_logs if line["event"] == "request"][1:], "the log line")[0]
+        assert "admitted uncounted" in line["limits"]
+        wait_for_no_leases(admin, "team-a")
+        assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200
+
+
+def test_a_request_refused_after_admission_counts_no_tokens_and_frees_its_lease(
+        start_function, slow_emulator: EmulatorServer, admin: KeyAdmin) -> None:
+    """Admitted under the key's limits, then refused by the function's own stream slots (503): nothing was
+    generated, so the key's windows get their reservation back."""
+    busy, limited = key_with(admin, "busy"), key_with(admin, "team-a", max_streams=2, tpm=100_000)
+    function = limited_function(start_function, slow_emulator, admin, max_concurrent_streams=1,
+                                queue_wait_seconds=0)
+    held = HeldStream(function.url, busy)
+    refused = httpx.post(function.url, json=PROMPT, headers=limited, timeout=10)
+    held.leave()
+    assert refused.status_code == 503
+    assert refused.json()["error"]["type"] == "too_many_streams"
+    wait_for_no_leases(admin, "team-a")
+    counters = {name: value for name, value in state(admin, "team-a").items() if name.startswith(("tk_", "mo_"))}
+    assert set(counters.values()) == {0}
+
+
+def test_a_failed_alert_is_logged_as_such_and_the_release_stands(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
+    headers = key_with(admin, "team-a", monthly_tokens=5)
+    function = limited_function(start_function, emulator, admin,
+                                budget_alerts_topic_arn="arn:aws:sns:us-east-1:123456789012:no-such-topic")
+    assert httpx.post(function.url, json=PROMPT, headers=headers, timeout=10).status_code == 200
+    failed = wait_until(lambda: [line for line in request_logs if line["event"] == "budget_alert_not_sent"],
+                        "the unsent alert's log line")
+    assert [line["threshold_percent"] for line in failed] == [80, 100]
+    assert "NotFound" in failed[0]["error"]
+    wait_for_no_leases(admin, "team-a")
+    assert not [line for line in request_logs if line["event"] == "usage_not_recorded"]
+
+
+def test_a_key_restricted_to_other_models_is_refused_before_the_endpoint(
+        start_function, emulator: EmulatorServer, admin: KeyAdmin) -> None:
+    key, record = admin.create("team-a", None, KeyLimits())
+    admin.client.update_item(
+        TableName=admin.table_name, Key=key_item_key("team-a"), UpdateExpression="SET #record = :record",
+        ExpressionAttributeNames={"#record": "record"}, ExpressionAttributeValues={":record": {"S": json.dumps(
+            {**record.to_json(), "allowed_models": ["huggingface-llm-mistral-7b-instruct"]})}})
+    function = limited_function(start_function, emulator, admin)
+    refused = httpx.post(function.url + "/v1/completions", json={"model": MODEL, "prompt": "Hi"},
+                         headers={"x-api-key": key}, timeout=10)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "model_not_allowed"
+    assert emulator.requests == []

@@ -12,7 +12,15 @@ import pytest
 
 from llm_stream.errors import ApiError
 from llm_stream.key_limits import KeyLimits
-from llm_stream.limits_table import LimitsTable, Usage, plain, state_item_key, usage_item_key
+from llm_stream.limits_table import (
+    Admission,
+    LimitsTable,
+    Usage,
+    new_lease_id,
+    plain,
+    state_item_key,
+    usage_item_key,
+)
 from local_mode.dynamodb import create_table
 
 LEASE_SECONDS = 300.0
@@ -26,6 +34,11 @@ def table(moto_server: str) -> LimitsTable:
     name = f"limits-{time.monotonic_ns()}"
     create_table(client, name)
     return LimitsTable(client, name)
+
+
+def admit(table: LimitsTable, name: str, limits: KeyLimits, reserve: int, lease_seconds: float = LEASE_SECONDS,
+          now: float | None = None) -> Admission:
+    return table.admit(name, limits, reserve, lease_seconds, new_lease_id(), time.time() if now is None else now)
 
 
 def state(table: LimitsTable, name: str) -> dict:
@@ -42,15 +55,15 @@ def refused(call) -> ApiError:
 def test_two_hundred_concurrent_admissions_never_admit_a_sixth(table: LimitsTable, run: int) -> None:
     limits = KeyLimits(max_streams=5)
 
-    def admit(_: int) -> str:
+    def attempt(_: int) -> str:
         try:
-            table.admit("greedy", limits, reserve=10, lease_seconds=LEASE_SECONDS)
+            admit(table, "greedy", limits, reserve=10)
         except ApiError as exc:
             return exc.error_type
         return "admitted"
 
     with concurrent.futures.ThreadPoolExecutor(50) as pool:
-        outcomes = list(pool.map(admit, range(200)))
+        outcomes = list(pool.map(attempt, range(200)))
     assert outcomes.count("admitted") == 5
     assert outcomes.count("rate_limit_exceeded") == 195
     assert len(state(table, "greedy")["leases"]) == 5
@@ -59,9 +72,9 @@ def test_two_hundred_concurrent_admissions_never_admit_a_sixth(table: LimitsTabl
 def test_a_released_lease_frees_its_slot_and_settles_the_tokens(table: LimitsTable) -> None:
     limits = KeyLimits(max_streams=1, tpm=1000)
     now = time.time()
-    first = table.admit("team", limits, reserve=300, lease_seconds=LEASE_SECONDS, now=now)
+    first = admit(table, "team", limits, reserve=300, lease_seconds=LEASE_SECONDS, now=now)
     assert first.headers["x-ratelimit-remaining-tokens"] == "700"
-    refusal = refused(lambda: table.admit("team", limits, reserve=300, lease_seconds=LEASE_SECONDS, now=now))
+    refusal = refused(lambda: admit(table, "team", limits, reserve=300, lease_seconds=LEASE_SECONDS, now=now))
     assert refusal.status == 429
     assert "max_streams" in refusal.message
     assert refusal.headers["retry-after"] == "1"
@@ -69,7 +82,7 @@ def test_a_released_lease_frees_its_slot_and_settles_the_tokens(table: LimitsTab
     item = state(table, "team")
     assert item["leases"] == {}
     assert item[first.windows.tokens] == 120
-    second = table.admit("team", limits, reserve=300, lease_seconds=LEASE_SECONDS, now=now)
+    second = admit(table, "team", limits, reserve=300, lease_seconds=LEASE_SECONDS, now=now)
     assert second.headers["x-ratelimit-remaining-tokens"] == str(1000 - 120 - 300)
 
 
@@ -77,9 +90,9 @@ def test_a_lease_whose_holder_vanished_expires_through_the_condition(table: Limi
     limits = KeyLimits(max_streams=2)
     now = time.time()
     for _ in range(2):  # two holders that never release (a crashed instance)
-        table.admit("team", limits, reserve=1, lease_seconds=60, now=now)
-    assert refused(lambda: table.admit("team", limits, reserve=1, lease_seconds=60, now=now + 30)).status == 429
-    later = table.admit("team", limits, reserve=1, lease_seconds=60, now=now + 62)
+        admit(table, "team", limits, reserve=1, lease_seconds=60, now=now)
+    assert refused(lambda: admit(table, "team", limits, reserve=1, lease_seconds=60, now=now + 30)).status == 429
+    later = admit(table, "team", limits, reserve=1, lease_seconds=60, now=now + 62)
     leases = state(table, "team")["leases"]
     assert list(leases) == [later.lease_id], "both vanished leases went, the new one is the only one"
 
@@ -88,47 +101,47 @@ def test_rpm_refuses_within_the_minute_and_says_when_it_resets(table: LimitsTabl
     limits = KeyLimits(rpm=2)
     minute_start = (int(time.time()) // 60 + 1) * 60.0
     for _ in range(2):
-        table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=minute_start + 10)
-    refusal = refused(lambda: table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS,
+        admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=minute_start + 10)
+    refusal = refused(lambda: admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS,
                                           now=minute_start + 45))
     assert refusal.error_type == "rate_limit_exceeded"
     assert refusal.headers["retry-after"] == "15"
     assert refusal.headers["x-ratelimit-reset-requests"] == "15s"
     assert refusal.headers["x-ratelimit-remaining-requests"] == "0"
     assert "rpm" in refusal.message
-    next_minute = table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=minute_start + 61)
+    next_minute = admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=minute_start + 61)
     assert next_minute.headers["x-ratelimit-remaining-requests"] == "1"
 
 
 def test_tpm_admits_below_the_limit_and_a_request_overshoots_by_at_most_its_own_size(table: LimitsTable) -> None:
     limits = KeyLimits(tpm=100)
     now = (int(time.time()) // 60 + 1) * 60.0 + 1
-    first = table.admit("team", limits, reserve=90, lease_seconds=LEASE_SECONDS, now=now)
-    second = table.admit("team", limits, reserve=90, lease_seconds=LEASE_SECONDS, now=now)  # 90 < 100: admitted
+    first = admit(table, "team", limits, reserve=90, lease_seconds=LEASE_SECONDS, now=now)
+    second = admit(table, "team", limits, reserve=90, lease_seconds=LEASE_SECONDS, now=now)  # 90 < 100: admitted
     assert second.headers["x-ratelimit-remaining-tokens"] == "0"
-    assert refused(lambda: table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now)).status == 429
+    assert refused(lambda: admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now)).status == 429
     table.release(first, used_tokens=5, now=now)
     table.release(second, used_tokens=5, now=now)  # 10 used: room again
-    table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now)
+    admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now)
 
 
 def test_the_monthly_budget_is_insufficient_quota_until_the_month_turns(table: LimitsTable) -> None:
     limits = KeyLimits(monthly_tokens=50)
     now = NEW_YEAR - 3600  # 2026-12-31T23:00Z
-    admitted = table.admit("team", limits, reserve=40, lease_seconds=LEASE_SECONDS, now=now)
+    admitted = admit(table, "team", limits, reserve=40, lease_seconds=LEASE_SECONDS, now=now)
     table.release(admitted, used_tokens=60, now=now)  # the answer used more than it reserved
-    refusal = refused(lambda: table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now + 60))
+    refusal = refused(lambda: admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now + 60))
     assert refusal.error_type == "insufficient_quota"
     assert refusal.headers["x-should-retry"] == "false"
     assert "2027-01-01T00:00Z" in refusal.message
-    table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now + 3601)  # January
+    admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now + 3601)  # January
 
 
 def test_counters_of_windows_gone_by_are_removed_on_release(table: LimitsTable) -> None:
     limits = KeyLimits(rpm=100)
     now = time.time()
-    table.release(table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now - 600), 1, now - 600)
-    later = table.admit("team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now)
+    table.release(admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now - 600), 1, now - 600)
+    later = admit(table, "team", limits, reserve=1, lease_seconds=LEASE_SECONDS, now=now)
     table.release(later, used_tokens=1, now=now)
     counters = sorted(name for name in state(table, "team") if name.startswith(("rq_", "tk_")))
     assert counters == sorted([later.windows.requests, later.windows.tokens])
@@ -148,3 +161,28 @@ def test_the_ledger_adds_each_request_to_its_key_day_and_model(table: LimitsTabl
     assert item["stream_ms"] == 1750
     assert item["key_name"] == "team"
     assert item["model"] == "model-a"
+
+
+def test_a_release_across_the_month_turn_keeps_the_month_its_answer_was_admitted_in(table: LimitsTable) -> None:
+    """An answer admitted on December 31st ends in January, after a January release tidied old windows: its
+    tokens still land on December's counts (which the tidying keeps), so December's settled count only grows."""
+    limits = KeyLimits(monthly_tokens=100)
+    first = admit(table, "team", limits, reserve=10, now=NEW_YEAR - 120)
+    assert table.release(first, used_tokens=85, now=NEW_YEAR - 100) == 85
+    december = admit(table, "team", limits, reserve=10, now=NEW_YEAR - 30)  # still running at midnight
+    january = admit(table, "team", limits, reserve=10, now=NEW_YEAR + 30)
+    table.release(january, used_tokens=4, now=NEW_YEAR + 40)
+    assert table.release(december, used_tokens=5, now=NEW_YEAR + 60) == 90  # not 5: December's count was kept
+    assert table.release(december, used_tokens=5, now=NEW_YEAR + 61) is None  # released once only
+    item = state(table, "team")
+    assert item["ms_202612"] == 90
+    assert item["ms_202701"] == 4
+
+
+def test_windows_older_than_the_previous_one_are_tidied(table: LimitsTable) -> None:
+    limits = KeyLimits(rpm=100)
+    october = admit(table, "team", limits, reserve=1, now=NEW_YEAR - 70 * 86400)
+    table.release(october, used_tokens=1, now=NEW_YEAR - 70 * 86400)
+    table.release(admit(table, "team", limits, reserve=1, now=NEW_YEAR + 30), used_tokens=1, now=NEW_YEAR + 30)
+    months = sorted(name for name in state(table, "team") if name.startswith(("mo_", "ms_")))
+    assert months == ["mo_202701", "ms_202701"]

@@ -430,8 +430,12 @@ def test_api_key_auth_keeps_keys_limits_and_usage_in_one_table_the_function_may_
     statements = Capture()
     streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": statements}})
     table_statements = [s for s in statements.as_array() if "dynamodb" in str(s["Action"])]
-    assert table_statements == [{"Action": ["dynamodb:Query", "dynamodb:UpdateItem"], "Effect": "Allow",
-                                 "Resource": {"Fn::GetAtt": [table, "Arn"]}}]
+    arn = {"Fn::GetAtt": [table, "Arn"]}
+    assert table_statements == [  # each action on its own items only: the key records cannot be changed
+        {"Action": "dynamodb:Query", "Effect": "Allow", "Resource": arn,
+         "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["key"]}}},
+        {"Action": "dynamodb:UpdateItem", "Effect": "Allow", "Resource": arn,
+         "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["state#*", "usage#*"]}}}]
     streaming.has_output("ApiKeysTableName", {"Value": {"Ref": table}})
     # Budget alerts: one topic, HTTPS only, that the function may only publish to.
     streaming.resource_count_is("AWS::SNS::Topic", 1)
