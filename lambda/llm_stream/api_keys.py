@@ -137,17 +137,6 @@ class KeyRing:
                     found = record
         return found
 
-    def named(self, name: str) -> KeyRecord | None:
-        return next((record for record in self.records if record.name == name), None)
-
-    def adding(self, record: KeyRecord) -> KeyRing:
-        if self.named(record.name) is not None:
-            raise KeyDocumentError(f"a key named {record.name!r} exists already: revoke it first")
-        return KeyRing((*self.records, record))
-
-    def removing(self, name: str) -> KeyRing:
-        return KeyRing(tuple(record for record in self.records if record.name != name))
-
 
 EMPTY_DOCUMENT = KeyRing().to_document()
 

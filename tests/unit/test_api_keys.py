@@ -64,8 +64,6 @@ def test_a_name_listed_twice_is_refused() -> None:
     ring = KeyRing((record("a", new_key()), record("a", new_key())))
     with pytest.raises(KeyDocumentError, match="list a more than once"):
         KeyRing.from_document(ring.to_document())
-    with pytest.raises(KeyDocumentError, match="exists already"):
-        KeyRing((record("a", new_key()),)).adding(record("a", new_key()))
 
 
 def test_a_key_is_found_by_its_digest_and_nothing_else_matches() -> None:
