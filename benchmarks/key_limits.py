@@ -21,9 +21,11 @@ a DynamoDB API on loopback (moto's server, one request at a time: ``local_mode/d
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,21 +47,22 @@ from stream_client.key_document import KeyRing  # noqa: E402
 PROMPT = {"inputs": "Explain how to plan a small software project.", "parameters": {"max_new_tokens": 8}}
 #: Fairness: each stream is this long at the emulator's pace (50 tokens at 20 ms: about a second).
 LONG = {"inputs": "Explain how to plan a small software project.", "parameters": {"max_new_tokens": 50}}
-GENEROUS = KeyLimits(max_streams=1000, rpm=1_000_000, tpm=10**9, monthly_tokens=10**12)
+GENEROUS = KeyLimits(max_streams=100, rpm=1_000_000, tpm=10**9, monthly_tokens=10**12)
 
 
-def first_token_ms(http: httpx.Client, url: str, key: str, payload: dict[str, Any]) -> float | None:
-    """Time to the first streamed byte of the answer (ms); ``None`` when refused (429 at
-    admission, 503 ``too_many_streams`` or ``server_busy`` when the function is full)."""
+def first_token_ms(http: httpx.Client, url: str, key: str, payload: dict[str, Any]) -> float | str:
+    """Time to the first streamed byte of the answer (ms), or the error type it was refused with (429
+    ``rate_limit_exceeded`` at admission, 503 ``too_many_streams`` or ``server_busy`` when the function is full)."""
     started = time.perf_counter()
     with http.stream("POST", url, json=payload, headers={"x-api-key": key, "accept": "text/event-stream"}) as answer:
         if answer.status_code != 200:
             answer.read()
-            return None
+            return str(answer.json()["error"]["type"])
         first = None
         for _ in answer.iter_bytes():
             if first is None:
                 first = (time.perf_counter() - started) * 1000
+        assert first is not None, "an answer without a byte"
         return first
 
 
@@ -85,7 +88,7 @@ def overhead(url: str, keys: dict[str, str], rounds: int, requests: int, moto_ms
     def measure(key: str) -> Callable[[], tuple[float, float]]:
         def run() -> tuple[float, float]:
             times = [first_token_ms(http, url, key, PROMPT) for _ in range(requests)]
-            measured = [value for value in times if value is not None]
+            measured = [value for value in times if isinstance(value, float)]
             return statistics.median(measured), percentile(measured, 0.99)
         return run
 
@@ -107,7 +110,7 @@ def overhead(url: str, keys: dict[str, str], rounds: int, requests: int, moto_ms
 @dataclass
 class KeyLoad:
     ttfts: list[float] = field(default_factory=list)
-    refusals: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)
     served: int = 0
 
 
@@ -122,12 +125,12 @@ def fairness_phase(url: str, greedy: str, light: list[str], seconds: float) -> d
         while time.monotonic() < stop:
             ttft = first_token_ms(http, url, key, LONG)
             with lock:
-                if ttft is None:
-                    load.refusals += 1
+                if isinstance(ttft, str):
+                    load.refusals[ttft] += 1
                 else:
                     load.ttfts.append(ttft)
                     load.served += 1
-            if ttft is None:
+            if isinstance(ttft, str):
                 time.sleep(1.0)  # every refusal here says Retry-After: 1, which the openai SDK waits
 
     threads = [threading.Thread(target=client, args=(greedy, loads["greedy"])) for _ in range(40)]
@@ -155,6 +158,8 @@ def fairness(url: str, admin: KeyAdmin, keys: dict[str, str], rounds: int, secon
         ("light keys: served / refused", lambda phases: _counts(phases, "light")),
         ("greedy key: served / refused", lambda phases: _counts(phases, "greedy")),
     ]
+    rows += [(f"  refused: {kind}", functools.partial(_refused, who=who, kind=kind))
+             for who in ("light", "greedy") for kind in ("rate_limit_exceeded", "too_many_streams", "server_busy")]
     for label, show in rows:
         print(f"{label:<34}{show(results['uncapped']):>18}{show(results['capped']):>22}")
 
@@ -164,7 +169,11 @@ def _all(phases: list[dict[str, KeyLoad]], who: str) -> list[float]:
 
 
 def _counts(phases: list[dict[str, KeyLoad]], who: str) -> str:
-    return f"{sum(p[who].served for p in phases)} / {sum(p[who].refusals for p in phases)}"
+    return f"{sum(p[who].served for p in phases)} / {sum(sum(p[who].refusals.values()) for p in phases)}"
+
+
+def _refused(phases: list[dict[str, KeyLoad]], who: str, kind: str) -> str:
+    return f"{who} {sum(p[who].refusals[kind] for p in phases)}"
 
 
 def main() -> None:
