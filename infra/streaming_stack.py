@@ -174,7 +174,7 @@ class StreamingStack(Stack):
 
         On demand (the load follows the streams), point-in-time recovery on (the keys and the ledger are worth
         restoring), TTL on ``tidy_at`` only to remove idle keys' state and old ledger days (never relied on for
-        a limit: leases expire through the admission's own condition), removed by ``cdk destroy``."""
+        a limit: a lease holds its own expiry, which admission reads), removed by ``cdk destroy``."""
         table = dynamodb.Table(
             self, "ApiKeysTable",
             partition_key=dynamodb.Attribute(name=TABLE_PARTITION_KEY,
@@ -194,11 +194,9 @@ class StreamingStack(Stack):
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["dynamodb:UpdateItem"], resources=[table.table_arn],
             conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["state#*", "usage#*"]}}))
-        skip_checkov(table, {
-            "CKV_AWS_119": "Encrypted at rest with the AWS owned key: the table holds digests of random keys, limits "
-                           "and token counts, never a key, prompt or answer; a customer managed key would add a key "
-                           "policy and cost without protecting anything more.",
-        })
+        reason = ("Encrypted at rest with the AWS owned key: the table holds key digests, limits and token counts, "
+                  "never a key, prompt or answer; a customer managed key would add a key policy and cost for nothing.")
+        skip_checkov(table, {"CKV_AWS_119": reason})
         return table
 
     def _budget_alerts(self, role: iam.IRole) -> sns.Topic:
