@@ -14,6 +14,7 @@ from httpx_sse import EventSource
 
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests.helpers.logs import LogRecords
+from tests.helpers.waiting import wait_until
 
 SSE = {"accept": "text/event-stream"}
 #: Generous: the expected figure is milliseconds; this catches waiting out a timeout or the time budget.
@@ -195,7 +196,9 @@ def test_a_caller_who_left_while_queued_never_reaches_the_endpoint(start_functio
             leaver.join()
             # The queued request notices its client is gone while it waits, and ends (its log line) while the
             # slot is still held: nothing is left queued to be sent upstream when the slot frees up.
-            left = request_logs.wait_for(1)[0]
+            # The leaver's line ("bye"): a server of an earlier test may still log a line of its own while it stops.
+            left = wait_until(lambda: [line for line in request_logs if line.get("input_chars") == len("bye")],
+                              "the queued caller's log line")[0]
             assert (left["status"], left["error_type"]) == (499, "client_gone")
             assert len(emulator.requests) == 1
         request_logs.wait_for(2)  # the holder hung up too: the slot is free, and nobody was waiting for it
