@@ -444,7 +444,8 @@ def test_an_unreadable_table_is_503_and_nothing_reaches_the_endpoint(
 
 
 def test_an_older_deployments_key_secret_keeps_working_through_its_migration(
-        key_table: str, emulator: EmulatorServer, start_function, capsys, tmp_path: Path) -> None:
+        key_table: str, emulator: EmulatorServer, start_function, capsys, tmp_path: Path,
+        request_logs: LogRecords) -> None:
     """Upgrading: the function reads the table and the old secret until ``keys migrate`` copied the secret in,
     then the table alone; a key in both keeps the table's record."""
     secrets = boto3.client("secretsmanager")
@@ -467,8 +468,12 @@ def test_an_older_deployments_key_secret_keeps_working_through_its_migration(
     assert "Copied 1 keys" in message
     assert "2 were there already (both, retired)" in message
     secrets.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
-    time.sleep(0.4)  # a refresh: the marker is read, the secret no longer is
+    time.sleep(0.4)  # past a refresh interval (0.3 s): the next request makes the function read the keys again
     assert call(function.url, "POST", "/", {"x-api-key": legacy}).status_code == 200
+    time.sleep(0.4)
+    assert call(function.url, "POST", "/", {"x-api-key": legacy}).status_code == 200
+    # Those reads found the marker and left the (deleted) secret alone: none of them failed.
+    assert [line for line in request_logs if line["event"] == "api_keys_read_failed"] == []
     assert [item.audit[-1]["what"] for item in admin(key_table).items() if item.name == "legacy"] == [
         "migrate (from the key secret)"]
     # Run again (make deploy does, every time): nothing to do, even with the secret gone, and a key revoked

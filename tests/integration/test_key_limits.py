@@ -124,7 +124,11 @@ def test_max_streams_refuses_the_extra_stream_in_both_shapes_and_a_freed_slot_ad
     assert openai_shaped.json()["error"]["code"] == "rate_limit_exceeded"
     assert openai_shaped.json()["error"]["type"] == "rate_limit_error"
     assert len(slow_emulator.requests) == calls_before, "a refused request reached the endpoint"
-    refusals = [line for line in request_logs.wait_for(3) if line.get("error_type") == "rate_limit_exceeded"]
+    def refusal_lines() -> list[dict[str, Any]]:
+        lines = [line for line in request_logs if line.get("error_type") == "rate_limit_exceeded"]
+        return lines if len(lines) >= 2 else []
+
+    refusals = wait_until(refusal_lines, "both refusals' log lines")
     assert [line["status"] for line in refusals] == [429, 429]
     assert {line["consumer"] for line in refusals} == {"team-a"}
 
@@ -196,6 +200,7 @@ def test_the_monthly_budget_ends_in_insufficient_quota_which_the_openai_sdk_does
     assert len(request_logs.wait_for(before + 1)) == before + 1, "the SDK retried a spent budget"
 
 
+@pytest.mark.slow  # seconds of waiting: in make test, not in make test-fast
 def test_the_openai_sdk_waits_as_retry_after_says_and_then_succeeds(
         start_function, slow_emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
     headers = key_with(admin, "team-a", max_streams=1)
@@ -232,6 +237,7 @@ def test_a_keys_max_tokens_caps_its_answers_and_refuses_larger_asks(
 # -- the lease is released however the answer ends ----------------------------------------------
 
 
+@pytest.mark.slow  # seconds of waiting: in make test, not in make test-fast
 def test_the_lease_is_released_on_done_error_disconnect_and_deadline(
         start_function, slow_emulator: EmulatorServer, admin: KeyAdmin) -> None:
     headers = key_with(admin, "team-a", max_streams=1)
@@ -391,6 +397,7 @@ def test_where_the_container_does_not_count_the_prompt_the_ledger_says_so_and_th
 # -- at platform scale, and the usage report through the CLI -----------------------------------------
 
 
+@pytest.mark.slow  # seconds of waiting: in make test, not in make test-fast
 def test_the_key_table_holds_a_thousand_keys_with_their_limits(
         start_function, emulator: EmulatorServer, admin: KeyAdmin) -> None:
     """Past what the older key secret could hold (64 KB): 1,000 records, read by the function in one refresh."""
@@ -451,6 +458,7 @@ def test_keys_usage_prints_the_ledger_as_a_table_csv_and_json(
 # -- what an admission holds is given back on every path --------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of waiting: in make test, not in make test-fast
 def test_an_admission_whose_answer_came_too_late_gives_back_the_lease_it_took(
         start_function, emulator: EmulatorServer, admin: KeyAdmin, moto_server: str,
         monkeypatch: pytest.MonkeyPatch, request_logs: LogRecords) -> None:

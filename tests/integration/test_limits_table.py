@@ -51,7 +51,7 @@ def refused(call) -> ApiError:
     return caught.value
 
 
-@pytest.mark.parametrize("run", range(5))
+@pytest.mark.parametrize("run", [0, *(pytest.param(run, marks=pytest.mark.slow) for run in range(1, 5))])
 def test_two_hundred_concurrent_admissions_never_admit_a_sixth(table: LimitsTable, run: int) -> None:
     limits = KeyLimits(max_streams=5)
 
