@@ -19,14 +19,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Match
+from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from .error_responses import error_response
+from .error_responses import OPENAI_PREFIX, error_response
 from .errors import ApiError, error_body
 from .gateway import Gateway
 from .lifecycle import RequestLifecycle, request_stats
 from .native_routes import native_routes
+from .openai_responses import error_object
 from .openai_routes import openai_routes
 from .page import PAGE_PATHS, page_routes
 from .settings import READINESS_PATH, Settings
@@ -94,8 +95,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {name: value for name, value in (exc.headers or {}).items() if name.lower() != "allow"}
     if exc.status_code == 405:
         headers["allow"] = ", ".join(_methods_of(request.app, request.scope))
+    if request.url.path.startswith(OPENAI_PREFIX):  # OpenAI's shape, and what this API does serve
+        served = "; ".join(f"{' '.join(sorted(methods - {'HEAD'}))} {path}" for path, methods in _openai_routes(
+            request.app))
+        message = (f"{request.method} {request.url.path} is not a route of this API (it serves {served})"
+                   if exc.status_code == 404 else f"{request.url.path} does not answer {request.method}")
+        return JSONResponse(error_object(exc.status_code, stats.error_type, message, stats.request_id),
+                            status_code=exc.status_code, headers=headers)
     return JSONResponse(error_body(stats.error_type, str(exc.detail), stats.request_id),
                         status_code=exc.status_code, headers=headers)
+
+
+def _openai_routes(app: Starlette) -> list[tuple[str, set[str]]]:
+    return [(route.path, route.methods or set()) for route in app.router.routes
+            if isinstance(route, Route) and route.path.startswith(OPENAI_PREFIX)]
 
 
 def _methods_of(app: Starlette, scope: Scope) -> list[str]:

@@ -16,6 +16,7 @@ Clients send fields this API cannot honour at their neutral values (``n: 1``, ``
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
@@ -51,7 +52,8 @@ class _Request(StrictModel):
     logit_bias: dict[str, float] | None = None
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
-    tool_choice: str | None = None
+    #: A string, or OpenAI's object form (``{"type": "function", ...}``), refused by name below.
+    tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     store: bool | None = None
     metadata: dict[str, str] | None = None
@@ -81,7 +83,8 @@ class ChatCompletionRequest(_Request):
 
 
 class CompletionRequest(_Request):
-    prompt: str = Field(min_length=1)
+    #: A string, or a list of them as some clients send (LangChain's completions class: a list of one).
+    prompt: str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     echo: bool | None = None
     best_of: int | None = None
     suffix: str | None = None
@@ -127,11 +130,20 @@ def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
     return OpenAIRequest("chat", payload, upstream)
 
 
+#: Prompts one ``/v1/completions`` request may list: one answer per request, for now.
+MAX_PROMPTS = 1
+
+
 def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
     payload = _validate(CompletionRequest, raw, settings)
-    if not payload.prompt.strip():
+    prompts = [payload.prompt] if isinstance(payload.prompt, str) else payload.prompt
+    if len(prompts) > MAX_PROMPTS:
+        raise ApiError(400, "unsupported_parameter", f"`prompt` lists {len(prompts)} prompts; this API answers at "
+                       f"most {MAX_PROMPTS} per request: send one request per prompt", param="prompt")
+    prompt = prompts[0]
+    if not prompt.strip():
         raise ApiError(400, "validation_error", "`prompt` must contain non-whitespace text", param="prompt")
-    upstream = _upstream(payload, payload.prompt, len(payload.prompt), (), settings, "generate")
+    upstream = _upstream(payload, prompt, len(prompt), (), settings, "generate")
     return OpenAIRequest("completion", payload, upstream)
 
 
@@ -153,8 +165,9 @@ def _validate(model: type[_R], raw: bytes, settings: Settings) -> _R:
     for name, neutral in NEUTRAL.items():
         value = getattr(payload, name, None)
         if value not in neutral:
-            raise ApiError(400, "unsupported_parameter", f"`{name}` can only be {_shown(neutral)} here: the "
-                           "model's container cannot honour other values", param=name)
+            sent = f"`{name}` is {_shape(value)}; " if isinstance(value, dict | list) else ""
+            raise ApiError(400, "unsupported_parameter", f"{sent}this API accepts `{name}` only as {_shown(neutral)} "
+                           "(the model's container cannot honour other values)", param=name)
     if payload.model != settings.model_id:
         raise ApiError(404, "model_not_found", f"the model {payload.model!r} is not served here; this "
                        f"deployment serves {settings.model_id!r} (see /v1/models)", param="model")
@@ -162,7 +175,16 @@ def _validate(model: type[_R], raw: bytes, settings: Settings) -> _R:
 
 
 def _shown(values: tuple[object, ...]) -> str:
-    return " or ".join(repr(value) for value in values if value is not None)
+    """The values as the caller writes them: JSON, not Python (``false``, ``{"type": "text"}``)."""
+    return " or ".join(json.dumps(value) for value in values if value is not None)
+
+
+def _shape(value: dict[str, Any] | list[Any]) -> str:
+    """What kind of object or list the caller sent, without echoing it whole."""
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    kind = value.get("type")
+    return f'an object of type "{kind}"' if isinstance(kind, str) and len(kind) <= 64 else "an object"
 
 
 def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tuple[str, ...],

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``.
+"""The OpenAI-compatible API: ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/chat/completions``,
+``POST /v1/completions``.
 
 Same validation, caps, stream slots, deadline and log line as ``POST /``; only the request and answer
 shapes differ (``openai_payloads.py``, ``openai_responses.py``).
@@ -46,9 +47,18 @@ def openai_routes(gateway: Gateway) -> list[Route]:
     settings = gateway.settings
     started = int(time.time())
 
+    def model_object() -> dict[str, object]:
+        return {"id": settings.model_id, "object": "model", "created": started, "owned_by": "sagemaker-jumpstart"}
+
     async def models(request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [{"id": settings.model_id, "object": "model",
-                                                         "created": started, "owned_by": "sagemaker-jumpstart"}]})
+        return JSONResponse({"object": "list", "data": [model_object()]})
+
+    async def model(request: Request) -> Response:
+        """``client.models.retrieve(id)``: the deployed model, or OpenAI's 404 naming it."""
+        if request.path_params["model_id"] != settings.model_id:
+            raise ApiError(404, "model_not_found", f"the model {request.path_params['model_id']!r} is not served "
+                           f"here; this deployment serves {settings.model_id!r}", param="model")
+        return JSONResponse(model_object())
 
     async def answer(request: Request, parse: Callable[[bytes, Settings], OpenAIRequest]) -> Response:
         stats = request_stats(request.scope)
@@ -68,7 +78,7 @@ def openai_routes(gateway: Gateway) -> list[Route]:
     async def completions(request: Request) -> Response:
         return await answer(request, _parse_completion)
 
-    return [Route("/v1/models", models, methods=["GET"]),
+    return [Route("/v1/models", models, methods=["GET"]), Route("/v1/models/{model_id}", model, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"])]
 

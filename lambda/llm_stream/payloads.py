@@ -176,7 +176,8 @@ def check_caps(input_chars: int, max_new_tokens: int | None, settings: Settings,
     if max_new_tokens > settings.max_new_tokens:
         raise ApiError(
             422, "validation_error",
-            f"`{field_name}` is {max_new_tokens}; this deployment allows at most {settings.max_new_tokens}",
+            f"`{field_name}` is {max_new_tokens}; at most {settings.max_new_tokens} are allowed here",
+            param=field_name,
         )
     return max_new_tokens
 

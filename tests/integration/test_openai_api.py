@@ -103,8 +103,61 @@ def test_async_client_streams_too(function) -> None:
 def test_values_it_cannot_honour_are_refused_by_name(client, emulator, kwargs, param) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model=MODEL, messages=HI, **kwargs)
-    assert raised.value.param == param or param in str(raised.value.message)
+    assert raised.value.param == param  # every refusal of a field names it
     assert emulator.requests == []
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"logprobs": True}, "this API accepts `logprobs` only as false (the model's container"),
+    ({"response_format": {"type": "json_object"}},
+     '`response_format` is an object of type "json_object"; this API accepts `response_format` only as '
+     '{"type": "text"}'),
+    ({"tool_choice": {"type": "function", "function": {"name": "f"}}},
+     '`tool_choice` is an object of type "function"; this API accepts `tool_choice` only as "none" or "auto"'),
+])
+def test_refusals_say_what_was_sent_and_what_is_accepted_in_json_not_python(client, emulator, kwargs,
+                                                                             message) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=HI, **kwargs)
+    assert message in raised.value.message
+    assert raised.value.param == next(iter(kwargs))
+    assert "False" not in raised.value.message  # JSON, not a Python repr
+    assert emulator.requests == []
+
+
+def test_a_model_is_retrieved_by_its_id(client) -> None:
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.models.retrieve("gpt-4o")
+    assert raised.value.code == "model_not_found"
+    assert MODEL in raised.value.message
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("POST", "/v1/responses", 404), ("GET", "/v1/files", 404),
+                                                        ("DELETE", "/v1/completions", 405)])
+def test_other_paths_under_v1_answer_in_openai_s_shape_naming_what_is_served(function, method, path,
+                                                                                status) -> None:
+    response = httpx.request(method, function.url + path, json={}, timeout=10)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["request_id"] == response.headers["x-request-id"]
+    if status == 404:
+        assert error["code"] == "not_found"
+        assert "it serves GET /v1/models; GET /v1/models/{model_id}; POST /v1/chat/completions; POST " \
+            "/v1/completions" in error["message"]
+    else:
+        assert response.headers["allow"] == "POST"
+
+
+def test_a_prompt_list_of_one_is_answered_and_longer_lists_are_refused(client, emulator) -> None:
+    answer = client.completions.create(model=MODEL, prompt=["Once upon a time"], max_tokens=4)
+    assert answer.choices[0].index == 0
+    assert answer.choices[0].text
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.completions.create(model=MODEL, prompt=["a", "b"], max_tokens=4)
+    assert raised.value.param == "prompt"
+    assert "at most 1 per request" in raised.value.message
 
 
 @pytest.mark.parametrize(("field", "value"), [("max_tokens", "5"), ("stream", "true"), ("temperature", "0.5"),
