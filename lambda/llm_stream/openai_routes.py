@@ -1,5 +1,5 @@
 """The OpenAI-compatible API: ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/chat/completions``,
-``POST /v1/completions``.
+``POST /v1/completions``, ``POST /v1/responses`` (stateless: ``responses_api_payloads.py``).
 
 Same validation, caps, stream slots, deadline and log line as ``POST /``; only the request and answer
 shapes differ (``openai_payloads.py``, ``openai_responses.py``).
@@ -8,8 +8,8 @@ shapes differ (``openai_payloads.py``, ``openai_responses.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,7 +20,7 @@ from .errors import ApiError
 from .gateway import Gateway, OpenedStream
 from .lifecycle import request_stats
 from .openai_responses import OpenAIEncoder, complete_answer
-from .responses import TokenStreamResponse, unless_caller_leaves
+from .responses import Encoder, TokenStreamResponse, unless_caller_leaves
 from .settings import Settings
 from .stats import RequestStats
 from .tokens import StreamError
@@ -29,6 +29,7 @@ from .upstream_errors import first_event_error
 
 if TYPE_CHECKING:  # pydantic and the request models load after the server is ready (preload.py)
     from .openai_payloads import OpenAIRequest
+    from .responses_api_payloads import ResponsesRequest
 
 
 def _parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
@@ -41,6 +42,12 @@ def _parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
     from .openai_payloads import parse_completion
 
     return parse_completion(raw, settings)
+
+
+def _parse_responses(raw: bytes, settings: Settings) -> ResponsesRequest:
+    from .responses_api_payloads import parse_responses
+
+    return parse_responses(raw, settings)
 
 
 def openai_routes(gateway: Gateway) -> list[Route]:
@@ -60,31 +67,40 @@ def openai_routes(gateway: Gateway) -> list[Route]:
                            f"here; this deployment serves {settings.model_id!r}", param="model")
         return JSONResponse(model_object())
 
-    async def answer(request: Request, parse: Callable[[bytes, Settings], OpenAIRequest]) -> Response:
+    async def answer(request: Request, parse: Callable[[bytes, Settings], Any], encoder: Callable[[Any, str], Encoder],
+                     complete: Callable[[Any, str, str, RequestStats], Mapping[str, Any]]) -> Response:
+        """Every OpenAI route: its request parsed, the endpoint opened, then a stream of the route's events
+        or, not streamed, the route's whole answer."""
         stats = request_stats(request.scope)
         stats.metered = True
         openai_request = await gateway.validated(request, parse)
         stats.user = openai_request.payload.user
         opened = await gateway.open_upstream(request, openai_request.upstream)
         if openai_request.stream:
-            encoder = OpenAIEncoder(openai_request, settings.model_id)
-            return TokenStreamResponse(opened.reader, opened.first, encoder, stats, opened.deadline,
-                                       opened.answer_text())
-        return await _whole_answer(request, openai_request, opened, stats, settings)
+            return TokenStreamResponse(opened.reader, opened.first, encoder(openai_request, settings.model_id), stats,
+                                       opened.deadline, opened.answer_text())
+        return await _whole_answer(request, opened, stats, lambda text: complete(openai_request, settings.model_id,
+                                                                                 text, stats))
 
     async def chat_completions(request: Request) -> Response:
-        return await answer(request, _parse_chat)
+        return await answer(request, _parse_chat, OpenAIEncoder, complete_answer)
 
     async def completions(request: Request) -> Response:
-        return await answer(request, _parse_completion)
+        return await answer(request, _parse_completion, OpenAIEncoder, complete_answer)
+
+    async def responses(request: Request) -> Response:
+        from .responses_api_answers import ResponsesEncoder, whole_response
+
+        return await answer(request, _parse_responses, ResponsesEncoder, whole_response)
 
     return [Route("/v1/models", models, methods=["GET"]), Route("/v1/models/{model_id}", model, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/completions", completions, methods=["POST"])]
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"])]
 
 
-async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: OpenedStream, stats: RequestStats,
-                        settings: Settings) -> Response:
+async def _whole_answer(http_request: Request, opened: OpenedStream, stats: RequestStats,
+                        complete: Callable[[str], Mapping[str, Any]]) -> Response:
     """Read the stream to its end; as no byte has been sent, a failure on the way is still a status.
 
     A caller who leaves meanwhile stops the generation, as with a stream."""
@@ -104,7 +120,7 @@ async def _whole_answer(http_request: Request, request: OpenAIRequest, opened: O
     opened.reader.record_end(stats)
     answer = opened.answer_text()
     text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason)
-    return JSONResponse(complete_answer(request, settings.model_id, text, stats))
+    return JSONResponse(complete(text))
 
 
 async def _read_to_the_end(opened: OpenedStream, texts: list[str]) -> ApiError | None:

@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from .openai_payloads import ChatCompletionRequest, CompletionRequest
 from .payloads import ChatPayload, generate_payload
+from .responses_api_payloads import ResponsesApiRequest
 from .settings import READINESS_PATH, Settings
 
 _REF = "#/components/schemas/{model}"
@@ -27,8 +28,8 @@ _STREAM_ERRORS = {
 def openapi_document(settings: Settings) -> dict[str, Any]:
     container_payload = generate_payload(settings.family)  # the deployed container's own parameters
     _, definitions = models_json_schema(
-        [(model, "validation") for model in (container_payload, ChatPayload, ChatCompletionRequest, CompletionRequest)],
-        ref_template=_REF)
+        [(model, "validation") for model in (container_payload, ChatPayload, ChatCompletionRequest, CompletionRequest,
+                                             ResponsesApiRequest)], ref_template=_REF)
     invoke = _post("invoke__post", "Stream an answer", [container_payload.__name__, "ChatPayload"], {
         "200": {"description": "token events then done or error (SSE), or the raw text",
                 "content": {"text/event-stream": {}, "text/plain": {}}},
@@ -53,6 +54,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/v1/completions": {"post": _post("completions_v1_completions_post",
                                               "OpenAI-compatible text completion (streamed or not)",
                                               ["CompletionRequest"], openai_answer)},
+            "/v1/models/{model_id}": {"get": {
+                **_get("model_v1_models_get", "The deployed model by its id, as OpenAI retrieves a model",
+                       {"type": "object", "additionalProperties": True}),
+                "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]}},
+            "/v1/responses": {"post": _post("responses_v1_responses_post",
+                                            "OpenAI's Responses API, stateless (a response, or its events with "
+                                            "stream: true)", ["ResponsesApiRequest"], openai_answer)},
         },
         "components": {"schemas": definitions["$defs"]},
     }

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 #: The modules of the request models (pydantic), loaded with the client.
-MODEL_MODULES = ("llm_stream.payloads", "llm_stream.openai_payloads")
+MODEL_MODULES = ("llm_stream.payloads", "llm_stream.openai_payloads", "llm_stream.responses_api_payloads")
 #: Longest wait for the preload (it takes well under a second; a stall, e.g. a credential provider that
 #: hangs, must not hold requests without a bound): then 503 ``function_starting``.
 PRELOAD_TIMEOUT_SECONDS = 20.0

@@ -133,7 +133,7 @@ def test_a_model_is_retrieved_by_its_id(client) -> None:
     assert MODEL in raised.value.message
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [("POST", "/v1/responses", 404), ("GET", "/v1/files", 404),
+@pytest.mark.parametrize(("method", "path", "status"), [("POST", "/v1/embeddings", 404), ("GET", "/v1/files", 404),
                                                         ("DELETE", "/v1/completions", 405)])
 def test_other_paths_under_v1_answer_in_openai_s_shape_naming_what_is_served(function, method, path,
                                                                                 status) -> None:
@@ -145,7 +145,7 @@ def test_other_paths_under_v1_answer_in_openai_s_shape_naming_what_is_served(fun
     if status == 404:
         assert error["code"] == "not_found"
         assert "it serves GET /v1/models; GET /v1/models/{model_id}; POST /v1/chat/completions; POST " \
-            "/v1/completions" in error["message"]
+            "/v1/completions; POST /v1/responses" in error["message"]
     else:
         assert response.headers["allow"] == "POST"
 

@@ -1,0 +1,166 @@
+"""``POST /v1/responses`` requests (OpenAI's Responses API, stateless), validated and mapped to the model
+container's generate parameters, as the chat route maps a conversation.
+
+* ``instructions`` -> a system turn first; ``input`` a string (one user turn) or a list of message items
+  (``{"role", "content"}``, with ``type: "message"`` or without; content a string or ``input_text`` /
+  ``output_text`` parts, so a client may replay earlier output items);
+* ``max_output_tokens`` -> ``max_new_tokens`` (the deployment's caps apply), ``temperature`` and ``top_p`` as
+  on the chat route; the chat format's own stop sequences end the answer.
+
+No server-side state is kept: ``previous_response_id`` and ``background: true`` are refused by name;
+``store`` is accepted and the answer says ``"store": false``. Fields this API cannot honour are accepted at
+their neutral values only (``text.format`` ``text``, no ``tools``, ...), as on the other OpenAI routes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from .chat_formats import Turn
+from .errors import ApiError
+from .json_body import load_json, quoted
+from .model_requests import render_conversation, sampling_parameters
+from .payloads import UpstreamRequest, check_caps
+from .settings import Settings
+from .strict_model import U32_MAX, StrictModel
+
+#: Message roles an input item may have (``developer`` is a system turn, as on the chat route).
+ROLES: dict[str, Literal["system", "user", "assistant"]] = {
+    "user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+#: Content parts whose text makes up a message.
+TEXT_PARTS = ("input_text", "output_text")
+MAX_INPUT_ITEMS = 256
+
+
+class ResponsesApiRequest(StrictModel):
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1, le=U32_MAX)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stream: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = Field(default=None, max_length=256)
+    # Accepted only at their neutral values (NEUTRAL below), or refused by name.
+    text: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    previous_response_id: str | None = None
+    background: bool | None = None
+    truncation: str | None = None
+    include: list[str] | None = None
+    reasoning: dict[str, Any] | None = None
+    service_tier: str | None = None
+    top_logprobs: int | None = None
+
+
+ResponsesApiRequest.model_rebuild()
+
+NEUTRAL: dict[str, tuple[object, ...]] = {
+    "text": (None, {}, {"format": {"type": "text"}}), "tools": (None, []), "tool_choice": (None, "auto", "none"),
+    "parallel_tool_calls": (None, True, False), "background": (None, False), "truncation": (None, "disabled"),
+    "include": (None, []), "reasoning": (None, {}), "service_tier": (None, "auto", "default"),
+    "top_logprobs": (None, 0),
+}
+
+
+class ResponsesRequest:
+    """A validated Responses API request: what goes upstream, and how to answer."""
+
+    kind = "responses"
+
+    def __init__(self, payload: ResponsesApiRequest, upstream: UpstreamRequest) -> None:
+        self.payload = payload
+        self.upstream = upstream
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.payload.stream)
+
+
+def parse_responses(raw: bytes, settings: Settings) -> ResponsesRequest:
+    payload = _validate(raw, settings)
+    turns = ([Turn("system", payload.instructions)] if payload.instructions else []) + _turns(payload.input)
+    prompt, chat_format = render_conversation(turns, settings, status=400)
+    input_chars = sum(len(turn.content) for turn in turns)
+    max_new_tokens = check_caps(input_chars, payload.max_output_tokens, settings, "max_output_tokens")
+    parameters = sampling_parameters(settings.family, max_new_tokens, payload.temperature, payload.top_p, None,
+                                     chat_format.stop, None, status=400)
+    upstream = UpstreamRequest.for_prompt("chat", prompt, parameters, input_chars, settings.family,
+                                          chat_format.newline)
+    return ResponsesRequest(payload, upstream)
+
+
+def _validate(raw: bytes, settings: Settings) -> ResponsesApiRequest:
+    data = load_json(raw)
+    if not isinstance(data, dict):
+        raise ApiError(400, "validation_error", "the body must be a JSON object")
+    try:
+        payload = ResponsesApiRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = quoted(".".join(str(part) for part in first["loc"])) or None
+        message = (f"`{param}` is not a known field" if first["type"] == "extra_forbidden"
+                   else f"`{param}`: {first['msg']}")
+        raise ApiError(400, "validation_error", message, param=param) from None
+    if payload.previous_response_id is not None:
+        raise ApiError(400, "unsupported_parameter", "`previous_response_id` needs responses kept on the server, "
+                       "and this API keeps none: send the earlier turns in `input`", param="previous_response_id")
+    for name, neutral in NEUTRAL.items():
+        if getattr(payload, name) not in neutral:
+            shown = " or ".join(json.dumps(value) for value in neutral if value is not None)
+            raise ApiError(400, "unsupported_parameter", f"this API accepts `{name}` only as {shown} (the model's "
+                           "container cannot honour other values, and no state is kept between requests)", param=name)
+    if payload.model != settings.model_id:
+        raise ApiError(404, "model_not_found", f"the model {payload.model!r} is not served here; this "
+                       f"deployment serves {settings.model_id!r} (see /v1/models)", param="model")
+    return payload
+
+
+def _turns(given: str | list[dict[str, Any]]) -> list[Turn]:
+    if isinstance(given, str):
+        return [Turn("user", given)]
+    if not 1 <= len(given) <= MAX_INPUT_ITEMS:
+        raise ApiError(400, "validation_error", f"`input` must hold 1 to {MAX_INPUT_ITEMS} items", param="input")
+    return [_turn(item, f"input[{index}]") for index, item in enumerate(given)]
+
+
+def _turn(item: dict[str, Any], where: str) -> Turn:
+    kind = item.get("type", "message")
+    if kind != "message":
+        raise ApiError(400, "unsupported_parameter", f"`{where}.type` is {_shown(kind)}: this API takes message "
+                       "items only (function calls and their outputs need tools, which it does not serve)",
+                       param=f"{where}.type")
+    role = item.get("role")
+    if role not in ROLES:
+        raise ApiError(400, "validation_error", f"`{where}.role` is {_shown(role)}; expected one of "
+                       f"{', '.join(ROLES)}", param=f"{where}.role")
+    return Turn(ROLES[role], _text(item.get("content"), f"{where}.content"))
+
+
+def _text(content: object, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise ApiError(400, "validation_error", f"`{where}` must be a string or a list of text parts", param=where)
+    texts = []
+    for index, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        text = part.get("text") if isinstance(part, dict) else None
+        if kind not in TEXT_PARTS or not isinstance(text, str):
+            raise ApiError(400, "unsupported_parameter", f"`{where}[{index}]` is not a text part ({_shown(kind)}): "
+                           f"this API takes {' and '.join(TEXT_PARTS)} parts", param=f"{where}[{index}]")
+        texts.append(text)
+    return "".join(texts)
+
+
+def _shown(value: object) -> str:
+    """A caller's value in a message: JSON, cut short."""
+    text = json.dumps(value) if isinstance(value, str | int | float | bool | type(None)) else "an object"
+    return text if len(text) <= 64 else text[:61] + "..."
