@@ -148,9 +148,18 @@ def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
 
 
 _R = TypeVar("_R", bound=_Request)
+_M = TypeVar("_M", bound=StrictModel)
 
 
 def _validate(model: type[_R], raw: bytes, settings: Settings) -> _R:
+    return validate_body(model, raw, settings, NEUTRAL)
+
+
+def validate_body(model: type[_M], raw: bytes, settings: Settings, neutral: dict[str, tuple[object, ...]],
+                  reasons: dict[str, str] | None = None) -> _M:
+    """An OpenAI route's body as ``model``: JSON, its schema, fields it cannot honour at their ``neutral``
+    values only (``reasons`` says why, for a field that needs more than "the container cannot"), and the
+    deployed model named. Every refusal names its field (``param``)."""
     data = load_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "validation_error", "the body must be a JSON object")
@@ -162,21 +171,23 @@ def _validate(model: type[_R], raw: bytes, settings: Settings) -> _R:
         message = (f"`{param}` is not a known field" if first["type"] == "extra_forbidden"
                    else f"`{param}`: {first['msg']}")
         raise ApiError(400, "validation_error", message, param=param) from None
-    for name, neutral in NEUTRAL.items():
+    for name, accepted in neutral.items():
         value = getattr(payload, name, None)
-        if value not in neutral:
+        if value not in accepted:
             sent = f"`{name}` is {_shape(value)}; " if isinstance(value, dict | list) else ""
-            raise ApiError(400, "unsupported_parameter", f"{sent}this API accepts `{name}` only as {_shown(neutral)} "
-                           "(the model's container cannot honour other values)", param=name)
-    if payload.model != settings.model_id:
-        raise ApiError(404, "model_not_found", f"the model {payload.model!r} is not served here; this "
+            reason = (reasons or {}).get(name, "the model's container cannot honour other values")
+            raise ApiError(400, "unsupported_parameter", f"{sent}this API accepts `{name}` only as "
+                           f"{_shown(accepted)} ({reason})", param=name)
+    requested = getattr(payload, "model", None)
+    if requested != settings.model_id:
+        raise ApiError(404, "model_not_found", f"the model {requested!r} is not served here; this "
                        f"deployment serves {settings.model_id!r} (see /v1/models)", param="model")
     return payload
 
 
 def _shown(values: tuple[object, ...]) -> str:
     """The values as the caller writes them: JSON, not Python (``false``, ``{"type": "text"}``)."""
-    return " or ".join(json.dumps(value) for value in values if value is not None)
+    return " or ".join(json.dumps(value) for value in values if value is not None) or "absent"
 
 
 def _shape(value: dict[str, Any] | list[Any]) -> str:

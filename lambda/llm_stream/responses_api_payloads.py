@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from .chat_formats import Turn
 from .errors import ApiError
-from .json_body import load_json, quoted
 from .model_requests import render_conversation, sampling_parameters
+from .openai_payloads import validate_body
 from .payloads import UpstreamRequest, check_caps
 from .settings import Settings
 from .strict_model import U32_MAX, StrictModel
@@ -63,11 +63,17 @@ class ResponsesApiRequest(StrictModel):
 ResponsesApiRequest.model_rebuild()
 
 NEUTRAL: dict[str, tuple[object, ...]] = {
+    "previous_response_id": (None,), "background": (None, False),
     "text": (None, {}, {"format": {"type": "text"}}), "tools": (None, []), "tool_choice": (None, "auto", "none"),
-    "parallel_tool_calls": (None, True, False), "background": (None, False), "truncation": (None, "disabled"),
+    "parallel_tool_calls": (None, True, False), "truncation": (None, "disabled"),
     "include": (None, []), "reasoning": (None, {}), "service_tier": (None, "auto", "default"),
     "top_logprobs": (None, 0),
 }
+
+
+#: Why a field is refused, where "the container cannot honour other values" is not the reason.
+_STATELESS = "this API keeps no state between requests: send the earlier turns in `input`"
+REASONS = {"previous_response_id": _STATELESS, "background": "this API keeps no state between requests"}
 
 
 class ResponsesRequest:
@@ -98,29 +104,7 @@ def parse_responses(raw: bytes, settings: Settings) -> ResponsesRequest:
 
 
 def _validate(raw: bytes, settings: Settings) -> ResponsesApiRequest:
-    data = load_json(raw)
-    if not isinstance(data, dict):
-        raise ApiError(400, "validation_error", "the body must be a JSON object")
-    try:
-        payload = ResponsesApiRequest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = quoted(".".join(str(part) for part in first["loc"])) or None
-        message = (f"`{param}` is not a known field" if first["type"] == "extra_forbidden"
-                   else f"`{param}`: {first['msg']}")
-        raise ApiError(400, "validation_error", message, param=param) from None
-    if payload.previous_response_id is not None:
-        raise ApiError(400, "unsupported_parameter", "`previous_response_id` needs responses kept on the server, "
-                       "and this API keeps none: send the earlier turns in `input`", param="previous_response_id")
-    for name, neutral in NEUTRAL.items():
-        if getattr(payload, name) not in neutral:
-            shown = " or ".join(json.dumps(value) for value in neutral if value is not None)
-            raise ApiError(400, "unsupported_parameter", f"this API accepts `{name}` only as {shown} (the model's "
-                           "container cannot honour other values, and no state is kept between requests)", param=name)
-    if payload.model != settings.model_id:
-        raise ApiError(404, "model_not_found", f"the model {payload.model!r} is not served here; this "
-                       f"deployment serves {settings.model_id!r} (see /v1/models)", param="model")
-    return payload
+    return validate_body(ResponsesApiRequest, raw, settings, NEUTRAL, REASONS)
 
 
 def _turns(given: str | list[dict[str, Any]]) -> list[Turn]:
