@@ -341,6 +341,7 @@ def test_an_unreachable_table_is_answered_as_limits_unavailable_says(
 # -- budget alerts ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a server of its own (moto's SNS, SQS, Secrets Manager) or many writes
 def test_budget_alerts_go_to_the_topic_once_at_80_and_once_at_100_percent(
         start_function, emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
@@ -370,6 +371,7 @@ def test_budget_alerts_go_to_the_topic_once_at_80_and_once_at_100_percent(
     assert [line["threshold_percent"] for line in logged] == [80, 100]
 
 
+@pytest.mark.slow  # a server of its own (moto's SNS, SQS, Secrets Manager) or many writes
 def test_where_the_container_does_not_count_the_prompt_the_ledger_says_so_and_the_limit_keeps_the_estimate(
         start_function, admin: KeyAdmin) -> None:
     """LMI 0.28 (the Mistral models) reports no prompt count: the ledger adds none and counts the request as
@@ -419,6 +421,7 @@ def test_the_key_table_holds_a_thousand_keys_with_their_limits(
         assert answer.headers["x-ratelimit-limit-requests"] == "600"
 
 
+@pytest.mark.slow  # a server of its own (moto's SNS, SQS, Secrets Manager) or many writes
 def test_keys_usage_prints_the_ledger_as_a_table_csv_and_json(
         start_function, emulator: EmulatorServer, admin: KeyAdmin, capsys) -> None:
     headers = {"team-a": key_with(admin, "team-a"), "team-b": key_with(admin, "team-b")}
@@ -502,6 +505,7 @@ def test_a_request_refused_after_admission_counts_no_tokens_and_frees_its_lease(
     assert set(counters.values()) == {0}
 
 
+@pytest.mark.slow  # a server of its own (moto's SNS, SQS, Secrets Manager) or many writes
 def test_a_failed_alert_is_logged_as_such_and_the_release_stands(
         start_function, emulator: EmulatorServer, admin: KeyAdmin, request_logs: LogRecords) -> None:
     headers = key_with(admin, "team-a", monthly_tokens=5)
