@@ -161,8 +161,7 @@ class KeyAccounting:
             return
         for share in crossed(month_used - used, month_used, budget):
             try:
-                self.alerts.send(admission.name, admission.windows.month.removeprefix("mo_"), month_used, budget,
-                                 share)
+                self.alerts.send(admission.name, admission.windows.month, month_used, budget, share)
             except Exception as exc:  # the release itself is done: say which alert was not sent
                 log_event({"event": "budget_alert_not_sent", "consumer": admission.name,
                            "threshold_percent": round(share * 100), "used_tokens": month_used,

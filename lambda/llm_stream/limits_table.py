@@ -12,10 +12,11 @@ One table, three kinds of item (``pk``, ``sk``):
 
 Admission is one conditional ``UpdateItem`` on the state item: it takes a lease and counts the request
 only if, in the same atomic step, the leases and counters leave room (``rate_limits.py`` says how), so two
-instances can never both take the last slot. A lease expires by its value, compared in the condition itself:
-nothing waits for DynamoDB's TTL (which deletes items up to days late). When the write is refused, the item
-it saw comes back with the refusal (``ReturnValuesOnConditionCheckFailure``) and says which limit was hit;
-only when it shows a lease whose holder vanished does a second write take the slot, removing that lease.
+instances can never both take the last slot. A lease holds its own expiry: nothing waits for DynamoDB's
+TTL (which deletes items up to days late). When the write is refused, the item it saw comes back with the
+refusal (``ReturnValuesOnConditionCheckFailure``) and says which limit was hit; only when it shows leases
+past their expiry (holders that vanished) does a second write take the slot, removing them on the condition
+that they still hold the values seen. A key's first counted request creates its state item first.
 ``tidy_at`` is the TTL attribute: it removes idle keys' state and old ledger days, nothing more.
 """
 
@@ -33,7 +34,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .key_limits import KeyLimits
-from .rate_limits import Counts, Windows, ratelimit_headers, refusal
+from .rate_limits import Counts, Windows, previous_month_of, ratelimit_headers, refusal
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -158,7 +159,7 @@ class LimitsTable:
         (``ms_<yyyymm>``: it only grows, so a threshold is crossed by exactly one release)."""
         now = time.time() if now is None else now
         names = {"#lease": admission.lease_id, "#tidy": TIDY_ATTRIBUTE, "#tk": admission.windows.tokens,
-                 "#mo": admission.windows.month, "#ms": admission.windows.settled_month}
+                 "#mo": admission.windows.month_tokens, "#ms": admission.windows.settled_month}
         removals = ["leases.#lease"]
         for index, stale in enumerate(admission.stale):
             names[f"#stale{index}"] = stale
@@ -171,7 +172,7 @@ class LimitsTable:
                 ConditionExpression="attribute_exists(leases.#lease)", ExpressionAttributeNames=names,
                 ReturnValues="UPDATED_NEW",
                 ExpressionAttributeValues=typed({":delta": used_tokens - admission.reserve, ":used": used_tokens,
-                                                 ":tidy": int(now + STATE_KEPT.total_seconds())}))
+                                                 ":tidy": _state_tidy_at(now)}))
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None  # released already, or never admitted
@@ -243,13 +244,13 @@ class LimitsTable:
             TableName=self.table_name, Key=state_item_key(name),
             UpdateExpression="SET leases = if_not_exists(leases, :empty), #tidy = :tidy",
             ExpressionAttributeNames={"#tidy": TIDY_ATTRIBUTE},
-            ExpressionAttributeValues={":empty": {"M": {}}, ":tidy": {"N": str(int(now + STATE_KEPT.total_seconds()))}})
+            ExpressionAttributeValues=typed({":empty": {}, ":tidy": _state_tidy_at(now)}))
 
 
 def _admission(limits: KeyLimits, windows: Windows, reserve: int, lease_id: str, lease_until: float,
                clearing: dict[str, int]) -> dict[str, Any]:
     """The conditional update that admits one request (clearing the expired leases named, if any)."""
-    names = {"#rq": windows.requests, "#tk": windows.tokens, "#mo": windows.month}
+    names = {"#rq": windows.requests, "#tk": windows.tokens, "#mo": windows.month_tokens}
     values: dict[str, Any] = {":one": 1, ":zero": 0, ":reserve": reserve}
     updates = ["#rq = if_not_exists(#rq, :zero) + :one", "#tk = if_not_exists(#tk, :zero) + :reserve",
                "#mo = if_not_exists(#mo, :zero) + :reserve", "leases.#lease = :until"]
@@ -277,22 +278,21 @@ def _admission(limits: KeyLimits, windows: Windows, reserve: int, lease_id: str,
 def _stale(item: dict[str, Any], windows: Windows) -> tuple[str, ...]:
     """Counter attributes of windows before the previous one: an answer admitted in the previous minute or
     month may still be running, and its release adds to that window."""
-    minute = int(windows.requests.removeprefix("rq_"))
-    previous_month = previous_month_of(windows.month.removeprefix("mo_"))
+    previous_month = previous_month_of(windows.month)
     stale = []
     for attribute in item:
         prefix, _, stamp = attribute.partition("_")
         if not stamp.isdigit():
             continue
-        if (prefix in ("rq", "tk") and int(stamp) < minute - 1) or (prefix in ("mo", "ms") and stamp < previous_month):
+        if (prefix in ("rq", "tk") and int(stamp) < windows.minute - 1) or (
+                prefix in ("mo", "ms") and stamp < previous_month):
             stale.append(attribute)
     return tuple(sorted(stale))
 
 
-def previous_month_of(month: str) -> str:
-    """``yyyymm`` of the month before ``yyyymm``."""
-    year, number = int(month[:4]), int(month[4:])
-    return f"{year - 1}12" if number == 1 else f"{year}{number - 1:02d}"
+def _state_tidy_at(now: float) -> int:
+    """When the TTL may remove a key's state item that nothing touched since ``now``."""
+    return int(now + STATE_KEPT.total_seconds())
 
 
 def new_lease_id() -> str:

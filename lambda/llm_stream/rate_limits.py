@@ -43,20 +43,40 @@ def next_month_start(now: float) -> float:
     return datetime(year, month, 1, tzinfo=UTC).timestamp()
 
 
+def previous_month_of(month: str) -> str:
+    """``yyyymm`` of the month before ``yyyymm``."""
+    year, number = int(month[:4]), int(month[4:])
+    return f"{year - 1}12" if number == 1 else f"{year}{number - 1:02d}"
+
+
 @dataclass(frozen=True)
 class Windows:
-    """The state item's attribute names for the windows a moment falls in."""
+    """The windows a moment falls in, and their counters' attribute names in the state item."""
 
-    requests: str
-    tokens: str
+    #: Minutes since the epoch, and the UTC month as ``yyyymm``.
+    minute: int
     month: str
-    #: The month's tokens as answers used them (no reservations): only release writes it.
-    settled_month: str
 
     @classmethod
     def at(cls, now: float) -> Windows:
-        minute, month = minute_of(now), month_of(now)
-        return cls(requests=f"rq_{minute}", tokens=f"tk_{minute}", month=f"mo_{month}", settled_month=f"ms_{month}")
+        return cls(minute=minute_of(now), month=month_of(now))
+
+    @property
+    def requests(self) -> str:
+        return f"rq_{self.minute}"
+
+    @property
+    def tokens(self) -> str:
+        return f"tk_{self.minute}"
+
+    @property
+    def month_tokens(self) -> str:
+        return f"mo_{self.month}"
+
+    @property
+    def settled_month(self) -> str:
+        """The month's tokens as answers used them (no reservations): only release writes it."""
+        return f"ms_{self.month}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ class Counts:
     def of(cls, item: dict[str, Any], windows: Windows, now: float) -> Counts:
         leases = {name: int(until) for name, until in (item.get("leases") or {}).items()}
         return cls(requests=int(item.get(windows.requests, 0)), tokens=int(item.get(windows.tokens, 0)),
-                   month_tokens=int(item.get(windows.month, 0)),
+                   month_tokens=int(item.get(windows.month_tokens, 0)),
                    live_leases=sum(1 for until in leases.values() if until > now),
                    expired_leases={name: until for name, until in leases.items() if until <= now})
 

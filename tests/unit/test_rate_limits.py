@@ -8,8 +8,15 @@ import pytest
 
 from llm_stream.budget_alerts import crossed
 from llm_stream.key_limits import KeyLimits, LimitsError, parse_limits
-from llm_stream.limits_table import previous_month_of
-from llm_stream.rate_limits import Counts, Windows, next_month_start, ratelimit_headers, refusal, reset_text
+from llm_stream.rate_limits import (
+    Counts,
+    Windows,
+    next_month_start,
+    previous_month_of,
+    ratelimit_headers,
+    refusal,
+    reset_text,
+)
 
 NOON = datetime(2026, 12, 7, 12, 0, 45, tzinfo=UTC).timestamp()
 
@@ -44,7 +51,7 @@ def test_bad_limits_are_refused_naming_the_value_and_what_is_allowed(text: str, 
 def test_windows_are_calendar_minutes_and_months_in_utc() -> None:
     windows = Windows.at(NOON)
     assert windows.requests == f"rq_{int(NOON // 60)}"
-    assert windows.month == "mo_202612"
+    assert windows.month_tokens == "mo_202612"
     assert windows.settled_month == "ms_202612"
     assert next_month_start(NOON) == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
     assert previous_month_of("202701") == "202612"
