@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from llm_stream.key_limits import KeyLimits, LimitsError
-from llm_stream.limits_table import KEY_PARTITION, MIGRATED_MARKER, PK, SK, LimitsTable, key_item_key
+from llm_stream.limits_table import KEY_PARTITION, MIGRATED_MARKER, SK, LimitsTable, key_item_key
 
 from .key_document import KeyDocumentError, KeyRecord, KeyRing, api_keys
 
@@ -61,8 +61,8 @@ class KeyAdmin:
 
     def migrated(self) -> bool:
         """Whether an older deployment's key document was copied in (the marker ``import_keys`` writes)."""
-        raw = self._call(lambda: self.client.get_item(TableName=self.table_name, ConsistentRead=True, Key={
-            PK: {"S": KEY_PARTITION}, SK: {"S": MIGRATED_MARKER}}))
+        raw = self._call(lambda: self.client.get_item(TableName=self.table_name, ConsistentRead=True,
+                                                      Key=key_item_key(MIGRATED_MARKER)))
         return "Item" in raw
 
     def ring(self) -> KeyRing:
@@ -133,8 +133,7 @@ class KeyAdmin:
             except _Changed:
                 kept.append(record.name)
         self._call(lambda: self.client.put_item(TableName=self.table_name, Item={
-            PK: {"S": KEY_PARTITION}, SK: {"S": MIGRATED_MARKER}, "at": {"S": show_time(moment)},
-            "by": {"S": self.actor}}))
+            **key_item_key(MIGRATED_MARKER), "at": {"S": show_time(moment)}, "by": {"S": self.actor}}))
         return copied, kept
 
     def _change(self, name: str, change: Callable[[KeyRecord], KeyRecord], describe: Callable[[KeyRecord], str],

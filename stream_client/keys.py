@@ -24,7 +24,7 @@ from llm_stream.key_limits import LIMITS, KeyLimits, LimitsError
 from . import client
 from .key_admin import DEFAULT_ROTATION_GRACE, KeyAdmin, KeyAdminError, show_time
 from .key_document import KeyDocumentError, KeyRing, api_keys
-from .usage_report import FORMATS, month_start, render, usage_report
+from .usage_report import FORMATS, aligned_columns, month_start, render, usage_report
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -216,8 +216,6 @@ def _print_keys(admin: KeyAdmin, now: datetime) -> None:
             status += f" (previous key until {show_time(record.previous_expires_at)})"
         expires = show_time(record.expires_at) if record.expires_at else "never"
         rows.append((record.name, show_time(record.created_at), expires, status, record.limits.describe()))
-    widths = [max(len(row[column]) for row in rows) for column in range(5)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print("\n".join(aligned_columns(rows)))
     if len(rows) == 1:
         print("(no keys: create one with `python -m stream_client keys create NAME`)", file=sys.stderr)

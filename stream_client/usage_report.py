@@ -7,11 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from llm_stream.limits_table import plain
+from llm_stream.limits_table import plain, usage_partition
 
 if TYPE_CHECKING:
     from .key_admin import KeyAdmin
@@ -55,7 +56,8 @@ def usage_report(admin: KeyAdmin, since: date, until: date, key: str | None,
     names = [key] if key else [item.name for item in admin.items()]
     rows: dict[tuple[str, str], UsageRow] = {}
     for name in names:
-        for raw in admin.query_partition(f"usage#{name}", sort_keys=(since.isoformat(), f"{until.isoformat()}#\uffff")):
+        for raw in admin.query_partition(usage_partition(name), sort_keys=(since.isoformat(),
+                                                                          f"{until.isoformat()}#\uffff")):
             item = plain(raw)
             row = rows.setdefault((name, item["model"]), UsageRow(key=name, model=item["model"]))
             row.requests += int(item.get("requests", 0))
@@ -84,10 +86,13 @@ def render(report: UsageReport, output_format: str) -> str:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([header, *values])
         return out.getvalue().rstrip("\n")
-    widths = [max(len(cell) for cell in column) for column in zip(header, *values, strict=True)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-             for line in [header, *values]]
-    return "\n".join([*lines, "", _price_note(report)])
+    return "\n".join([*aligned_columns([header, *values]), "", _price_note(report)])
+
+
+def aligned_columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as lines of columns padded to their widest cell, two spaces apart (the CLI's tables)."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def _cells(row: UsageRow) -> list[Any]:

@@ -63,8 +63,13 @@ def state_item_key(name: str) -> dict[str, Any]:
     return {PK: {"S": f"state#{name}"}, SK: {"S": STATE_SORT_KEY}}
 
 
+def usage_partition(name: str) -> str:
+    """The partition of a key's ledger: one item per UTC day and model, sorted by day."""
+    return f"usage#{name}"
+
+
 def usage_item_key(name: str, day: str, model: str) -> dict[str, Any]:
-    return {PK: {"S": f"usage#{name}"}, SK: {"S": f"{day}#{model}"}}
+    return {PK: {"S": usage_partition(name)}, SK: {"S": f"{day}#{model}"}}
 
 
 def plain(item: dict[str, Any]) -> dict[str, Any]:
