@@ -14,6 +14,7 @@ from typing import Any
 
 from llm_stream import api_keys
 from llm_stream import settings as function_settings
+from llm_stream.families import CAPABILITIES
 from llm_stream.limits_table import KEY_PARTITION
 from llm_stream.limits_table import PK as TABLE_PARTITION_KEY
 from llm_stream.limits_table import SK as TABLE_SORT_KEY
@@ -40,4 +41,6 @@ def model_settings(model: CatalogModel) -> dict[str, Any]:
         "max_input_chars": function_settings.INPUT_CHARS_PER_TOKEN * model.max_input_tokens,
         "chat_format": model.chat_format or function_settings.NO_CHAT_FORMAT,
         "container_family": model.container_family,
+        "container_capabilities": tuple(name for name in CAPABILITIES
+                                        if model.capabilities.get(name, {}).get("supported")),
     }

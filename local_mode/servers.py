@@ -110,7 +110,8 @@ def model_arguments(model_id: str) -> tuple[dict[str, str], list[str]]:
     except CatalogError as exc:
         raise LocalModeError(str(exc)) from None
     settings = FunctionSettings(endpoint_name=LOCAL_ENDPOINT_NAME, **model_settings(model))
-    emulator_args = ["--container", model.container_family, "--max-total-tokens", str(model.max_total_tokens)]
+    emulator_args = ["--container", model.container_family, "--container-version", model.container_version,
+                     "--max-total-tokens", str(model.max_total_tokens)]
     return settings.to_environment(), emulator_args
 
 

@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--container", choices=sorted(CONTAINERS), default=EmulatorConfig.container,
                         help="the model container behind the endpoint: TGI or DJL/LMI (request rules, stream format)")
+    parser.add_argument("--container-version", metavar="VERSION",
+                        help="the container's version, e.g. 1.4.0 (TGI 1.4.0 has no grammar); default: TGI 2.4.0, "
+                             "LMI 0.28.0")
     parser.add_argument("--no-split", action="store_true", help="one PayloadPart per event")
     parser.add_argument("--no-chat-template", action="store_true",
                         help="the model ships no chat template: Messages payloads get TGI's template error")
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         split_parts=not args.no_split,
         chat_template=not args.no_chat_template,
         container=args.container,
+        container_version=args.container_version,
         inference_component=args.inference_component,
         initial_copies=args.initial_copies,
         warm_up_seconds=args.warm_up_seconds,

@@ -16,11 +16,14 @@ FaultKind = Literal[
     "drop_connection",  # socket closed mid-frame after `after_tokens` tokens
     "stall",  # nothing sent for `stall_seconds` after `after_tokens` tokens
     "stall_before_response",  # nothing, not even the response's headers, for `stall_seconds`; then the answer
+    "grammar_not_enforced",  # TGI could not compile `parameters.grammar` and generates without it
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 #: The longest stall a fault may ask for (an hour: longer than any timeout it could be testing).
 MAX_STALL_SECONDS = 3600
 PRE_STREAM_FAULTS = frozenset({"throttle", "model_error", "unknown_endpoint", "stall_before_response"})
+#: Faults that change how the container generates, not how the stream flows.
+GENERATION_FAULTS = frozenset({"grammar_not_enforced"})
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ from .textgen import EOS, Token, count_tokens
 from .tgi import GenerationRequest, ValidationFailure
 
 STREAM_CONTENT_TYPE = "application/jsonlines"
+#: The DJL Serving version the emulator stands for (it has no guided decoding: a ``grammar`` parameter is one of
+#: the unknown ones lmi-dist drops).
+LMI_VERSION = "0.28.0"
 PRE_INFERENCE_STATUS = 424
 #: vLLM 0.4's SamplingParams._verify_args, for the parameters lmi-dist passes on.
 _SAMPLING_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
@@ -60,7 +63,8 @@ class LmiRequest(GenerationRequest):
     max_model_len: int = 4096
 
 
-def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True) -> LmiRequest:
+def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True,
+                  version: str = LMI_VERSION) -> LmiRequest:
     """Parse a body as LMI does; raises :class:`ValidationFailure` (answered as LMI's 424 line) when it cannot."""
     try:
         payload = json.loads(body)

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 from . import eventstream, lmi, tgi
 from .capacity import Capacity
-from .faults import PRE_STREAM_FAULTS, Fault
+from .faults import GENERATION_FAULTS, PRE_STREAM_FAULTS, Fault
 from .textgen import EOS, Token
 
 #: The containers the emulator can stand in for. Each module has the same names: ``STREAM_CONTENT_TYPE``,
@@ -90,6 +90,9 @@ class EmulatorConfig:
     #: The model container behind the endpoint (a key of :data:`CONTAINERS`): its request rules, stream format
     #: and errors.
     container: str = "tgi"
+    #: The container's version (``None``: the one its module stands for, TGI 2.4.0 or LMI 0.28.0): TGI before
+    #: 1.4.1 ignores ``grammar``, before 2.3.0 its stream's details carry no ``input_length``.
+    container_version: str | None = None
     #: Scale to zero: the endpoint hosts its model as this inference component (``None``: as a model).
     inference_component: str | None = None
     #: Its copies at start (0: scaled to zero).
@@ -394,13 +397,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         container = self._container
         try:
-            request = container.parse_request(body, config.max_total_tokens, config.chat_template)
+            version = {"version": config.container_version} if config.container_version else {}
+            request = container.parse_request(body, config.max_total_tokens, config.chat_template, **version)
         except tgi.BodyRejected as rejected:
             self._send_model_error(record, rejected.status, rejected.message, original=rejected.body)
             return
         except tgi.ValidationFailure as failure:
             self._container_refusal(record, failure, streaming)
             return
+        if fault and fault.kind == "grammar_not_enforced":
+            request.grammar = None  # outlines could not compile it: TGI generates unconstrained
         renderer = container.EventRenderer(request)
         if not streaming:
             self._answer_whole(record, renderer)
@@ -451,7 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_streamed(self, record: ReceivedRequest, request: tgi.GenerationRequest, renderer: Renderer,
                          fault: Fault | None) -> None:
         self._start_stream(record, self._container.STREAM_CONTENT_TYPE)
-        mid_stream_fault = fault if fault and fault.kind not in PRE_STREAM_FAULTS else None
+        mid_stream_fault = fault if fault and fault.kind not in PRE_STREAM_FAULTS | GENERATION_FAULTS else None
         try:
             outcome = self._stream_tokens(record, request, renderer, mid_stream_fault)
         except _DISCONNECTED:

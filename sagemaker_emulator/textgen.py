@@ -79,7 +79,12 @@ def _answer_text(prompt: str, seed: int | None) -> str:
 
 def answer_tokens(prompt: str, seed: int | None = None) -> Iterator[Token]:
     """The answer's tokens, ending with :data:`EOS`."""
-    for piece in split_pieces(_answer_text(prompt, seed)):
+    return text_tokens(_answer_text(prompt, seed))
+
+
+def text_tokens(text: str) -> Iterator[Token]:
+    """``text`` as generated tokens, ending with :data:`EOS`."""
+    for piece in split_pieces(text):
         token_id = _token_id(piece)
         if len(piece) == 1 and ord(piece) > 0xFFFF:
             # A 4-byte character spans two byte-level tokens; the first decodes to nothing yet.

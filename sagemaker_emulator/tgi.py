@@ -13,10 +13,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .textgen import EOS, Token, answer_tokens, count_tokens
+from . import grammar as guided
+from .textgen import EOS, Token, answer_tokens, count_tokens, text_tokens
 
 MAX_STOP_SEQUENCES = 4
 TGI_VERSION = "2.4.0"
+#: The first versions with ``parameters.grammar`` (v1.4.1; older routers ignore the unknown field) and with
+#: ``details.input_length`` in the stream's last event (v2.3.0, #2336).
+GRAMMAR_SINCE = (1, 4, 1)
+INPUT_LENGTH_SINCE = (2, 3, 0)
 STREAM_CONTENT_TYPE = "text/event-stream"
 _CHAT_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 
@@ -61,10 +66,15 @@ class GenerationRequest:
     seed: int | None = None
     details: bool = False
     return_full_text: bool = True
+    #: The checked ``parameters.grammar`` (``grammar.py``); ``None``: unconstrained.
+    grammar: dict[str, Any] | None = None
+    version: tuple[int, ...] = tuple(int(part) for part in TGI_VERSION.split("."))
 
 
-def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True) -> GenerationRequest:
-    """Parse and validate a request body; raises :class:`BodyRejected` or :class:`ValidationFailure`.
+def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True,
+                  version: str = TGI_VERSION) -> GenerationRequest:
+    """Parse and validate a request body as TGI ``version`` does; raises :class:`BodyRejected` or
+    :class:`ValidationFailure`.
 
     Without ``chat_template`` (the model's tokenizer ships none), TGI refuses Messages payloads."""
     try:
@@ -76,8 +86,12 @@ def parse_request(body: bytes, max_total_tokens: int, chat_template: bool = True
     chat = "messages" in payload
     if chat and not chat_template:
         raise BodyRejected(422, "Template error: template not found", "template_error")
+    numbers = tuple(int(part) for part in version.split("."))
     try:
-        return _parse_chat(payload, max_total_tokens) if chat else _parse_generate(payload, max_total_tokens)
+        request = _parse_chat(payload, max_total_tokens) if chat else _parse_generate(payload, max_total_tokens,
+                                                                                     numbers)
+        request.version = numbers
+        return request
     except ValidationFailure as failure:
         failure.mode = "chat" if chat else "generate"
         failure.stream = bool(payload.get("stream"))
@@ -121,7 +135,7 @@ def _json_type(value: object) -> str:
     return f"{'floating point' if isinstance(value, float) else 'integer'} `{value!r}`"[:48]
 
 
-def _parse_generate(payload: dict[str, Any], max_total_tokens: int) -> GenerationRequest:
+def _parse_generate(payload: dict[str, Any], max_total_tokens: int, version: tuple[int, ...]) -> GenerationRequest:
     inputs = payload.get("inputs")
     if not isinstance(inputs, str):
         raise BodyRejected(422, "Failed to deserialize the JSON body into the target type: missing field `inputs`")
@@ -138,7 +152,17 @@ def _parse_generate(payload: dict[str, Any], max_total_tokens: int) -> Generatio
         raise ValidationFailure("`best_of` != 1 is not supported when streaming tokens")
     if stream and params.get("decoder_input_details"):
         raise ValidationFailure("`decoder_input_details` == true is not supported when streaming tokens")
+    grammar = None
+    if params.get("grammar") is not None and version >= GRAMMAR_SINCE:
+        try:
+            grammar = guided.checked(params["grammar"])
+        except guided.GrammarRefused as refused:
+            if refused.deserialize:
+                raise BodyRejected(422, f"Failed to deserialize the JSON body into the target type: {refused}") \
+                    from None
+            raise ValidationFailure(str(refused)) from None
     return GenerationRequest(
+        grammar=grammar,
         mode="generate",
         prompt=inputs,
         stream=stream,
@@ -219,7 +243,9 @@ def _token_budget(prompt: str, max_new_tokens: object, max_total_tokens: int) ->
 def generate(request: GenerationRequest) -> Iterator[tuple[Token, str | None]]:
     """Each generated token with the finish reason it ends on (``None`` while generation goes on)."""
     text = ""
-    for count, token in enumerate(answer_tokens(request.prompt, request.seed), start=1):
+    tokens = text_tokens(guided.answer_text(request.grammar, request.prompt)) if request.grammar \
+        else answer_tokens(request.prompt, request.seed)
+    for count, token in enumerate(tokens, start=1):
         if token is EOS:
             yield token, "eos_token"
             return
@@ -264,12 +290,9 @@ class EventRenderer:
             if self.request.return_full_text:
                 generated_text = self.request.prompt + generated_text
             if self.request.details:
-                details = {
-                    "finish_reason": finish_reason,
-                    "generated_tokens": index,
-                    "seed": self.request.seed,
-                    "input_length": self.request.input_tokens,
-                }
+                details = {"finish_reason": finish_reason, "generated_tokens": index, "seed": self.request.seed}
+                if self.request.version >= INPUT_LENGTH_SINCE:
+                    details["input_length"] = self.request.input_tokens
         token_json = {"id": token.id, "text": token.text, "logprob": token.logprob, "special": token.special}
         return sse(
             {"index": index, "token": token_json, "generated_text": generated_text, "details": details}

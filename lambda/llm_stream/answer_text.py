@@ -11,11 +11,21 @@ newline symbol (rinna's ``<NL>``) becomes a newline, also when tokens split it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .chat_formats import NewlineRestorer
 
+if TYPE_CHECKING:
+    from .answer_shapes import ToolCall
+    from .tokens import StreamError
+
 
 class AnswerText:
+    #: Set by :meth:`finish` where the answer has a required shape (``answer_shapes.py``): why it does not
+    #: fit, or the tool calls it makes.
+    failure: StreamError | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
     def __init__(self, stops: Sequence[str] = (), newline_symbol: str = "\n",
                  stop_finish_reasons: frozenset[str] = frozenset()) -> None:
         self._stops = tuple(stop for stop in stops if stop)

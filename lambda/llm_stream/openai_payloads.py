@@ -21,13 +21,16 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 
+from .answer_shapes import AnswerShape
 from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json, quoted
 from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
+from .output_formats import output_format
 from .payloads import UpstreamRequest, check_caps
 from .settings import Settings
 from .strict_model import U32_MAX, U64_MAX, StopSequence, StrictModel
+from .tool_calls import ToolChoice, call_text, result_text, tool_choice
 
 
 class _Request(StrictModel):
@@ -69,12 +72,31 @@ class TextPart(StrictModel):
     text: str
 
 
+class CalledFunction(StrictModel):
+    name: str = Field(max_length=64)
+    arguments: str
+
+
+class CallItem(StrictModel):
+    """An earlier answer's tool call, replayed in the conversation."""
+
+    id: str = Field(max_length=256)
+    type: Literal["function"]
+    function: CalledFunction
+
+
 class Message(StrictModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    #: ``null`` in an assistant message that only calls tools.
+    content: str | list[TextPart] | None
     name: str | None = Field(default=None, max_length=64)
+    tool_calls: list[CallItem] | None = None
+    tool_call_id: str | None = Field(default=None, max_length=256)
+    refusal: str | None = None
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
 
 
@@ -91,17 +113,22 @@ class CompletionRequest(_Request):
 
 
 _Request.model_rebuild()
+Message.model_rebuild()
 ChatCompletionRequest.model_rebuild()
 CompletionRequest.model_rebuild()
 
 #: Fields a client may send but this API cannot honour: the values that change nothing.
 NEUTRAL: dict[str, tuple[object, ...]] = {
     "n": (None, 1), "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "logprobs": (None, False),
-    "top_logprobs": (None, 0), "logit_bias": (None, {}), "response_format": (None, {"type": "text"}),
-    "tools": (None, []), "tool_choice": (None, "none", "auto"), "parallel_tool_calls": (None, True, False),
+    "top_logprobs": (None, 0), "logit_bias": (None, {}),
+    # One tool call per answer: ``true`` permits several, which one is within.
+    "parallel_tool_calls": (None, True, False),
     "store": (None, False), "metadata": (None, {}), "service_tier": (None, "auto", "default"),
     "echo": (None, False), "best_of": (None, 1), "suffix": (None, ""),
 }
+#: ``/v1/completions`` answers text only: OpenAI's completions API has neither structured output nor tools.
+COMPLETION_NEUTRAL = {**NEUTRAL, "response_format": (None, {"type": "text"}), "tools": (None, []),
+                      "tool_choice": (None, "none")}
 
 
 class OpenAIRequest:
@@ -122,12 +149,52 @@ class OpenAIRequest:
 
 
 def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
-    payload = _validate(ChatCompletionRequest, raw, settings)
-    turns = [Turn("system" if m.role == "developer" else m.role, m.text()) for m in payload.messages]
+    payload = validate_body(ChatCompletionRequest, raw, settings, NEUTRAL)
+    shape = answer_shape(payload.response_format, payload.tools, payload.tool_choice, settings, nested=True)
+    turns = with_tool_prompt(_turns(payload.messages), shape)
     prompt, chat_format = render_conversation(turns, settings, status=400)
     input_chars = sum(len(turn.content) for turn in turns)
-    upstream = _upstream(payload, prompt, input_chars, chat_format.stop, settings, "chat", chat_format.newline)
+    upstream = _upstream(payload, prompt, input_chars, chat_format.stop, settings, "chat", chat_format.newline,
+                         shape)
     return OpenAIRequest("chat", payload, upstream)
+
+
+def answer_shape(output: dict[str, Any] | None, tools: list[dict[str, Any]] | None,
+                 choice: str | dict[str, Any] | None, settings: Settings, *, nested: bool) -> AnswerShape | None:
+    """The shape the answer must take: JSON for a schema (``output_formats.py``), a tool call
+    (``tool_calls.py``), or none. ``nested``: the chat route's shapes (the Responses API's are flat)."""
+    output_param = "response_format" if nested else "text.format"
+    formatted = output_format(output, output_param, settings, nested=nested)
+    calls = tool_choice(tools, choice, settings, nested=nested)
+    if formatted is not None and calls is not None:
+        raise ApiError(400, "unsupported_parameter", f"`{output_param}` and `tools` cannot be used together: the "
+                       "answer is either a tool call or JSON for the schema", param=output_param)
+    return formatted or calls
+
+
+def with_tool_prompt(turns: list[Turn], shape: AnswerShape | None) -> list[Turn]:
+    """The turns, with the functions the answer may call appended to the last one (as TGI's template does)."""
+    if not isinstance(shape, ToolChoice) or not turns:
+        return turns
+    return [*turns[:-1], Turn(turns[-1].role, turns[-1].content + shape.prompt())]
+
+
+def _turns(messages: list[Message]) -> list[Turn]:
+    """The conversation as the model's turns: tool calls as the model wrote them, their results as the next
+    user turn."""
+    turns: list[Turn] = []
+    called: dict[str, str] = {}
+    for message in messages:
+        if message.role == "tool":
+            name = called.get(message.tool_call_id or "", "a function")
+            turns.append(Turn("user", result_text(name, message.text())))
+            continue
+        text = message.text()
+        for call in message.tool_calls or ():
+            called[call.id] = call.function.name
+            text += call_text(call.function.name, call.function.arguments)
+        turns.append(Turn("system" if message.role == "developer" else message.role, text))
+    return turns
 
 
 #: Prompts one ``/v1/completions`` request may list: one answer per request, for now.
@@ -135,7 +202,7 @@ MAX_PROMPTS = 1
 
 
 def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
-    payload = _validate(CompletionRequest, raw, settings)
+    payload = validate_body(CompletionRequest, raw, settings, COMPLETION_NEUTRAL)
     prompts = [payload.prompt] if isinstance(payload.prompt, str) else payload.prompt
     if len(prompts) > MAX_PROMPTS:
         raise ApiError(400, "unsupported_parameter", f"`prompt` lists {len(prompts)} prompts; this API answers at "
@@ -147,12 +214,7 @@ def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
     return OpenAIRequest("completion", payload, upstream)
 
 
-_R = TypeVar("_R", bound=_Request)
 _M = TypeVar("_M", bound=StrictModel)
-
-
-def _validate(model: type[_R], raw: bytes, settings: Settings) -> _R:
-    return validate_body(model, raw, settings, NEUTRAL)
 
 
 def validate_body(model: type[_M], raw: bytes, settings: Settings, neutral: dict[str, tuple[object, ...]],
@@ -199,10 +261,18 @@ def _shape(value: dict[str, Any] | list[Any]) -> str:
 
 
 def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tuple[str, ...],
-              settings: Settings, kind: Literal["generate", "chat"], newline_symbol: str = "\n") -> UpstreamRequest:
+              settings: Settings, kind: Literal["generate", "chat"], newline_symbol: str = "\n",
+              shape: AnswerShape | None = None) -> UpstreamRequest:
     requested = payload.max_completion_tokens if payload.max_completion_tokens is not None else payload.max_tokens
     field = "max_completion_tokens" if payload.max_completion_tokens is not None else "max_tokens"
     max_new_tokens = check_caps(input_chars, requested, settings, field)
     parameters = sampling_parameters(settings.family, max_new_tokens, payload.temperature, payload.top_p,
                                      payload.stop, format_stops, payload.seed, status=400)
-    return UpstreamRequest.for_prompt(kind, prompt, parameters, input_chars, settings.family, newline_symbol)
+    return UpstreamRequest.for_prompt(kind, prompt, with_grammar(parameters, shape), input_chars, settings.family,
+                                      newline_symbol, shape)
+
+
+def with_grammar(parameters: dict[str, Any], shape: AnswerShape | None) -> dict[str, Any]:
+    """The container's parameters with the shape's grammar (TGI's ``grammar``), where the answer has one."""
+    grammar = getattr(shape, "grammar", None)
+    return parameters if not grammar else {**parameters, "grammar": grammar}

@@ -21,6 +21,8 @@ from .errors import ApiError
 from .stats import RequestStats
 
 if TYPE_CHECKING:  # pydantic loads after the server is ready (preload.py)
+    from .answer_shapes import ToolCall
+    from .answer_text import AnswerText
     from .openai_payloads import OpenAIRequest
 
 #: TGI's finish reasons in OpenAI's words.
@@ -50,9 +52,25 @@ class Usage(TypedDict):
     total_tokens: NotRequired[int]
 
 
+class CalledFunction(TypedDict):
+    name: str
+    arguments: str
+
+
+class ToolCallObject(TypedDict):
+    id: str
+    type: Literal["function"]
+    function: CalledFunction
+
+
+class ToolCallDelta(ToolCallObject):
+    index: int
+
+
 class Delta(TypedDict, total=False):
     role: Literal["assistant"]
     content: str
+    tool_calls: list[ToolCallDelta]
 
 
 class ChatChunkChoice(TypedDict):
@@ -71,7 +89,8 @@ class TextChoice(TypedDict):
 
 class AssistantMessage(TypedDict):
     role: Literal["assistant"]
-    content: str
+    content: str | None
+    tool_calls: NotRequired[list[ToolCallObject]]
 
 
 class ChatChoice(TypedDict):
@@ -116,8 +135,16 @@ def error_object(status: int, code: str, message: str, request_id: str, param: s
                       "request_id": request_id}}
 
 
-def finish_reason(stats: RequestStats) -> str:
+def finish_reason(stats: RequestStats, answer: AnswerText | None = None) -> str:
+    if answer is not None and answer.tool_calls:
+        return "tool_calls"
     return FINISH_REASONS.get(stats.finish_reason or "", "stop")
+
+
+def tool_call_objects(calls: tuple[ToolCall, ...]) -> list[ToolCallObject]:
+    return [ToolCallObject(id=call.id, type="function", function=CalledFunction(name=call.name,
+                                                                                arguments=call.arguments))
+            for call in calls]
 
 
 def usage(stats: RequestStats) -> Usage:
@@ -133,7 +160,8 @@ class OpenAIEncoder:
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, request: OpenAIRequest, model_id: str) -> None:
+    def __init__(self, request: OpenAIRequest, model_id: str, answer: AnswerText) -> None:
+        self._answer = answer
         self._chat = request.kind == "chat"
         self._include_usage = request.include_usage
         self._id = f"{'chatcmpl' if self._chat else 'cmpl'}-{uuid.uuid4().hex}"
@@ -149,7 +177,12 @@ class OpenAIEncoder:
         return self._choice(text, None)
 
     def done(self, stats: RequestStats) -> bytes:
-        events = self._choice("", finish_reason(stats))
+        events = b""
+        if self._answer.tool_calls:
+            calls = [ToolCallDelta(index=index, **call)
+                     for index, call in enumerate(tool_call_objects(self._answer.tool_calls))]
+            events = self._delta(Delta(tool_calls=calls))
+        events += self._choice("", finish_reason(stats, self._answer))
         if self._include_usage:
             with_usage = self._chunk([])
             with_usage["usage"] = usage(stats)
@@ -159,25 +192,28 @@ class OpenAIEncoder:
     def error(self, error_type: str, message: str, request_id: str) -> bytes:
         return _data(error_object(500, error_type, message, request_id))
 
-    def _choice(self, text: str, finish: str | None) -> bytes:
-        chunk: Chunk
-        if self._chat:
-            delta = Delta() if finish else Delta(content=text)
-            if not self._started:
-                delta = Delta(role="assistant", **delta)
-            chunk = self._chunk([ChatChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish)])
-        else:
-            chunk = self._chunk([TextChoice(index=0, text=text, logprobs=None, finish_reason=finish)])
+    def _delta(self, delta: Delta, finish: str | None = None) -> bytes:
+        if not self._started:
+            delta = Delta(role="assistant", **delta)
         self._started = True
-        return _data(chunk)
+        return _data(self._chunk([ChatChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish)]))
+
+    def _choice(self, text: str, finish: str | None) -> bytes:
+        if self._chat:
+            return self._delta(Delta() if finish else Delta(content=text), finish)
+        return _data(self._chunk([TextChoice(index=0, text=text, logprobs=None, finish_reason=finish)]))
 
 
-def complete_answer(request: OpenAIRequest, model_id: str, text: str, stats: RequestStats) -> Completion:
+def complete_answer(request: OpenAIRequest, model_id: str, text: str, stats: RequestStats,
+                    answer: AnswerText) -> Completion:
     """The whole answer (as the reader sees it: ``answer_text.py``) as one ``chat.completion`` or
     ``text_completion`` object."""
-    created, counted, finish = int(time.time()), usage(stats), finish_reason(stats)
+    created, counted, finish = int(time.time()), usage(stats), finish_reason(stats, answer)
     if request.kind == "chat":
         message = AssistantMessage(role="assistant", content=text)
+        if answer.tool_calls:
+            message = AssistantMessage(role="assistant", content=None,
+                                       tool_calls=tool_call_objects(answer.tool_calls))
         return Completion(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=created,
                           model=model_id, usage=counted,
                           choices=[ChatChoice(index=0, message=message, logprobs=None, finish_reason=finish)])

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .answer_text import AnswerText
 from .error_responses import error_response
 from .errors import ApiError
 from .gateway import Gateway, OpenedStream
@@ -67,8 +68,9 @@ def openai_routes(gateway: Gateway) -> list[Route]:
                            f"here; this deployment serves {settings.model_id!r}", param="model")
         return JSONResponse(model_object())
 
-    async def answer(request: Request, parse: Callable[[bytes, Settings], Any], encoder: Callable[[Any, str], Encoder],
-                     complete: Callable[[Any, str, str, RequestStats], Mapping[str, Any]]) -> Response:
+    async def answer(request: Request, parse: Callable[[bytes, Settings], Any],
+                     encoder: Callable[[Any, str, AnswerText], Encoder],
+                     complete: Callable[[Any, str, str, RequestStats, AnswerText], Mapping[str, Any]]) -> Response:
         """Every OpenAI route: its request parsed, the endpoint opened, then a stream of the route's events
         or, not streamed, the route's whole answer."""
         stats = request_stats(request.scope)
@@ -76,11 +78,13 @@ def openai_routes(gateway: Gateway) -> list[Route]:
         openai_request = await gateway.validated(request, parse)
         stats.user = openai_request.payload.user
         opened = await gateway.open_upstream(request, openai_request.upstream)
+        answer_text = opened.answer_text()
         if openai_request.stream:
-            return TokenStreamResponse(opened.reader, opened.first, encoder(openai_request, settings.model_id), stats,
-                                       opened.deadline, opened.answer_text())
-        return await _whole_answer(request, opened, stats, lambda text: complete(openai_request, settings.model_id,
-                                                                                 text, stats))
+            return TokenStreamResponse(opened.reader, opened.first, encoder(openai_request, settings.model_id,
+                                                                            answer_text),
+                                       stats, opened.deadline, answer_text)
+        return await _whole_answer(request, opened, answer_text, stats,
+                                   lambda text: complete(openai_request, settings.model_id, text, stats, answer_text))
 
     async def chat_completions(request: Request) -> Response:
         return await answer(request, _parse_chat, OpenAIEncoder, complete_answer)
@@ -99,7 +103,7 @@ def openai_routes(gateway: Gateway) -> list[Route]:
             Route("/v1/responses", responses, methods=["POST"])]
 
 
-async def _whole_answer(http_request: Request, opened: OpenedStream, stats: RequestStats,
+async def _whole_answer(http_request: Request, opened: OpenedStream, answer: AnswerText, stats: RequestStats,
                         complete: Callable[[str], Mapping[str, Any]]) -> Response:
     """Read the stream to its end; as no byte has been sent, a failure on the way is still a status.
 
@@ -118,8 +122,11 @@ async def _whole_answer(http_request: Request, opened: OpenedStream, stats: Requ
     if failure is not None:
         return error_response(failure, http_request.scope)
     opened.reader.record_end(stats)
-    answer = opened.answer_text()
     text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason)
+    if answer.failure is not None:  # the answer does not have the shape asked for (answer_shapes.py)
+        misfit = answer.failure
+        return error_response(ApiError(502, misfit.error_type, misfit.message, detail=str(misfit)),
+                              http_request.scope)
     return JSONResponse(complete(text))
 
 

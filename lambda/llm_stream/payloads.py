@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, create_model, field_validator
 
+from .answer_shapes import AnswerShape, ShapedAnswer
 from .answer_text import AnswerText
 from .chat_formats import Turn
 from .errors import ApiError
@@ -93,6 +94,8 @@ class UpstreamRequest:
     #: chat format's newline symbol to turn back into newlines (see answer_text.py).
     answer_stops: tuple[str, ...] = ()
     newline_symbol: str = "\n"
+    #: The shape the answer must have (JSON for a schema, a tool call), settled when it ends.
+    shape: AnswerShape | None = None
     #: The body as sent upstream, encoded during validation so that it cannot fail later.
     encoded: bytes = field(init=False, repr=False)
 
@@ -101,15 +104,18 @@ class UpstreamRequest:
 
     def answer_text(self) -> AnswerText:
         """How the reader sees the model's text: without the stop that ended it, newlines restored."""
+        if self.shape is not None:
+            return ShapedAnswer(self.shape, self.answer_stops, self.newline_symbol, self.family.stop_finish_reasons)
         return AnswerText(self.answer_stops, self.newline_symbol, self.family.stop_finish_reasons)
 
     @classmethod
     def for_prompt(cls, kind: Literal["generate", "chat"], prompt: str, parameters: dict[str, Any],
-                   input_chars: int, family: ContainerFamily, newline_symbol: str = "\n") -> UpstreamRequest:
+                   input_chars: int, family: ContainerFamily, newline_symbol: str = "\n",
+                   shape: AnswerShape | None = None) -> UpstreamRequest:
         """A streamed generate request whose answer the reader sees without its stop sequence."""
         body = family.upstream_body(prompt, parameters)
         return cls(kind, body, input_chars, parameters["max_new_tokens"], prompt, family,
-                   tuple(parameters.get(family.stop_parameter, ())), newline_symbol)
+                   tuple(parameters.get(family.stop_parameter, ())), newline_symbol, shape)
 
 
 def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:

@@ -158,7 +158,10 @@ class TokenStreamResponse(Response):
             if isinstance(item, StreamEnd):
                 self.reader.record_end(self.stats)
                 await self._send_text(send, self.answer.finish(self.stats.finish_reason))
-                await self._send_body(send, self.encoder.done(self.stats))
+                if self.answer.failure is not None:  # not the shape asked for (answer_shapes.py)
+                    await self._fail(send, self.answer.failure, self.answer.failure.message)
+                else:
+                    await self._send_body(send, self.encoder.done(self.stats))
                 break
             if isinstance(item, StreamError):
                 await self._fail(send, item)

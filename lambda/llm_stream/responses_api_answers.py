@@ -6,7 +6,10 @@ message item: ``response.output_item.added``, ``response.content_part.added``, o
 ``response.output_text.delta`` per token (with ``item_id``, ``output_index``, ``content_index``),
 ``response.output_text.done``, ``response.content_part.done``, ``response.output_item.done``; last
 ``response.completed``, or ``response.incomplete`` when the answer reached ``max_output_tokens``. A
-failure after the first byte is an ``error`` event followed by ``response.failed``.
+function call (``tool_calls.py``) is a ``function_call`` item instead of the message:
+``response.output_item.added``, ``response.function_call_arguments.delta`` (the arguments whole: they are known
+once the answer is), ``response.function_call_arguments.done``, ``response.output_item.done``. A failure after
+the first byte is an ``error`` event followed by ``response.failed``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .openai_responses import usage as chat_usage
 from .stats import RequestStats
 
 if TYPE_CHECKING:  # pydantic loads after the server is ready (preload.py)
+    from .answer_shapes import ToolCall
+    from .answer_text import AnswerText
     from .responses_api_payloads import ResponsesRequest
 
 
@@ -45,7 +50,8 @@ class ResponseShape:
         self.fields: dict[str, Any] = {
             "model": model_id, "instructions": payload.instructions, "max_output_tokens": payload.max_output_tokens,
             "temperature": payload.temperature, "top_p": payload.top_p, "parallel_tool_calls": True,
-            "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}}, "store": False,
+            "tool_choice": payload.tool_choice or "auto", "tools": payload.tools or [],
+            "text": {"format": (payload.text or {}).get("format") or {"type": "text"}}, "store": False,
             "metadata": payload.metadata or {}, "previous_response_id": None, "truncation": "disabled",
             "reasoning": None, "user": payload.user, "background": False}
 
@@ -64,15 +70,25 @@ class ResponseShape:
     def text_part(text: str) -> dict[str, Any]:
         return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
+    @staticmethod
+    def function_call(call: ToolCall, status: str, arguments: str | None = None) -> dict[str, Any]:
+        return {"type": "function_call", "id": f"fc_{call.id.removeprefix('call_')}", "call_id": call.id,
+                "name": call.name, "arguments": call.arguments if arguments is None else arguments,
+                "status": status}
+
 
 def status_of(stats: RequestStats) -> str:
     return "incomplete" if stats.finish_reason == "length" else "completed"
 
 
-def whole_response(request: ResponsesRequest, model_id: str, text: str, stats: RequestStats) -> dict[str, Any]:
-    """The whole answer (as the reader sees it: ``answer_text.py``) as one ``response`` object."""
+def whole_response(request: ResponsesRequest, model_id: str, text: str, stats: RequestStats,
+                   answer: AnswerText) -> dict[str, Any]:
+    """The whole answer (as the reader sees it: ``answer_text.py``) as one ``response`` object: its message, or
+    its function call."""
     shape, status = ResponseShape(request, model_id), status_of(stats)
-    return shape.response(status, [shape.message("completed", text)], stats)
+    output = [shape.function_call(call, "completed") for call in answer.tool_calls] or \
+        [shape.message("completed", text)]
+    return shape.response(status, output, stats)
 
 
 class ResponsesEncoder:
@@ -80,41 +96,69 @@ class ResponsesEncoder:
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, request: ResponsesRequest, model_id: str) -> None:
+    def __init__(self, request: ResponsesRequest, model_id: str, answer: AnswerText) -> None:
         self._shape = ResponseShape(request, model_id)
+        self._answer = answer
         self._sequence = 0
         self._text: list[str] = []
-        self._started = False
+        self._begun = self._message_open = False
 
     def token(self, text: str) -> bytes:
         self._text.append(text)
-        return self._start() + self._event("response.output_text.delta", **self._where(), delta=text, logprobs=[])
+        return self._open_message() + self._event("response.output_text.delta", **self._where(), delta=text,
+                                                  logprobs=[])
 
     def done(self, stats: RequestStats) -> bytes:
-        text, status = "".join(self._text), status_of(stats)
-        part, item = self._shape.text_part(text), self._shape.message("completed", text)
-        return (self._start()
-                + self._event("response.output_text.done", **self._where(), text=text, logprobs=[])
-                + self._event("response.content_part.done", **self._where(), part=part)
-                + self._event("response.output_item.done", output_index=0, item=item)
-                + self._event(f"response.{status}", response=self._shape.response(status, [item], stats)))
+        status = status_of(stats)
+        if self._answer.tool_calls:
+            events, output = self._begin(), []
+            for index, call in enumerate(self._answer.tool_calls):
+                events += self._function_call(index, call)
+                output.append(self._shape.function_call(call, "completed"))
+        else:
+            text = "".join(self._text)
+            part, item = self._shape.text_part(text), self._shape.message("completed", text)
+            events = (self._open_message()
+                      + self._event("response.output_text.done", **self._where(), text=text, logprobs=[])
+                      + self._event("response.content_part.done", **self._where(), part=part)
+                      + self._event("response.output_item.done", output_index=0, item=item))
+            output = [item]
+        return events + self._event(f"response.{status}", response=self._shape.response(status, output, stats))
 
     def error(self, error_type: str, message: str, request_id: str) -> bytes:
-        item = self._shape.message("incomplete", "".join(self._text))
-        failed = self._shape.response("failed", [item], error={"code": error_type, "message": message})
-        return (self._start()
+        output = [self._shape.message("incomplete", "".join(self._text))] if self._message_open else []
+        failed = self._shape.response("failed", output, error={"code": error_type, "message": message})
+        return (self._begin()
                 + self._event("error", code=error_type, message=f"{message} (request {request_id})", param=None)
                 + self._event("response.failed", response=failed))
 
-    def _start(self) -> bytes:
-        """The events before the first delta, once."""
-        if self._started:
+    def _function_call(self, index: int, call: ToolCall) -> bytes:
+        """One function call's events: the item, its arguments (whole: known once the answer is), the item done."""
+        where = {"item_id": self._shape.function_call(call, "")["id"], "output_index": index}
+        return (self._event("response.output_item.added", output_index=index,
+                            item=self._shape.function_call(call, "in_progress", arguments=""))
+                + self._event("response.function_call_arguments.delta", **where, delta=call.arguments)
+                + self._event("response.function_call_arguments.done", **where, name=call.name,
+                              arguments=call.arguments)
+                + self._event("response.output_item.done", output_index=index,
+                              item=self._shape.function_call(call, "completed")))
+
+    def _begin(self) -> bytes:
+        """The events that open the response, once."""
+        if self._begun:
             return b""
-        self._started = True
-        in_progress, item = self._shape.response("in_progress", []), self._shape.message("in_progress", None)
-        return (self._event("response.created", response=in_progress)
-                + self._event("response.in_progress", response=in_progress)
-                + self._event("response.output_item.added", output_index=0, item=item)
+        self._begun = True
+        in_progress = self._shape.response("in_progress", [])
+        return self._event("response.created", response=in_progress) + self._event("response.in_progress",
+                                                                                   response=in_progress)
+
+    def _open_message(self) -> bytes:
+        """The events before the message's first delta, once."""
+        if self._message_open:
+            return b""
+        self._message_open = True
+        item = self._shape.message("in_progress", None)
+        return (self._begin() + self._event("response.output_item.added", output_index=0, item=item)
                 + self._event("response.content_part.added", **self._where(), part=self._shape.text_part("")))
 
     def _where(self) -> dict[str, Any]:

@@ -22,10 +22,11 @@ from pydantic import Field
 from .chat_formats import Turn
 from .errors import ApiError
 from .model_requests import render_conversation, sampling_parameters
-from .openai_payloads import validate_body
+from .openai_payloads import answer_shape, validate_body, with_grammar, with_tool_prompt
 from .payloads import UpstreamRequest, check_caps
 from .settings import Settings
 from .strict_model import U32_MAX, StrictModel
+from .tool_calls import call_text, result_text
 
 #: Message roles an input item may have (``developer`` is a system turn, as on the chat route).
 ROLES: dict[str, Literal["system", "user", "assistant"]] = {
@@ -64,7 +65,6 @@ ResponsesApiRequest.model_rebuild()
 
 NEUTRAL: dict[str, tuple[object, ...]] = {
     "previous_response_id": (None,), "background": (None, False),
-    "text": (None, {}, {"format": {"type": "text"}}), "tools": (None, []), "tool_choice": (None, "auto", "none"),
     "parallel_tool_calls": (None, True, False), "truncation": (None, "disabled"),
     "include": (None, []), "reasoning": (None, {}), "service_tier": (None, "auto", "default"),
     "top_logprobs": (None, 0),
@@ -92,15 +92,32 @@ class ResponsesRequest:
 
 def parse_responses(raw: bytes, settings: Settings) -> ResponsesRequest:
     payload = _validate(raw, settings)
+    shape = answer_shape(_text_format(payload.text), payload.tools, payload.tool_choice, settings, nested=False)
     turns = ([Turn("system", payload.instructions)] if payload.instructions else []) + _turns(payload.input)
+    turns = with_tool_prompt(turns, shape)
     prompt, chat_format = render_conversation(turns, settings, status=400)
     input_chars = sum(len(turn.content) for turn in turns)
     max_new_tokens = check_caps(input_chars, payload.max_output_tokens, settings, "max_output_tokens")
     parameters = sampling_parameters(settings.family, max_new_tokens, payload.temperature, payload.top_p, None,
                                      chat_format.stop, None, status=400)
-    upstream = UpstreamRequest.for_prompt("chat", prompt, parameters, input_chars, settings.family,
-                                          chat_format.newline)
+    upstream = UpstreamRequest.for_prompt("chat", prompt, with_grammar(parameters, shape), input_chars,
+                                          settings.family, chat_format.newline, shape)
     return ResponsesRequest(payload, upstream)
+
+
+def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``text.format``, the one part of ``text`` this API reads (``verbosity`` is accepted at its default)."""
+    if not text:
+        return None
+    unknown = sorted(set(text) - {"format", "verbosity"})
+    if unknown or text.get("verbosity", "medium") != "medium":
+        name = unknown[0][:64] if unknown else "verbosity"
+        raise ApiError(400, "unsupported_parameter", f"`text.{name}` is not served: this API reads `text.format`",
+                       param=f"text.{name}")
+    text_format = text.get("format")
+    if text_format is not None and not isinstance(text_format, dict):
+        raise ApiError(400, "validation_error", "`text.format` must be an object", param="text.format")
+    return text_format
 
 
 def _validate(raw: bytes, settings: Settings) -> ResponsesApiRequest:
@@ -112,15 +129,24 @@ def _turns(given: str | list[dict[str, Any]]) -> list[Turn]:
         return [Turn("user", given)]
     if not 1 <= len(given) <= MAX_INPUT_ITEMS:
         raise ApiError(400, "validation_error", f"`input` must hold 1 to {MAX_INPUT_ITEMS} items", param="input")
-    return [_turn(item, f"input[{index}]") for index, item in enumerate(given)]
+    called: dict[str, str] = {}
+    return [_turn(item, f"input[{index}]", called) for index, item in enumerate(given)]
 
 
-def _turn(item: dict[str, Any], where: str) -> Turn:
+def _turn(item: dict[str, Any], where: str, called: dict[str, str]) -> Turn:
+    """One input item as a turn: a message, an earlier answer's function call (as the model wrote it), or a
+    function's output (the next user turn)."""
     kind = item.get("type", "message")
+    if kind == "function_call":
+        call_id, name, arguments = (_string(item, key, where) for key in ("call_id", "name", "arguments"))
+        called[call_id] = name
+        return Turn("assistant", call_text(name, arguments))
+    if kind == "function_call_output":
+        call_id, output = _string(item, "call_id", where), _string(item, "output", where)
+        return Turn("user", result_text(called.get(call_id, "a function"), output))
     if kind != "message":
-        raise ApiError(400, "unsupported_parameter", f"`{where}.type` is {_shown(kind)}: this API takes message "
-                       "items only (function calls and their outputs need tools, which it does not serve)",
-                       param=f"{where}.type")
+        raise ApiError(400, "unsupported_parameter", f"`{where}.type` is {_shown(kind)}: this API takes message, "
+                       "function_call and function_call_output items", param=f"{where}.type")
     role = item.get("role")
     if role not in ROLES:
         raise ApiError(400, "validation_error", f"`{where}.role` is {_shown(role)}; expected one of "
@@ -142,6 +168,13 @@ def _text(content: object, where: str) -> str:
                            f"this API takes {' and '.join(TEXT_PARTS)} parts", param=f"{where}[{index}]")
         texts.append(text)
     return "".join(texts)
+
+
+def _string(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise ApiError(400, "validation_error", f"`{where}.{key}` must be a string", param=f"{where}.{key}")
+    return value
 
 
 def _shown(value: object) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from .chat_formats import FORMATS
-from .families import REGISTERED, ContainerFamily, family
+from .families import CAPABILITIES, REGISTERED, ContainerFamily, family
 from .key_limits import KeyLimits, LimitsError, parse_limits
 
 _T = TypeVar("_T")
@@ -42,6 +42,8 @@ DEFAULT_SERVICE_NAME = "llm-stream"
 DEFAULT_CHAT_FORMAT = "falcon-instruct"
 #: The default model's container (``families/``).
 DEFAULT_CONTAINER_FAMILY = "tgi"
+#: What the default model's container (TGI 2.4.0) can do (``families/``; the catalog records each model's).
+DEFAULT_CONTAINER_CAPABILITIES = CAPABILITIES
 NO_CHAT_FORMAT = "none"
 #: Streams one process serves at once when it is a long-running server (``make dev``).
 DEFAULT_MAX_CONCURRENT_STREAMS = 256
@@ -123,6 +125,9 @@ class Settings:
     chat_format: str = _env("CHAT_FORMAT", DEFAULT_CHAT_FORMAT)
     #: The model container's request and stream dialect (``families/``): ``tgi`` or ``lmi``.
     container_family: str = _env("CONTAINER_FAMILY", DEFAULT_CONTAINER_FAMILY)
+    #: What the model's pinned container can do (of ``families.CAPABILITIES``): structured output and tools
+    #: need ``grammar`` and ``tools``, ``logprobs`` and ``top_logprobs`` the token log probabilities.
+    container_capabilities: tuple[str, ...] = _env("CONTAINER_CAPABILITIES", DEFAULT_CONTAINER_CAPABILITIES)
     #: One of :data:`AUTH_MODES`; only ``api_key`` changes what the function does.
     auth_mode: str = _env("AUTH_MODE", "none")
     #: api_key auth: the key document's Secrets Manager secret (ARN or name), or its file (local runs).
@@ -157,6 +162,9 @@ class Settings:
                  f"{NO_CHAT_FORMAT} (a base model) or one of {', '.join(FORMATS)}")
         _require(self.container_family in REGISTERED, "container_family", self.container_family,
                  f"one of {', '.join(REGISTERED)}")
+        unknown = [name for name in self.container_capabilities if name not in CAPABILITIES]
+        _require(not unknown, "container_capabilities", ",".join(self.container_capabilities),
+                 f"names among {', '.join(CAPABILITIES)}")
         _require(self.queue_wait_seconds >= 0, "queue_wait_seconds", self.queue_wait_seconds, "a number >= 0")
         for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds",
                      "body_read_timeout_seconds", "api_keys_refresh_seconds"):
@@ -197,6 +205,10 @@ class Settings:
     @property
     def family(self) -> ContainerFamily:
         return family(self.container_family)
+
+    def can(self, capability: str) -> bool:
+        """Whether the model's container has this capability (``families.CAPABILITIES``)."""
+        return capability in self.container_capabilities
 
     @property
     def default_limits(self) -> KeyLimits:

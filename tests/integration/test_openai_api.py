@@ -109,16 +109,15 @@ def test_values_it_cannot_honour_are_refused_by_name(client, emulator, kwargs, p
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"logprobs": True}, "this API accepts `logprobs` only as false (the model's container"),
-    ({"response_format": {"type": "json_object"}},
-     '`response_format` is an object of type "json_object"; this API accepts `response_format` only as '
-     '{"type": "text"}'),
-    ({"tool_choice": {"type": "function", "function": {"name": "f"}}},
-     '`tool_choice` is an object of type "function"; this API accepts `tool_choice` only as "none" or "auto"'),
+    ({"logit_bias": {"50256": -100}}, "`logit_bias` is an object; this API accepts `logit_bias` only as {}"),
+    ({"tool_choice": {"type": "function", "name": "f"}},
+     '`tool_choice` as an object must be {"type": "function", "function": {"name": ...}}'),
 ])
 def test_refusals_say_what_was_sent_and_what_is_accepted_in_json_not_python(client, emulator, kwargs,
                                                                              message) -> None:
+    tools: list[Any] = [{"type": "function", "function": {"name": "f"}}] if "tool_choice" in kwargs else []
     with pytest.raises(openai.BadRequestError) as raised:
-        client.chat.completions.create(model=MODEL, messages=HI, **kwargs)
+        client.chat.completions.create(model=MODEL, messages=HI, **kwargs, **({"tools": tools} if tools else {}))
     assert message in raised.value.message
     assert raised.value.param == next(iter(kwargs))
     assert "False" not in raised.value.message  # JSON, not a Python repr
