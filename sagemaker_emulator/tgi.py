@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import grammar as guided
-from .textgen import EOS, Token, answer_tokens, count_tokens, text_tokens
+from .textgen import EOS, VOCAB_SIZE, Token, answer_tokens, count_tokens, text_tokens
 
 MAX_STOP_SEQUENCES = 4
 TGI_VERSION = "2.4.0"
 #: The first versions with ``parameters.grammar`` (v1.4.1; older routers ignore the unknown field) and with
 #: ``details.input_length`` in the stream's last event (v2.3.0, #2336).
 GRAMMAR_SINCE = (1, 4, 1)
+#: The launcher's default ``--max-top-n-tokens``.
+MAX_TOP_N_TOKENS = 5
 INPUT_LENGTH_SINCE = (2, 3, 0)
 STREAM_CONTENT_TYPE = "text/event-stream"
 _CHAT_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
@@ -68,6 +70,8 @@ class GenerationRequest:
     return_full_text: bool = True
     #: The checked ``parameters.grammar`` (``grammar.py``); ``None``: unconstrained.
     grammar: dict[str, Any] | None = None
+    #: ``parameters.top_n_tokens``: the most likely alternatives listed with each token (``top_tokens``).
+    top_n_tokens: int = 0
     version: tuple[int, ...] = tuple(int(part) for part in TGI_VERSION.split("."))
 
 
@@ -152,6 +156,9 @@ def _parse_generate(payload: dict[str, Any], max_total_tokens: int, version: tup
         raise ValidationFailure("`best_of` != 1 is not supported when streaming tokens")
     if stream and params.get("decoder_input_details"):
         raise ValidationFailure("`decoder_input_details` == true is not supported when streaming tokens")
+    top_n_tokens = params.get("top_n_tokens") or 0
+    if top_n_tokens > MAX_TOP_N_TOKENS:
+        raise ValidationFailure(f"`top_n_tokens` must be >= 0 and <= {MAX_TOP_N_TOKENS}. Given: {top_n_tokens}")
     grammar = None
     if params.get("grammar") is not None and version >= GRAMMAR_SINCE:
         try:
@@ -163,6 +170,7 @@ def _parse_generate(payload: dict[str, Any], max_total_tokens: int, version: tup
             raise ValidationFailure(str(refused)) from None
     return GenerationRequest(
         grammar=grammar,
+        top_n_tokens=top_n_tokens,
         mode="generate",
         prompt=inputs,
         stream=stream,
@@ -266,6 +274,15 @@ def visible_tokens(request: GenerationRequest) -> list[tuple[int, str]]:
     return [(index, token.text) for index, (token, _) in enumerate(generate(request))
             if token.text and not token.special]
 
+def top_tokens(chosen: Token, count: int) -> list[dict[str, Any]]:
+    """The ``count`` most likely tokens at this step, the chosen one first (sampling may pick another; the
+    emulator's never does), the rest each less likely than the one before."""
+    alternatives = [chosen, *(Token(id=(chosen.id + step) % VOCAB_SIZE, text=f"{chosen.text.strip() or '_'}{step}",
+                                    logprob=round(chosen.logprob - step * 0.7, 2)) for step in range(1, count))]
+    return [{"id": token.id, "text": token.text, "logprob": token.logprob, "special": token.special}
+            for token in alternatives]
+
+
 def sse(event: object) -> bytes:
     return b"data:" + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
 
@@ -294,9 +311,10 @@ class EventRenderer:
                 if self.request.version >= INPUT_LENGTH_SINCE:
                     details["input_length"] = self.request.input_tokens
         token_json = {"id": token.id, "text": token.text, "logprob": token.logprob, "special": token.special}
-        return sse(
-            {"index": index, "token": token_json, "generated_text": generated_text, "details": details}
-        )
+        event = {"index": index, "token": token_json, "generated_text": generated_text, "details": details}
+        if self.request.top_n_tokens:  # TGI leaves the field out when none are asked for
+            event["top_tokens"] = top_tokens(token, self.request.top_n_tokens)
+        return sse(event)
 
     def _chat_chunk(self, token: Token, finish_reason: str | None) -> bytes:
         choice = {

@@ -45,8 +45,8 @@ class ShapedAnswer(AnswerText):
     """:class:`AnswerText` whose whole text is settled by its shape when the answer ends."""
 
     def __init__(self, shape: AnswerShape, stops: Sequence[str] = (), newline_symbol: str = "\n",
-                 stop_finish_reasons: frozenset[str] = frozenset()) -> None:
-        super().__init__(stops, newline_symbol, stop_finish_reasons)
+                 stop_finish_reasons: frozenset[str] = frozenset(), scored: bool = False) -> None:
+        super().__init__(stops, newline_symbol, stop_finish_reasons, scored)
         self._shape = shape
         self._seen: list[str] = []
         self._settled: Settled | None = None

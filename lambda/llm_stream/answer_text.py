@@ -27,14 +27,26 @@ class AnswerText:
     tool_calls: tuple[ToolCall, ...] = ()
 
     def __init__(self, stops: Sequence[str] = (), newline_symbol: str = "\n",
-                 stop_finish_reasons: frozenset[str] = frozenset()) -> None:
+                 stop_finish_reasons: frozenset[str] = frozenset(), scored: bool = False) -> None:
         self._stops = tuple(stop for stop in stops if stop)
         self._stop_finish_reasons = stop_finish_reasons
         self._held = ""
         self._newlines = NewlineRestorer(newline_symbol)
+        #: With ``scored`` (the caller asked for log probabilities), the tokens fed and not yet taken.
+        self._scores: list[str] | None = [] if scored else None
+
+    def take_scores(self) -> list[str]:
+        """The tokens fed since the last call (each a ``tokens.ScoredText`` where the container scored it): what
+        the text shown since then is made of. Empty unless the answer is ``scored``."""
+        taken = self._scores or []
+        if self._scores is not None:
+            self._scores = []
+        return taken
 
     def feed(self, text: str) -> str:
         """What of ``text`` (and what was held back) can be shown now."""
+        if self._scores is not None:
+            self._scores.append(text)
         if not self._stops:
             return self._newlines.feed(text)
         pending = self._held + text
@@ -49,8 +61,16 @@ class AnswerText:
             for stop in self._stops:
                 if held.endswith(stop):
                     held = held[: -len(stop)]
+                    self._drop_scores(len(stop))
                     break
         return self._newlines.feed(held) + self._newlines.flush()
+
+
+    def _drop_scores(self, characters: int) -> None:
+        """Forget the last tokens, those that spelled the stop sequence left out of the answer."""
+        dropped = 0
+        while self._scores and dropped < characters:
+            dropped += len(self._scores.pop())
 
 
 def _longest_stop_prefix_at_end(text: str, stops: Sequence[str]) -> int:

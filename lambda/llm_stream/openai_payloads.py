@@ -21,10 +21,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 
+from . import logprobs
 from .answer_shapes import AnswerShape
 from .chat_formats import Turn
 from .errors import ApiError
 from .json_body import load_json, quoted
+from .logprobs import with_top_tokens
 from .model_requests import MAX_STOP_SEQUENCES, render_conversation, sampling_parameters
 from .output_formats import output_format
 from .payloads import UpstreamRequest, check_caps
@@ -50,8 +52,6 @@ class _Request(StrictModel):
     n: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
     logit_bias: dict[str, float] | None = None
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -102,11 +102,15 @@ class Message(StrictModel):
 
 class ChatCompletionRequest(_Request):
     messages: list[Message] = Field(min_length=1, max_length=256)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
 class CompletionRequest(_Request):
     #: A string, or a list of them as some clients send (LangChain's completions class: a list of one).
     prompt: str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    #: How many alternatives per token to list with their log probabilities (0: the chosen token's only).
+    logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool | None = None
     best_of: int | None = None
     suffix: str | None = None
@@ -119,8 +123,7 @@ CompletionRequest.model_rebuild()
 
 #: Fields a client may send but this API cannot honour: the values that change nothing.
 NEUTRAL: dict[str, tuple[object, ...]] = {
-    "n": (None, 1), "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "logprobs": (None, False),
-    "top_logprobs": (None, 0), "logit_bias": (None, {}),
+    "n": (None, 1), "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "logit_bias": (None, {}),
     # One tool call per answer: ``true`` permits several, which one is within.
     "parallel_tool_calls": (None, True, False),
     "store": (None, False), "metadata": (None, {}), "service_tier": (None, "auto", "default"),
@@ -154,8 +157,11 @@ def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
     turns = with_tool_prompt(_turns(payload.messages), shape)
     prompt, chat_format = render_conversation(turns, settings, status=400)
     input_chars = sum(len(turn.content) for turn in turns)
+    if payload.top_logprobs is not None and not payload.logprobs:
+        raise ApiError(400, "validation_error", "`top_logprobs` needs `logprobs: true`", param="top_logprobs")
+    top = logprobs.requested(payload.top_logprobs, settings, "top_logprobs") if payload.logprobs else None
     upstream = _upstream(payload, prompt, input_chars, chat_format.stop, settings, "chat", chat_format.newline,
-                         shape)
+                         shape, top)
     return OpenAIRequest("chat", payload, upstream)
 
 
@@ -210,7 +216,8 @@ def parse_completion(raw: bytes, settings: Settings) -> OpenAIRequest:
     prompt = prompts[0]
     if not prompt.strip():
         raise ApiError(400, "validation_error", "`prompt` must contain non-whitespace text", param="prompt")
-    upstream = _upstream(payload, prompt, len(prompt), (), settings, "generate")
+    top = None if payload.logprobs is None else logprobs.requested(payload.logprobs, settings, "logprobs")
+    upstream = _upstream(payload, prompt, len(prompt), (), settings, "generate", logprobs=top)
     return OpenAIRequest("completion", payload, upstream)
 
 
@@ -262,14 +269,15 @@ def _shape(value: dict[str, Any] | list[Any]) -> str:
 
 def _upstream(payload: _Request, prompt: str, input_chars: int, format_stops: tuple[str, ...],
               settings: Settings, kind: Literal["generate", "chat"], newline_symbol: str = "\n",
-              shape: AnswerShape | None = None) -> UpstreamRequest:
+              shape: AnswerShape | None = None, logprobs: int | None = None) -> UpstreamRequest:
     requested = payload.max_completion_tokens if payload.max_completion_tokens is not None else payload.max_tokens
     field = "max_completion_tokens" if payload.max_completion_tokens is not None else "max_tokens"
     max_new_tokens = check_caps(input_chars, requested, settings, field)
     parameters = sampling_parameters(settings.family, max_new_tokens, payload.temperature, payload.top_p,
                                      payload.stop, format_stops, payload.seed, status=400)
-    return UpstreamRequest.for_prompt(kind, prompt, with_grammar(parameters, shape), input_chars, settings.family,
-                                      newline_symbol, shape)
+    parameters = with_top_tokens(with_grammar(parameters, shape), logprobs)
+    return UpstreamRequest.for_prompt(kind, prompt, parameters, input_chars, settings.family, newline_symbol, shape,
+                                      logprobs)
 
 
 def with_grammar(parameters: dict[str, Any], shape: AnswerShape | None) -> dict[str, Any]:

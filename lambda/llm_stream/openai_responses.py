@@ -13,11 +13,12 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from starlette.responses import JSONResponse
 
 from .errors import ApiError
+from .logprobs import chat_content, completion_logprobs
 from .stats import RequestStats
 
 if TYPE_CHECKING:  # pydantic loads after the server is ready (preload.py)
@@ -76,14 +77,15 @@ class Delta(TypedDict, total=False):
 class ChatChunkChoice(TypedDict):
     index: int
     delta: Delta
-    logprobs: None
+    #: ``{"content": [...], "refusal": None}`` where the caller asked for log probabilities (``logprobs.py``).
+    logprobs: dict[str, Any] | None
     finish_reason: str | None
 
 
 class TextChoice(TypedDict):
     index: int
     text: str
-    logprobs: None
+    logprobs: dict[str, Any] | None
     finish_reason: str | None
 
 
@@ -96,7 +98,7 @@ class AssistantMessage(TypedDict):
 class ChatChoice(TypedDict):
     index: int
     message: AssistantMessage
-    logprobs: None
+    logprobs: dict[str, Any] | None
     finish_reason: str
 
 
@@ -162,6 +164,8 @@ class OpenAIEncoder:
 
     def __init__(self, request: OpenAIRequest, model_id: str, answer: AnswerText) -> None:
         self._answer = answer
+        self._scored = request.upstream.logprobs is not None
+        self._offset = 0  # characters sent so far (the completions API's ``text_offset``)
         self._chat = request.kind == "chat"
         self._include_usage = request.include_usage
         self._id = f"{'chatcmpl' if self._chat else 'cmpl'}-{uuid.uuid4().hex}"
@@ -174,7 +178,17 @@ class OpenAIEncoder:
                      created=self._created, model=self._model, choices=choices)
 
     def token(self, text: str) -> bytes:
-        return self._choice(text, None)
+        return self._choice(text, None, self._scores(text))
+
+    def _scores(self, text: str) -> dict[str, Any] | None:
+        """The log probabilities of the tokens behind ``text``, where the caller asked for them."""
+        if not self._scored:
+            return None
+        tokens = self._answer.take_scores()
+        if self._chat:
+            return {"content": chat_content(tokens), "refusal": None}
+        scores, self._offset = completion_logprobs(tokens, self._offset), self._offset + len(text)
+        return scores
 
     def done(self, stats: RequestStats) -> bytes:
         events = b""
@@ -192,16 +206,16 @@ class OpenAIEncoder:
     def error(self, error_type: str, message: str, request_id: str) -> bytes:
         return _data(error_object(500, error_type, message, request_id))
 
-    def _delta(self, delta: Delta, finish: str | None = None) -> bytes:
+    def _delta(self, delta: Delta, finish: str | None = None, scores: dict[str, Any] | None = None) -> bytes:
         if not self._started:
             delta = Delta(role="assistant", **delta)
         self._started = True
-        return _data(self._chunk([ChatChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish)]))
+        return _data(self._chunk([ChatChunkChoice(index=0, delta=delta, logprobs=scores, finish_reason=finish)]))
 
-    def _choice(self, text: str, finish: str | None) -> bytes:
+    def _choice(self, text: str, finish: str | None, scores: dict[str, Any] | None = None) -> bytes:
         if self._chat:
-            return self._delta(Delta() if finish else Delta(content=text), finish)
-        return _data(self._chunk([TextChoice(index=0, text=text, logprobs=None, finish_reason=finish)]))
+            return self._delta(Delta() if finish else Delta(content=text), finish, scores)
+        return _data(self._chunk([TextChoice(index=0, text=text, logprobs=scores, finish_reason=finish)]))
 
 
 def complete_answer(request: OpenAIRequest, model_id: str, text: str, stats: RequestStats,
@@ -209,16 +223,19 @@ def complete_answer(request: OpenAIRequest, model_id: str, text: str, stats: Req
     """The whole answer (as the reader sees it: ``answer_text.py``) as one ``chat.completion`` or
     ``text_completion`` object."""
     created, counted, finish = int(time.time()), usage(stats), finish_reason(stats, answer)
+    tokens = answer.take_scores() if request.upstream.logprobs is not None else None
     if request.kind == "chat":
         message = AssistantMessage(role="assistant", content=text)
         if answer.tool_calls:
             message = AssistantMessage(role="assistant", content=None,
                                        tool_calls=tool_call_objects(answer.tool_calls))
+        scores = None if tokens is None else {"content": chat_content(tokens), "refusal": None}
         return Completion(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=created,
                           model=model_id, usage=counted,
-                          choices=[ChatChoice(index=0, message=message, logprobs=None, finish_reason=finish)])
+                          choices=[ChatChoice(index=0, message=message, logprobs=scores, finish_reason=finish)])
+    scores = None if tokens is None else completion_logprobs(tokens, 0)
     return Completion(id=f"cmpl-{uuid.uuid4().hex}", object="text_completion", created=created, model=model_id,
-                      usage=counted, choices=[TextChoice(index=0, text=text, logprobs=None, finish_reason=finish)])
+                      usage=counted, choices=[TextChoice(index=0, text=text, logprobs=scores, finish_reason=finish)])
 
 
 def _data(payload: Mapping[str, object]) -> bytes:

@@ -122,7 +122,7 @@ async def _whole_answer(http_request: Request, opened: OpenedStream, answer: Ans
     if failure is not None:
         return error_response(failure, http_request.scope)
     opened.reader.record_end(stats)
-    text = answer.feed("".join(texts)) + answer.finish(stats.finish_reason)
+    text = "".join(answer.feed(token) for token in texts) + answer.finish(stats.finish_reason)
     if answer.failure is not None:  # the answer does not have the shape asked for (answer_shapes.py)
         misfit = answer.failure
         return error_response(ApiError(502, misfit.error_type, misfit.message, detail=str(misfit)),

@@ -96,6 +96,8 @@ class UpstreamRequest:
     newline_symbol: str = "\n"
     #: The shape the answer must have (JSON for a schema, a tool call), settled when it ends.
     shape: AnswerShape | None = None
+    #: Log probabilities asked for: ``None`` none, else how many alternatives per token (0: the chosen only).
+    logprobs: int | None = None
     #: The body as sent upstream, encoded during validation so that it cannot fail later.
     encoded: bytes = field(init=False, repr=False)
 
@@ -104,18 +106,20 @@ class UpstreamRequest:
 
     def answer_text(self) -> AnswerText:
         """How the reader sees the model's text: without the stop that ended it, newlines restored."""
+        scored = self.logprobs is not None
         if self.shape is not None:
-            return ShapedAnswer(self.shape, self.answer_stops, self.newline_symbol, self.family.stop_finish_reasons)
-        return AnswerText(self.answer_stops, self.newline_symbol, self.family.stop_finish_reasons)
+            return ShapedAnswer(self.shape, self.answer_stops, self.newline_symbol, self.family.stop_finish_reasons,
+                                scored)
+        return AnswerText(self.answer_stops, self.newline_symbol, self.family.stop_finish_reasons, scored)
 
     @classmethod
     def for_prompt(cls, kind: Literal["generate", "chat"], prompt: str, parameters: dict[str, Any],
                    input_chars: int, family: ContainerFamily, newline_symbol: str = "\n",
-                   shape: AnswerShape | None = None) -> UpstreamRequest:
+                   shape: AnswerShape | None = None, logprobs: int | None = None) -> UpstreamRequest:
         """A streamed generate request whose answer the reader sees without its stop sequence."""
         body = family.upstream_body(prompt, parameters)
         return cls(kind, body, input_chars, parameters["max_new_tokens"], prompt, family,
-                   tuple(parameters.get(family.stop_parameter, ())), newline_symbol, shape)
+                   tuple(parameters.get(family.stop_parameter, ())), newline_symbol, shape, logprobs)
 
 
 def parse_body(raw: bytes, settings: Settings) -> UpstreamRequest:

@@ -73,6 +73,19 @@ class StreamError(Exception):
         return f"{self.error_type}: {self.message}"
 
 
+class ScoredText(str):
+    """A token's text with the container's log probabilities (read only when a caller asked for them): its own,
+    and the most likely alternatives as ``(text, logprob)`` (TGI's ``top_tokens``)."""
+
+    logprob: float | None
+    top: tuple[tuple[str, float], ...]
+
+    def __new__(cls, text: str, logprob: float | None, top: tuple[tuple[str, float], ...] = ()) -> ScoredText:
+        scored = super().__new__(cls, text)
+        scored.logprob, scored.top = logprob, top
+        return scored
+
+
 class TokenIterator(Iterator[str]):
     """Iterate the token texts of a SageMaker response stream.
 
@@ -98,8 +111,10 @@ class TokenIterator(Iterator[str]):
     the number of bytes however they are split.
     """
 
-    def __init__(self, stream: Iterable[Mapping[str, Any]]) -> None:
+    def __init__(self, stream: Iterable[Mapping[str, Any]], scored: bool = False) -> None:
         self._stream = stream
+        #: Whether each token comes with its log probabilities (:class:`ScoredText`; TGI and LMI events only).
+        self._scored = scored
         self._complete = False
         self.format: StreamFormat | None = None
         self.finish_reason: str | None = None
@@ -214,6 +229,12 @@ class TokenIterator(Iterator[str]):
             self.format = detected
 
     def _texts_of_token_event(self, event: dict[str, Any], token: dict[str, Any]) -> tuple[str, ...]:
+        texts = self._token_texts(event, token)
+        if self._scored and texts:
+            return (_scored(texts[0], event, token),)
+        return texts
+
+    def _token_texts(self, event: dict[str, Any], token: dict[str, Any]) -> tuple[str, ...]:
         text = token.get("text")
         if event.get("generated_text") is None:
             if text and not (token.get("special") or token.get("special_token")) and isinstance(text, str):
@@ -250,6 +271,15 @@ class TokenIterator(Iterator[str]):
         if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
             self.input_tokens = usage["prompt_tokens"]
         return texts
+
+
+def _scored(text: str, event: dict[str, Any], token: dict[str, Any]) -> ScoredText:
+    """The token's text with its log probability (TGI ``logprob``, LMI ``log_prob``) and TGI's ``top_tokens``."""
+    logprob = token.get("logprob", token.get("log_prob"))
+    top = tuple((alternative["text"], float(alternative["logprob"])) for alternative in event.get("top_tokens") or ()
+                if isinstance(alternative, dict) and isinstance(alternative.get("text"), str)
+                and isinstance(alternative.get("logprob"), int | float))
+    return ScoredText(text, float(logprob) if isinstance(logprob, int | float) else None, top)
 
 
 def _ignored(token: dict[str, Any]) -> bool:

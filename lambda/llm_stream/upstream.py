@@ -51,9 +51,9 @@ class UpstreamStream:
     """One open response stream: ``next_item`` and ``close`` block and belong to the reader thread;
     ``cancel`` may be called from any thread, the event loop's included, and never blocks."""
 
-    def __init__(self, body: EventStream[ResponseStreamTypeDef]) -> None:
+    def __init__(self, body: EventStream[ResponseStreamTypeDef], scored: bool = False) -> None:
         self._body = body
-        self.tokens = TokenIterator(body)
+        self.tokens = TokenIterator(body, scored)
         self._cancelled = threading.Event()
 
     @property
@@ -135,4 +135,4 @@ def open_stream(
         raise transport_error(exc) from exc
     if wake_up is not None:
         wake_up.awake()
-    return UpstreamStream(response["Body"])
+    return UpstreamStream(response["Body"], scored=request.logprobs is not None)

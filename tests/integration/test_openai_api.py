@@ -96,7 +96,7 @@ def test_async_client_streams_too(function) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "param"), [
-    ({"n": 2}, "n"), ({"presence_penalty": 0.5}, "presence_penalty"), ({"logprobs": True}, "logprobs"),
+    ({"n": 2}, "n"), ({"presence_penalty": 0.5}, "presence_penalty"), ({"top_logprobs": 9}, "top_logprobs"),
     ({"temperature": 3}, "temperature"), ({"stop": ["a", "b", "c", "d"]}, "stop"),
     ({"max_tokens": 5000}, "max_tokens"),
 ])
@@ -108,7 +108,7 @@ def test_values_it_cannot_honour_are_refused_by_name(client, emulator, kwargs, p
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"logprobs": True}, "this API accepts `logprobs` only as false (the model's container"),
+    ({"presence_penalty": 0.5}, "this API accepts `presence_penalty` only as 0 (the model's container"),
     ({"logit_bias": {"50256": -100}}, "`logit_bias` is an object; this API accepts `logit_bias` only as {}"),
     ({"tool_choice": {"type": "function", "name": "f"}},
      '`tool_choice` as an object must be {"type": "function", "function": {"name": ...}}'),

@@ -245,3 +245,60 @@ def test_the_responses_stream_helper_reads_a_function_call(client) -> None:
     (item,) = final.output
     assert item.type == "function_call"
     assert json.loads(item.arguments)["city"]
+
+
+def chat_model(function: Any, **options: Any) -> Any:
+    """LangChain's ChatOpenAI as an application configures it (a dict: its aliases are beyond the type checker)."""
+    from langchain_openai import ChatOpenAI
+
+    settings: dict[str, Any] = {"base_url": f"{function.url}/v1", "api_key": "unused", "model": MODEL,
+                                "max_retries": 0, **options}
+    return ChatOpenAI(**settings)
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling", "json_mode"])
+def test_langchain_with_structured_output_each_method(function, emulator, method: str) -> None:
+    llm = chat_model(function, max_tokens=300)
+    schema: Any = City if method != "json_mode" else City.model_json_schema()  # a dict: no pydantic check
+    city = llm.with_structured_output(schema, method=method).invoke("Describe a city as JSON.")
+    if method == "json_mode":  # any JSON object: the schema is the prompt's business, not the grammar's
+        assert isinstance(city, dict)
+    else:
+        assert isinstance(city, City)
+    grammar = sent_grammar(emulator)
+    assert grammar["type"] == ("regex" if method == "json_mode" else "json")
+    if method == "function_calling":  # a named tool: the grammar allows that function only
+        assert set(grammar["value"]["$functions"]) == {"City"}
+
+
+def test_langchain_bind_tools_calls_a_tool_and_reads_its_result(function, emulator) -> None:
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"18 C in {city}"
+
+    llm = chat_model(function)
+    ask = HumanMessage("What is the weather in Paris?")
+    called = llm.bind_tools([get_weather], tool_choice="get_weather").invoke([ask])
+    (call,) = called.tool_calls
+    assert call["name"] == "get_weather"
+    assert call["args"]["city"]
+    streamed = list(llm.bind_tools([get_weather], tool_choice="any").stream([ask]))
+    assert sum(streamed[1:], streamed[0]).tool_calls[0]["name"] == "get_weather"
+    emulator.reset()
+    answer = llm.bind_tools([get_weather]).invoke([ask, called, ToolMessage(get_weather.invoke(call["args"]),
+                                                                            tool_call_id=call["id"])])
+    assert answer.content or answer.tool_calls
+    assert "The function get_weather returned: 18 C in" in emulator.requests[0].json()["inputs"]
+
+
+def test_langchain_s_completions_class_sends_a_list_of_one_prompt(function, emulator) -> None:
+    from langchain_openai import OpenAI
+
+    options: dict[str, Any] = {"base_url": f"{function.url}/v1", "api_key": "unused", "model": MODEL,
+                               "max_tokens": 5, "max_retries": 0}
+    assert OpenAI(**options).invoke("Once upon a time")
+    assert emulator.requests[0].json()["inputs"] == "Once upon a time"
