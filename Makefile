@@ -28,9 +28,11 @@ $(STAMP): requirements.txt requirements-dev.txt lambda/requirements.txt pyprojec
 	@touch $@
 
 # Tools whose many pins must not move the app's get environments of their own, .venv-<name>/ from
-# requirements-<name>.txt: checkov, and the sagemaker SDK (~300 MB, never in .venv or the Lambda bundle).
+# requirements-<name>.txt: checkov, the sagemaker SDK (~300 MB, never in .venv or the Lambda bundle), and the
+# frameworks the client suites drive (instructor, guidance).
 CHECKOV_STAMP := .venv-checkov/.installed
 SAGEMAKER_STAMP := .venv-sagemaker/.installed
+FRAMEWORKS_STAMP := .venv-frameworks/.installed
 
 .venv-%/.installed: requirements-%.txt
 	@echo "Installing $< into .venv-$*/ (first run: about a minute)" >&2
@@ -72,13 +74,13 @@ test: install
 	@$(MAKE) --no-print-directory -j4 lint core-tools
 	$(PYTEST) -n 2 --dist loadfile -m "not clients" tests/unit tests/integration
 	$(PYTEST) -m "not clients" tests/e2e
-	@$(MAKE) --no-print-directory -j2 client-tools
+	@$(MAKE) --no-print-directory -j3 client-tools
 	$(PYTEST) -m clients
 
 # What the end-to-end tier drives besides .venv: the CDK CLI (with the openai npm package), checkov.
 core-tools: $(CDK) $(CHECKOV_STAMP)
-# What the client suites drive besides: the sagemaker SDK, Chromium.
-client-tools: $(CDK) $(SAGEMAKER_STAMP) $(BROWSER_STAMP)
+# What the client suites drive besides: the sagemaker SDK, instructor and guidance, Chromium.
+client-tools: $(CDK) $(SAGEMAKER_STAMP) $(FRAMEWORKS_STAMP) $(BROWSER_STAMP)
 test-tools: core-tools client-tools
 
 # The edit loop: unit and integration tests but the slow ones (marker `slow`) and the client suites, with
@@ -175,4 +177,4 @@ bench-parser: install
 	$(PY) benchmarks/token_iterator.py
 
 clean:
-	rm -rf $(VENV) .venv-checkov .venv-sagemaker node_modules cdk.out .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .venv-sagemaker .venv-frameworks node_modules cdk.out .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -256,6 +256,7 @@ def chat_model(function: Any, **options: Any) -> Any:
     return ChatOpenAI(**settings)
 
 
+@pytest.mark.clients
 @pytest.mark.parametrize("method", ["json_schema", "function_calling", "json_mode"])
 def test_langchain_with_structured_output_each_method(function, emulator, method: str) -> None:
     llm = chat_model(function, max_tokens=300)
@@ -271,6 +272,7 @@ def test_langchain_with_structured_output_each_method(function, emulator, method
         assert set(grammar["value"]["$functions"]) == {"City"}
 
 
+@pytest.mark.clients
 def test_langchain_bind_tools_calls_a_tool_and_reads_its_result(function, emulator) -> None:
     from langchain_core.messages import HumanMessage, ToolMessage
     from langchain_core.tools import tool
@@ -295,6 +297,7 @@ def test_langchain_bind_tools_calls_a_tool_and_reads_its_result(function, emulat
     assert "The function get_weather returned: 18 C in" in emulator.requests[0].json()["inputs"]
 
 
+@pytest.mark.clients
 def test_langchain_s_completions_class_sends_a_list_of_one_prompt(function, emulator) -> None:
     from langchain_openai import OpenAI
 
