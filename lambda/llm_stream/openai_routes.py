@@ -124,9 +124,10 @@ async def _whole_answer(http_request: Request, opened: OpenedStream, answer: Ans
     opened.reader.record_end(stats)
     text = "".join(answer.feed(token) for token in texts) + answer.finish(stats.finish_reason)
     if answer.failure is not None:  # the answer does not have the shape asked for (answer_shapes.py)
+        # Not worth a retry: a grammar the container cannot compile fails alike every time, and so does a limit.
         misfit = answer.failure
-        return error_response(ApiError(502, misfit.error_type, misfit.message, detail=str(misfit)),
-                              http_request.scope)
+        return error_response(ApiError(502, misfit.error_type, misfit.message, {"x-should-retry": "false"},
+                                       detail=str(misfit)), http_request.scope)
     return JSONResponse(complete(text))
 
 

@@ -77,6 +77,7 @@ def test_an_answer_the_container_did_not_constrain_is_an_error_never_a_success(c
     with pytest.raises(openai.APIStatusError) as raised:
         client.chat.completions.create(model=MODEL, messages=ASK, response_format=format_)
     assert raised.value.status_code == 502
+    assert raised.value.response.headers["x-should-retry"] == "false"  # the SDK does not retry it
     assert raised.value.code == "invalid_json_output"
     assert "not JSON" in raised.value.message
     stream = client.chat.completions.create(model=MODEL, messages=ASK, response_format=format_, stream=True)
