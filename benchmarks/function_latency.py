@@ -6,12 +6,16 @@ The emulator (its own process) stamps the wall-clock time it writes each token. 
 paths read the same kind of streams from it:
 
 * direct: boto3 + TokenIterator in this process (the floor: what any consumer pays);
-* function: HTTP SSE from the real function (uvicorn, its own process) in front of it.
+* function: HTTP SSE from the real function (uvicorn, its own process) in front of it;
+* openai, responses, chat: the same function's ``/v1/completions``, ``/v1/responses`` and
+  ``/v1/chat/completions``, streamed; grammar: ``/v1/chat/completions`` with a JSON schema
+  (``response_format``), which the emulator follows as TGI does.
 
 For each token, delivery latency = arrival at the reader - time the emulator wrote it.
-"Added per-token latency" compares the function path's distribution with the direct
-one; TTFT overhead compares request-to-first-token. Every stream's text is checked
-against what the emulator generated, so lost or reordered tokens are counted.
+"Added per-token latency" compares one path's distribution with another's; TTFT overhead
+compares request-to-first-token. Every stream's text is checked against what the emulator
+generated, so lost or reordered tokens are counted. Each stream's prompt names it
+(``(stream N)``), which is how its record is found at the emulator (the Responses API has no seed).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import functools
 import itertools
 import json
+import re
 import statistics
 import time
 import urllib.request
@@ -51,8 +56,18 @@ class StreamTiming:
     texts: list[str] = field(default_factory=list)
 
 
+#: A small schema of the kind structured-output clients send (the grammar path's).
+SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}, "steps": {"type": "array", "items": {
+    "type": "string"}, "minItems": 3, "maxItems": 3}, "weeks": {"type": "integer"}}, "required": ["title", "steps"]}
+_STREAM_MARK = re.compile(r"\(stream (\d+)\)")
+
+
+def prompt(seed: int) -> str:
+    return f"{PROMPT} (stream {seed})"
+
+
 def payload(seed: int, tokens: int) -> dict:
-    return {"inputs": PROMPT, "parameters": {"max_new_tokens": tokens, "seed": seed}}
+    return {"inputs": prompt(seed), "parameters": {"max_new_tokens": tokens, "seed": seed}}
 
 
 def read_direct(client, seed: int, tokens: int) -> StreamTiming:
@@ -81,17 +96,39 @@ def read_function(http: httpx.Client, url: str, seed: int, tokens: int) -> Strea
 
 def read_openai(http: httpx.Client, url: str, model: str, seed: int, tokens: int) -> StreamTiming:
     """The same prompt through ``/v1/completions`` (streamed), as an OpenAI SDK would read it."""
+    body = {"model": model, "prompt": prompt(seed), "max_tokens": tokens, "seed": seed, "stream": True}
+    return read_events(http, f"{url}/v1/completions", body, seed, lambda chunk: chunk["choices"][0]["text"])
+
+
+def read_chat(http: httpx.Client, url: str, model: str, seed: int, tokens: int,
+              extra: dict | None = None) -> StreamTiming:
+    """The prompt as one user message through ``/v1/chat/completions`` (streamed), with ``extra`` fields."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt(seed)}], "max_tokens": tokens,
+            "seed": seed, "stream": True, **(extra or {})}
+    return read_events(http, f"{url}/v1/chat/completions", body, seed,
+                       lambda chunk: (chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None))
+
+
+def read_responses(http: httpx.Client, url: str, model: str, seed: int, tokens: int) -> StreamTiming:
+    """The prompt through ``/v1/responses`` (streamed): one ``response.output_text.delta`` per token."""
+    body = {"model": model, "input": prompt(seed), "max_output_tokens": tokens, "stream": True}
+    return read_events(http, f"{url}/v1/responses", body, seed,
+                       lambda event: event["delta"] if event["type"] == "response.output_text.delta" else None)
+
+
+def read_events(http: httpx.Client, url: str, body: dict, seed: int,
+                text_of: Callable[[dict], str | None]) -> StreamTiming:
+    """A streamed OpenAI route's events, each one's text (``text_of``) timed as it arrives."""
     timing = StreamTiming(seed, time.time())
-    body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "seed": seed, "stream": True}
-    with http.stream("POST", f"{url}/v1/completions", json=body) as response:
+    with http.stream("POST", url, json=body) as response:
         response.raise_for_status()
         for event in EventSource(response).iter_sse():
             if event.data == "[DONE]":
                 break
-            chunk = json.loads(event.data)
-            if "error" in chunk:
+            data = json.loads(event.data)
+            if "error" in data or data.get("type") == "error":
                 raise RuntimeError(event.data)
-            text = chunk["choices"][0]["text"]
+            text = text_of(data)
             if text:
                 timing.arrivals.append(time.time())
                 timing.texts.append(text)
@@ -101,7 +138,7 @@ def read_openai(http: httpx.Client, url: str, model: str, seed: int, tokens: int
 def emulator_records(emulator_url: str) -> dict[int, dict]:
     with urllib.request.urlopen(f"{emulator_url}/_emulator/requests") as response:
         records = json.load(response)["requests"]
-    return {json.loads(r["body"])["parameters"]["seed"]: r for r in records}
+    return {int(mark[1]): r for r in records if (mark := _STREAM_MARK.search(json.loads(r["body"])["inputs"]))}
 
 
 @dataclass
@@ -202,6 +239,10 @@ def main() -> None:
                 "direct": lambda s: read_direct(direct, s, args.tokens),
                 "function": lambda s: read_function(http, servers.function_url, s, args.tokens),
                 "openai": lambda s: read_openai(http, servers.function_url, model, s, args.tokens),
+                "responses": lambda s: read_responses(http, servers.function_url, model, s, args.tokens),
+                "chat": lambda s: read_chat(http, servers.function_url, model, s, args.tokens),
+                "grammar": lambda s: read_chat(http, servers.function_url, model, s, max(args.tokens, 200), {
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "plan", "schema": SCHEMA}}}),
             }
 
             def batch(read: Callable[[int], StreamTiming], level: int = concurrency,
@@ -220,6 +261,10 @@ def main() -> None:
                                     results["direct"]))
             summary.append(compared(f"{concurrency:>3} streams, /v1/completions vs POST /", results["openai"],
                                     results["function"]))
+            summary.append(compared(f"{concurrency:>3} streams, /v1/responses vs POST /", results["responses"],
+                                    results["function"]))
+            summary.append(compared(f"{concurrency:>3} streams, chat with a JSON schema vs plain chat",
+                                    results["grammar"], results["chat"]))
         print("\nside by side, per round (median of the rounds, IQR across them):\n" + "\n".join(summary))
 
 

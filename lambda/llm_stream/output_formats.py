@@ -136,11 +136,10 @@ def check_schema(schema: object, param: str, *, top_level: bool = True) -> None:
             raise ApiError(400, "unsupported_parameter", f"`{where}` uses `{keyword}`, which the container's "
                            "grammar (TGI's outlines) cannot enforce; leave it out of the schema",
                            param=f"{where}.{keyword}")
-    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
     try:
-        Draft202012Validator.check_schema(schema)
+        _checked_against_the_metaschema(json.dumps(schema, sort_keys=True))
     except SchemaError as exc:
         path = ".".join(str(part) for part in exc.path)
         raise ApiError(400, "validation_error", f"`{param}` is not a valid JSON schema: {exc.message[:200]}"
@@ -199,6 +198,20 @@ def _only(value: dict[str, Any], allowed: set[str], where: str) -> None:
     if unknown:
         raise ApiError(400, "validation_error", f"`{where}.{unknown[0][:64]}` is not a known field; allowed: "
                        f"{', '.join(sorted(allowed))}", param=f"{where}.{unknown[0][:64]}")
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_against_the_metaschema(schema_text: str) -> None:
+    """Raises ``SchemaError`` for a schema that is not valid JSON Schema; a valid one is checked once."""
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(json.loads(schema_text))
+
+
+def warm_up() -> None:
+    """Import the validator and compile its metaschema (about 100 ms), so the first structured request does
+    not pay for it on the event loop (``preload.py``)."""
+    _checked_against_the_metaschema(json.dumps({"type": "object", "properties": {}}))
 
 
 @functools.lru_cache(maxsize=64)

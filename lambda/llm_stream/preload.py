@@ -95,3 +95,8 @@ class Preload:
             if not gc.isenabled():  # the server started with collection off (serve.py): the start is over
                 gc.freeze()
                 gc.enable()
+        if self._settings.can("grammar"):  # last: only structured output and tools need it
+            with contextlib.suppress(Exception):
+                from .output_formats import warm_up
+
+                warm_up()
