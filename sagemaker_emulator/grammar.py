@@ -17,12 +17,15 @@ string the regular expression matches fully (no look-arounds or back-references,
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
+import string
 from re import _constants as sre
 from re import _parser as sre_parser
 from typing import Any
 
-from .textgen import split_pieces
+log = logging.getLogger("sagemaker_emulator")
 
 GRAMMAR_TYPES = ("json", "regex")
 _WORDS = ("alpha", "bravo", "cedar", "delta", "ember", "fjord", "grove", "harbor", "indigo", "juniper")
@@ -32,6 +35,7 @@ _FORMATS = {"date-time": "2026-12-07T12:00:00Z", "date": "2026-12-07", "time": "
 _EXTRA_REPEATS = 2
 _MAX_DEPTH = 24
 _FIRST_BRANCH = 0.8
+_MAX_CHARACTERS = 20_000
 
 
 class GrammarRefused(ValueError):
@@ -71,16 +75,18 @@ def checked(grammar: object) -> dict[str, Any]:
     return {"type": "json", "value": value}
 
 
-def answer_text(grammar: dict[str, Any], prompt: str) -> str:
-    """What a model constrained by ``grammar`` writes for ``prompt`` (the same prompt, the same text)."""
+def answer_text(grammar: dict[str, Any], prompt: str) -> str | None:
+    """What a model constrained by ``grammar`` writes for ``prompt`` (the same prompt, the same text); ``None``
+    where the emulator cannot follow the grammar (then, as TGI when outlines cannot compile one, it generates
+    unconstrained)."""
     rng = random.Random(prompt)  # noqa: S311 (not a secret)
-    if grammar["type"] == "regex":
-        return "".join(_sample(sre_parser.parse(grammar["value"]), rng, {}))
-    return json.dumps(_instance(grammar["value"], grammar["value"], rng, 0), ensure_ascii=False)
-
-
-def answer_pieces(grammar: dict[str, Any], prompt: str) -> list[str]:
-    return split_pieces(answer_text(grammar, prompt))
+    try:
+        if grammar["type"] == "regex":
+            return "".join(_sample(sre_parser.parse(grammar["value"]), rng, {}))
+        return json.dumps(_instance(grammar["value"], grammar["value"], rng, 0), ensure_ascii=False)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, re.error):
+        log.warning("grammar won't be enforced: the emulator cannot answer it")
+        return None
 
 
 def _instance(schema: Any, root: dict[str, Any], rng: random.Random, depth: int) -> Any:
@@ -94,8 +100,9 @@ def _instance(schema: Any, root: dict[str, Any], rng: random.Random, depth: int)
         return schema["enum"][rng.randrange(len(schema["enum"]))]
     for keyword in ("anyOf", "oneOf"):
         if schema.get(keyword):
-            options = [option for option in schema[keyword] if option.get("type") != "null"] or schema[keyword]
-            return _instance(options[rng.randrange(len(options))], root, rng, depth + 1)
+            options = [option for option in schema[keyword] if isinstance(option, dict)]
+            options = [option for option in options if option.get("type") != "null"] or options
+            return _instance(options[rng.randrange(len(options))], root, rng, depth + 1) if options else None
     if schema.get("allOf"):
         merged: dict[str, Any] = {key: value for key, value in schema.items() if key != "allOf"}
         for part in schema["allOf"]:
@@ -115,7 +122,7 @@ def _instance(schema: Any, root: dict[str, Any], rng: random.Random, depth: int)
         return {name: _instance(sub, root, rng, depth + 1) for name, sub in properties.items()}
     if kind == "array":
         prefix = [_instance(sub, root, rng, depth + 1) for sub in schema.get("prefixItems", [])]
-        count = max(schema.get("minItems", 1), min(schema.get("maxItems", 2), 2)) - len(prefix)
+        count = min(schema.get("maxItems", 2), max(schema.get("minItems", 0), 2)) - len(prefix)
         return prefix + [_instance(schema.get("items", {"type": "string"}), root, rng, depth + 1)
                          for _ in range(max(count, 0))]
     if kind == "integer":
@@ -180,6 +187,8 @@ def _sample(pattern: Any, rng: random.Random, groups: dict[int, str]) -> list[st
             high = low + _EXTRA_REPEATS if high is sre.MAXREPEAT else high
             for _ in range(rng.randint(low, max(low, min(high, low + _EXTRA_REPEATS)))):
                 out.extend(_sample(inner, rng, groups))
+                if sum(map(len, out)) > _MAX_CHARACTERS:
+                    raise ValueError("the regex asks for more text than the emulator writes")
         elif op is sre.GROUPREF:
             out.append(groups.get(argument, ""))
         elif op is sre.AT:
@@ -189,21 +198,32 @@ def _sample(pattern: Any, rng: random.Random, groups: dict[int, str]) -> list[st
     return out
 
 
+#: The characters a ``[...]`` class's answer is picked from: readable ones first.
+_CANDIDATES = string.ascii_letters + string.digits + " _-.,:;!?@#$%&*+=/|~^'\"()[]{}<>\\"
+
+
 def _character(items: list[tuple[Any, Any]], rng: random.Random) -> str:
     """One character a ``[...]`` class allows."""
-    if items and items[0][0] is sre.NEGATE:
-        excluded = {chr(value) for op, value in items[1:] if op is sre.LITERAL}
-        return next(c for c in "abcxyz019" if c not in excluded and not _in_ranges(c, items[1:]))
-    choices: list[str] = []
-    for op, value in items:
+    allowed = [character for character in _CANDIDATES if _in_class(character, items)]
+    if not allowed:
+        raise ValueError("the emulator has no character for this class")
+    return allowed[rng.randrange(len(allowed))]
+
+
+def _in_class(character: str, items: list[tuple[Any, Any]]) -> bool:
+    negated = bool(items) and items[0][0] is sre.NEGATE
+    matched = False
+    for op, value in items[1:] if negated else items:
         if op is sre.LITERAL:
-            choices.append(chr(value))
+            matched = character == chr(value)
         elif op is sre.RANGE:
-            choices.append(chr(value[0] + rng.randrange(min(value[1] - value[0] + 1, 26))))
+            matched = value[0] <= ord(character) <= value[1]
         elif op is sre.CATEGORY:
-            choices.append({sre.CATEGORY_DIGIT: "7", sre.CATEGORY_SPACE: " "}.get(value, "w"))
-    return choices[rng.randrange(len(choices))]
+            matched = re.fullmatch(_CATEGORIES.get(value, r"\w"), character) is not None
+        if matched:
+            break
+    return matched != negated
 
 
-def _in_ranges(character: str, items: list[tuple[Any, Any]]) -> bool:
-    return any(op is sre.RANGE and value[0] <= ord(character) <= value[1] for op, value in items)
+_CATEGORIES = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_SPACE: r"\s",
+               sre.CATEGORY_NOT_SPACE: r"\S", sre.CATEGORY_WORD: r"\w", sre.CATEGORY_NOT_WORD: r"\W"}

@@ -251,8 +251,8 @@ def _token_budget(prompt: str, max_new_tokens: object, max_total_tokens: int) ->
 def generate(request: GenerationRequest) -> Iterator[tuple[Token, str | None]]:
     """Each generated token with the finish reason it ends on (``None`` while generation goes on)."""
     text = ""
-    tokens = text_tokens(guided.answer_text(request.grammar, request.prompt)) if request.grammar \
-        else answer_tokens(request.prompt, request.seed)
+    guided_text = guided.answer_text(request.grammar, request.prompt) if request.grammar else None
+    tokens = text_tokens(guided_text) if guided_text is not None else answer_tokens(request.prompt, request.seed)
     for count, token in enumerate(tokens, start=1):
         if token is EOS:
             yield token, "eos_token"

@@ -32,7 +32,7 @@ from .output_formats import output_format
 from .payloads import UpstreamRequest, check_caps
 from .settings import Settings
 from .strict_model import U32_MAX, U64_MAX, StopSequence, StrictModel
-from .tool_calls import ToolChoice, call_text, result_text, tool_choice
+from .tool_calls import Conversation, ToolChoice, tool_choice
 
 
 class _Request(StrictModel):
@@ -103,14 +103,14 @@ class Message(StrictModel):
 class ChatCompletionRequest(_Request):
     messages: list[Message] = Field(min_length=1, max_length=256)
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0)
 
 
 class CompletionRequest(_Request):
     #: A string, or a list of them as some clients send (LangChain's completions class: a list of one).
     prompt: str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     #: How many alternatives per token to list with their log probabilities (0: the chosen token's only).
-    logprobs: int | None = Field(default=None, ge=0, le=5)
+    logprobs: int | None = Field(default=None, ge=0)
     echo: bool | None = None
     best_of: int | None = None
     suffix: str | None = None
@@ -157,8 +157,11 @@ def parse_chat(raw: bytes, settings: Settings) -> OpenAIRequest:
     turns = with_tool_prompt(_turns(payload.messages), shape)
     prompt, chat_format = render_conversation(turns, settings, status=400)
     input_chars = sum(len(turn.content) for turn in turns)
-    if payload.top_logprobs is not None and not payload.logprobs:
+    if payload.top_logprobs and not payload.logprobs:
         raise ApiError(400, "validation_error", "`top_logprobs` needs `logprobs: true`", param="top_logprobs")
+    if payload.logprobs and isinstance(shape, ToolChoice):
+        raise ApiError(400, "unsupported_parameter", "`logprobs` cannot be used with `tools`: a tool answer is read "
+                       "whole, and its tokens are the call's JSON, not the text shown", param="logprobs")
     top = logprobs.requested(payload.top_logprobs, settings, "top_logprobs") if payload.logprobs else None
     upstream = _upstream(payload, prompt, input_chars, chat_format.stop, settings, "chat", chat_format.newline,
                          shape, top)
@@ -189,16 +192,15 @@ def _turns(messages: list[Message]) -> list[Turn]:
     """The conversation as the model's turns: tool calls as the model wrote them, their results as the next
     user turn."""
     turns: list[Turn] = []
-    called: dict[str, str] = {}
-    for message in messages:
+    conversation = Conversation()
+    for index, message in enumerate(messages):
         if message.role == "tool":
-            name = called.get(message.tool_call_id or "", "a function")
-            turns.append(Turn("user", result_text(name, message.text())))
+            turns.append(Turn("user", conversation.result(message.tool_call_id or "", message.text())))
             continue
         text = message.text()
-        for call in message.tool_calls or ():
-            called[call.id] = call.function.name
-            text += call_text(call.function.name, call.function.arguments)
+        for number, call in enumerate(message.tool_calls or ()):
+            text += conversation.call(call.id, call.function.name, call.function.arguments,
+                                      f"messages[{index}].tool_calls[{number}].function.arguments")
         turns.append(Turn("system" if message.role == "developer" else message.role, text))
     return turns
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .answer_shapes import finish_answer
 from .answer_text import AnswerText
 from .error_responses import error_response
 from .errors import ApiError
@@ -122,7 +123,7 @@ async def _whole_answer(http_request: Request, opened: OpenedStream, answer: Ans
     if failure is not None:
         return error_response(failure, http_request.scope)
     opened.reader.record_end(stats)
-    text = "".join(answer.feed(token) for token in texts) + answer.finish(stats.finish_reason)
+    text = "".join(answer.feed(token) for token in texts) + await finish_answer(answer, stats.finish_reason)
     if answer.failure is not None:  # the answer does not have the shape asked for (answer_shapes.py)
         # Not worth a retry: a grammar the container cannot compile fails alike every time, and so does a limit.
         misfit = answer.failure

@@ -97,6 +97,6 @@ class Preload:
                 gc.enable()
         if self._settings.can("grammar"):  # last: only structured output and tools need it
             with contextlib.suppress(Exception):
-                from .output_formats import warm_up
+                from .schema_rules import warm_up
 
                 warm_up()

@@ -18,6 +18,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .answer_shapes import finish_answer
 from .answer_text import AnswerText
 from .reader import StreamReader
 from .stats import RequestStats
@@ -157,7 +158,7 @@ class TokenStreamResponse(Response):
                 break
             if isinstance(item, StreamEnd):
                 self.reader.record_end(self.stats)
-                await self._send_text(send, self.answer.finish(self.stats.finish_reason))
+                await self._send_text(send, await finish_answer(self.answer, self.stats.finish_reason))
                 if self.answer.failure is not None:  # not the shape asked for (answer_shapes.py)
                     await self._fail(send, self.answer.failure, self.answer.failure.message)
                 else:

@@ -26,7 +26,7 @@ from .openai_payloads import answer_shape, validate_body, with_grammar, with_too
 from .payloads import UpstreamRequest, check_caps
 from .settings import Settings
 from .strict_model import U32_MAX, StrictModel
-from .tool_calls import call_text, result_text
+from .tool_calls import Conversation
 
 #: Message roles an input item may have (``developer`` is a system turn, as on the chat route).
 ROLES: dict[str, Literal["system", "user", "assistant"]] = {
@@ -129,21 +129,20 @@ def _turns(given: str | list[dict[str, Any]]) -> list[Turn]:
         return [Turn("user", given)]
     if not 1 <= len(given) <= MAX_INPUT_ITEMS:
         raise ApiError(400, "validation_error", f"`input` must hold 1 to {MAX_INPUT_ITEMS} items", param="input")
-    called: dict[str, str] = {}
-    return [_turn(item, f"input[{index}]", called) for index, item in enumerate(given)]
+    conversation = Conversation()
+    return [_turn(item, f"input[{index}]", conversation) for index, item in enumerate(given)]
 
 
-def _turn(item: dict[str, Any], where: str, called: dict[str, str]) -> Turn:
+def _turn(item: dict[str, Any], where: str, conversation: Conversation) -> Turn:
     """One input item as a turn: a message, an earlier answer's function call (as the model wrote it), or a
     function's output (the next user turn)."""
     kind = item.get("type", "message")
     if kind == "function_call":
         call_id, name, arguments = (_string(item, key, where) for key in ("call_id", "name", "arguments"))
-        called[call_id] = name
-        return Turn("assistant", call_text(name, arguments))
+        return Turn("assistant", conversation.call(call_id, name, arguments, f"{where}.arguments"))
     if kind == "function_call_output":
         call_id, output = _string(item, "call_id", where), _string(item, "output", where)
-        return Turn("user", result_text(called.get(call_id, "a function"), output))
+        return Turn("user", conversation.result(call_id, output))
     if kind != "message":
         raise ApiError(400, "unsupported_parameter", f"`{where}.type` is {_shown(kind)}: this API takes message, "
                        "function_call and function_call_output items", param=f"{where}.type")

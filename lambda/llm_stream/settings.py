@@ -10,6 +10,7 @@ and their defaults here are the default model's, for local runs.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -162,9 +163,8 @@ class Settings:
                  f"{NO_CHAT_FORMAT} (a base model) or one of {', '.join(FORMATS)}")
         _require(self.container_family in REGISTERED, "container_family", self.container_family,
                  f"one of {', '.join(REGISTERED)}")
-        unknown = [name for name in self.container_capabilities if name not in CAPABILITIES]
-        _require(not unknown, "container_capabilities", ",".join(self.container_capabilities),
-                 f"names among {', '.join(CAPABILITIES)}")
+        _require(all(name in CAPABILITIES for name in self.container_capabilities), "container_capabilities",
+                 ",".join(self.container_capabilities), f"names among {', '.join(CAPABILITIES)}")
         _require(self.queue_wait_seconds >= 0, "queue_wait_seconds", self.queue_wait_seconds, "a number >= 0")
         for name in ("time_budget_seconds", "upstream_connect_timeout_seconds", "upstream_read_timeout_seconds",
                      "body_read_timeout_seconds", "api_keys_refresh_seconds"):
@@ -207,8 +207,14 @@ class Settings:
         return family(self.container_family)
 
     def can(self, capability: str) -> bool:
-        """Whether the model's container has this capability (``families.CAPABILITIES``)."""
-        return capability in self.container_capabilities
+        """Whether the model's container has this capability (``families.CAPABILITIES``): listed, and one some
+        version of its family has (so an LMI container never claims ``grammar``, whatever the list says). The
+        family's rules are read on first use, after ready (its module builds pydantic models)."""
+        return capability in self.container_capabilities and capability in self._possible_capabilities
+
+    @functools.cached_property
+    def _possible_capabilities(self) -> frozenset[str]:
+        return frozenset(rule.capability for rule in self.family.capability_rules if rule.since)
 
     @property
     def default_limits(self) -> KeyLimits:

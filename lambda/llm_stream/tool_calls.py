@@ -16,20 +16,27 @@ back and sent when it ends (``answer_shapes.py``).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .answer_shapes import Settled, ToolCall
 from .errors import ApiError
-from .output_formats import check_schema, first_problem, require_grammar
+from .output_formats import require_grammar
+from .schema_rules import SchemaBudget, check_schema, first_problem
 from .settings import Settings
 from .tokens import StreamError
 
 #: The function a model picks under ``auto`` to answer in words (TGI's own name for it).
 NO_TOOL = "no_tool"
 MAX_TOOLS = 128
+#: OpenAI's rule for a function's name.
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+#: The functions' own definitions move to the grammar's top (``ToolChoice.schema``): their references must
+#: point there.
+_DEFINITIONS = "#/$defs/"
 _NO_TOOL_PARAMETERS = {"type": "object", "properties": {"content": {"type": "string", "description":
                        "the reply, when no function fits"}}, "required": ["content"]}
 
@@ -76,14 +83,14 @@ class ToolChoice:
                 f"function in `_name` and gives its arguments{words}.")
 
     def settle(self, text: str, finish_reason: str | None) -> Settled:
-        """The answer as a tool call, or the ``no_tool`` reply; ``invalid_json_output`` when it is neither."""
+        """The answer as a tool call, or the ``no_tool`` reply; ``invalid_json_output`` when it is neither. Cut at
+        its token limit, it is no call at all: an empty answer with ``finish_reason: "length"``."""
         if finish_reason == "length":
-            return _failure("the answer reached its token limit before its tool call was complete: raise "
-                            "`max_tokens` (or `max_output_tokens`)")
+            return Settled()
         try:
             called = json.loads(text)["function"]
             name = called.pop("_name")
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return _failure("the answer is not a tool call; the container did not enforce the format")
         function = next((f for f in self.callable if f.name == name), None)
         if function is None:
@@ -101,10 +108,11 @@ def tool_choice(tools: Sequence[dict[str, Any]] | None, choice: str | dict[str, 
                 *, nested: bool) -> ToolChoice | None:
     """The request's tools and choice (``nested``: chat's ``{"type": "function", "function": {...}}``; else the
     Responses API's flat ``{"type": "function", "name", ...}``); ``None`` when the answer calls nothing."""
-    functions = tuple(_function(tool, index, nested) for index, tool in enumerate(tools or ()))
-    if len(functions) > MAX_TOOLS:
-        raise ApiError(400, "validation_error", f"`tools` lists {len(functions)}; at most {MAX_TOOLS}",
+    if len(tools or ()) > MAX_TOOLS:
+        raise ApiError(400, "validation_error", f"`tools` lists {len(tools or ())}; at most {MAX_TOOLS}",
                        param="tools")
+    budget = SchemaBudget()  # the functions' schemas make one grammar
+    functions = tuple(_function(tool, index, nested, budget) for index, tool in enumerate(tools or ()))
     names = [function.name for function in functions]
     if len(set(names)) != len(names):
         raise ApiError(400, "validation_error", "`tools` names a function twice", param="tools")
@@ -128,7 +136,7 @@ def tool_choice(tools: Sequence[dict[str, Any]] | None, choice: str | dict[str, 
     return ToolChoice(functions, callable_)
 
 
-def _function(tool: object, index: int, nested: bool) -> Function:
+def _function(tool: object, index: int, nested: bool, budget: SchemaBudget) -> Function:
     where = f"tools[{index}]"
     if not isinstance(tool, dict) or tool.get("type") != "function":
         kind = tool.get("type") if isinstance(tool, dict) else None
@@ -141,18 +149,31 @@ def _function(tool: object, index: int, nested: bool) -> Function:
     if not isinstance(defined, dict):
         raise ApiError(400, "validation_error", f"`{where}` must be an object with `name`", param=where)
     name, description = defined.get("name"), defined.get("description") or ""
-    if not isinstance(name, str) or not name or len(name) > 64 or not all(c.isalnum() or c in "_-" for c in name):
-        raise ApiError(400, "validation_error", f"`{where}.name` must be 1 to 64 letters, digits, `_` or `-`",
-                       param=f"{where}.name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ApiError(400, "validation_error", f"`{where}.name` must be 1 to 64 letters (a-z, A-Z), digits, `_` "
+                       "or `-`", param=f"{where}.name")
     if name == NO_TOOL:
         raise ApiError(400, "validation_error", f"`{where}.name` may not be {NO_TOOL!r}: the API uses that name "
                        "for an answer in words", param=f"{where}.name")
     if not isinstance(description, str):
         raise ApiError(400, "validation_error", f"`{where}.description` must be a string",
                        param=f"{where}.description")
-    parameters = defined.get("parameters") or {"type": "object", "properties": {}}
-    check_schema(parameters, f"{where}.parameters", top_level=False)
+    parameters = defined.get("parameters", {"type": "object", "properties": {}})
+    _check_parameters(parameters, f"{where}.parameters", budget)
     return Function(name, description, parameters)
+
+
+def _check_parameters(parameters: object, where: str, budget: SchemaBudget) -> None:
+    """A function's parameters: an object schema the grammar can take, its references within its ``$defs``,
+    without a property of the grammar's own ``_name``."""
+    if not isinstance(parameters, dict) or parameters.get("type", "object") != "object" or not isinstance(
+            parameters.get("properties", {}), dict):
+        raise ApiError(400, "validation_error", f"`{where}` must be an object schema (`\"type\": \"object\"` with "
+                       "`properties`)", param=where)
+    if "_name" in parameters.get("properties", {}):
+        raise ApiError(400, "unsupported_parameter", f"`{where}.properties._name` is the name the grammar gives the "
+                       "function called: rename the parameter", param=f"{where}.properties._name")
+    check_schema(parameters, where, top_level=False, budget=budget, references=_DEFINITIONS)
 
 
 def _check_definitions(functions: Sequence[Function]) -> None:
@@ -169,7 +190,8 @@ def _check_definitions(functions: Sequence[Function]) -> None:
 
 
 def _named(choice: dict[str, Any], functions: Sequence[Function], nested: bool) -> Function:
-    name = (choice.get("function") or {}).get("name") if nested else choice.get("name")
+    named = choice.get("function") if nested else choice
+    name = named.get("name") if isinstance(named, dict) else None
     if choice.get("type") != "function" or not isinstance(name, str):
         shape = '{"type": "function", "function": {"name": ...}}' if nested else '{"type": "function", "name": ...}'
         raise ApiError(400, "validation_error", f"`tool_choice` as an object must be {shape}", param="tool_choice")
@@ -187,19 +209,26 @@ def _function_schema(function: Function) -> dict[str, Any]:
             "required": ["_name", *parameters.get("required", [])], "additionalProperties": False}
 
 
-def call_text(name: str, arguments: str) -> str:
-    """An earlier tool call as the model wrote it (a conversation replayed to the model)."""
-    try:
-        called = json.loads(arguments)
-    except ValueError:
-        called = {}
-    return json.dumps({"function": {"_name": name, **(called if isinstance(called, dict) else {})}},
-                      ensure_ascii=False)
+@dataclass
+class Conversation:
+    """Earlier tool calls and their results, as a replayed conversation shows them to the model."""
 
+    _names: dict[str, str] = field(default_factory=dict)
 
-def result_text(name: str, output: str) -> str:
-    """A tool's result as the next turn shows it to the model."""
-    return f"The function {name} returned: {output}"
+    def call(self, call_id: str, name: str, arguments: str, param: str) -> str:
+        """An earlier call as the model wrote it; ``arguments`` must be a JSON object's text (``param``)."""
+        try:
+            called = json.loads(arguments)
+        except (ValueError, RecursionError):
+            called = None
+        if not isinstance(called, dict):
+            raise ApiError(400, "validation_error", f"`{param}` must be a JSON object's text", param=param)
+        self._names[call_id] = name
+        return json.dumps({"function": {"_name": name, **called}}, ensure_ascii=False)
+
+    def result(self, call_id: str, output: str) -> str:
+        """A call's result as the next turn shows it to the model."""
+        return f"The function {self._names.get(call_id, 'called')} returned: {output}"
 
 
 def _failure(message: str) -> Settled:

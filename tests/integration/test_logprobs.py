@@ -46,6 +46,20 @@ def test_a_whole_answer_s_log_probabilities_spell_its_text_without_the_stop_that
     assert all(entry.top_logprobs == [] for entry in content)
 
 
+def test_streamed_log_probabilities_leave_out_a_stop_held_back_and_dropped(client) -> None:
+    chunks = [chunk.choices[0] for chunk in client.chat.completions.create(
+        model=MODEL, messages=HI, max_tokens=30, logprobs=True, stop=" short", stream=True) if chunk.choices]
+    content = "".join(choice.delta.content or "" for choice in chunks)
+    tokens = [entry.token for choice in chunks if choice.logprobs for entry in choice.logprobs.content or []]
+    assert content == "Here is a"
+    assert "".join(tokens) == content
+
+
+def test_top_logprobs_0_without_logprobs_is_the_neutral_value_clients_send(client) -> None:
+    answer = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=2, top_logprobs=0)
+    assert answer.choices[0].logprobs is None
+
+
 def test_completions_list_tokens_their_log_probabilities_and_offsets(client, emulator) -> None:
     answer = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=4, logprobs=2)
     scores = answer.choices[0].logprobs

@@ -11,6 +11,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from infra.catalog import load_catalog
+from infra.function_settings import model_settings
 from llm_stream.output_formats import JSON_OBJECT_REGEX
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 
@@ -86,11 +88,17 @@ def test_an_answer_the_container_did_not_constrain_is_an_error_never_a_success(c
     assert "did not enforce the format" in streamed.value.message
 
 
-def test_an_answer_cut_by_max_tokens_says_so(client) -> None:
-    with pytest.raises(openai.APIStatusError) as raised:
+def test_an_answer_cut_by_max_tokens_ends_with_length_as_openai_answers_it(client) -> None:
+    with pytest.raises(openai.LengthFinishReasonError):  # the SDK's own check of a cut answer
         client.chat.completions.parse(model=MODEL, messages=ASK, response_format=City, max_tokens=4)
-    assert raised.value.code == "invalid_json_output"
-    assert "`max_tokens`" in raised.value.message
+    cut = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4, response_format={
+        "type": "json_schema", "json_schema": {"name": "city", "schema": City.model_json_schema()}})
+    assert cut.choices[0].finish_reason == "length"
+    assert (cut.choices[0].message.content or "").startswith("{")  # the JSON so far, as OpenAI gives it
+    called = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4, tools=[WEATHER],
+                                            tool_choice="required")
+    assert called.choices[0].finish_reason == "length"
+    assert not called.choices[0].message.tool_calls  # no call: half a call is none
 
 
 @pytest.mark.parametrize(("schema", "param"), [
@@ -102,12 +110,36 @@ def test_an_answer_cut_by_max_tokens_says_so(client) -> None:
     ({"type": "object", "properties": {"x": {"$ref": "https://example.com/x.json"}}},
      "response_format.json_schema.schema.properties.x.$ref"),
     ({"type": "object", "properties": {"x": {"type": "strng"}}}, "response_format.json_schema.schema"),
+    ({"type": "object", "$defs": {"a": {"$ref": "#/$defs/a"}}, "properties": {"x": {"$ref": "#/$defs/a"}}},
+     "response_format.json_schema.schema.properties.x.$ref.$ref"),
+    ({"type": "object", "$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+      "properties": {"head": {"$ref": "#/$defs/node"}}},
+     "response_format.json_schema.schema.properties.head.$ref.properties.next.$ref"),
+    ({"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}},
+     "response_format.json_schema.schema.properties.x.$ref"),
+    ({"type": "object", "properties": {"x": {"$dynamicRef": "#meta"}}},
+     "response_format.json_schema.schema.properties.x.$dynamicRef"),
+    ({"type": "object", "properties": {"x": {"type": "string", "pattern": "(?=a)a+"}}},
+     "response_format.json_schema.schema.properties.x.pattern"),
 ])
 def test_schemas_the_grammar_cannot_enforce_are_refused_by_name(client, emulator, schema, param) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model=MODEL, messages=ASK, response_format={
             "type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
     assert raised.value.param == param
+    assert emulator.requests == []
+
+
+def test_a_schema_too_large_to_compile_for_a_shared_container_is_refused(client, emulator) -> None:
+    wide = {"type": "object", "properties": {f"p{n}": {"type": "string"} for n in range(600)}}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=ASK, response_format={
+            "type": "json_schema", "json_schema": {"name": "x", "schema": wide | {"$defs": {"w": wide}}}})
+    assert "more than 1000 subschemas" in raised.value.message
+    tools = [{"type": "function", "function": {"name": f"f{n}", "parameters": wide}} for n in range(2)]
+    with pytest.raises(openai.BadRequestError) as together:  # the functions make one grammar
+        client.chat.completions.create(model=MODEL, messages=ASK, tools=tools)
+    assert (together.value.param or "").startswith("tools[1].function.parameters")
     assert emulator.requests == []
 
 
@@ -119,21 +151,22 @@ def test_tools_and_a_response_format_together_are_refused(client, emulator) -> N
     assert emulator.requests == []
 
 
-@pytest.mark.parametrize("version", ["1.4.0"])
-def test_a_container_without_grammar_refuses_naming_the_model_and_why(start_function, version) -> None:
-    with EmulatorServer(EmulatorConfig(ttft_ms=0, token_ms=0, container_version=version)) as emulator:
-        function = start_function(emulator, model_id="huggingface-llm-falcon-40b-bf16",
-                                  container_capabilities=("logprobs", "top_logprobs"))
+def test_a_container_without_grammar_refuses_naming_the_model_and_why(start_function) -> None:
+    falcon_40b = load_catalog().get("huggingface-llm-falcon-40b-instruct-bf16")  # TGI 1.4.0
+    config = EmulatorConfig(ttft_ms=0, token_ms=0, container_version=falcon_40b.container_version)
+    with EmulatorServer(config) as emulator:
+        function = start_function(emulator, **model_settings(falcon_40b))  # the catalog's capabilities
         client = openai.OpenAI(base_url=f"{function.url}/v1", api_key="unused", max_retries=0)
         for kwargs, param in (({"response_format": {"type": "json_object"}}, "response_format"),
                               ({"tools": [WEATHER]}, "tools")):
             with pytest.raises(openai.BadRequestError) as raised:
-                client.chat.completions.create(model="huggingface-llm-falcon-40b-bf16", messages=ASK, **kwargs)
+                client.chat.completions.create(model=falcon_40b.model_id, messages=ASK, **kwargs)
             assert raised.value.param == param
-            assert "huggingface-llm-falcon-40b-bf16" in raised.value.message
+            assert falcon_40b.model_id in raised.value.message
             assert "tgi 1.4.1 and later have it" in raised.value.message
+        assert emulator.requests == []
         # tool_choice "none" needs no grammar: the tools are not offered, the answer is text
-        answer = client.chat.completions.create(model="huggingface-llm-falcon-40b-bf16", messages=ASK,
+        answer = client.chat.completions.create(model=falcon_40b.model_id, messages=ASK,
                                                 tools=[WEATHER], tool_choice="none", max_tokens=5)
         assert answer.choices[0].message.content
         assert "grammar" not in emulator.requests[0].json()["parameters"]
@@ -204,6 +237,16 @@ def test_a_tool_result_goes_back_to_the_model_in_its_chat_format(client, emulato
     ([WEATHER, WEATHER], None, "tools"),
     ([WEATHER], {"type": "function", "function": {"name": "other"}}, "tool_choice"),
     ([], "required", "tool_choice"),
+    ([WEATHER], {"type": "function", "function": "get_weather"}, "tool_choice"),
+    ([{"type": "function", "function": {"name": "f\u00e9"}}], None, "tools[0].function.name"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}], None,
+     "tools[0].function.parameters"),
+    ([{"type": "function", "function": {"name": "f", "parameters": []}}], None, "tools[0].function.parameters"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "_name": {"type": "string"}}}}}], None, "tools[0].function.parameters.properties._name"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "x": {"$ref": "#/properties/y"}, "y": {"type": "string"}}}}}], None,
+     "tools[0].function.parameters.properties.x.$ref"),
     ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
         "n": {"type": "integer", "multipleOf": 2}}}}}], None, "tools[0].function.parameters.properties.n.multipleOf"),
 ])
@@ -292,9 +335,9 @@ def test_langchain_bind_tools_calls_a_tool_and_reads_its_result(function, emulat
     streamed = list(llm.bind_tools([get_weather], tool_choice="any").stream([ask]))
     assert sum(streamed[1:], streamed[0]).tool_calls[0]["name"] == "get_weather"
     emulator.reset()
-    answer = llm.bind_tools([get_weather]).invoke([ask, called, ToolMessage(get_weather.invoke(call["args"]),
-                                                                            tool_call_id=call["id"])])
-    assert answer.content or answer.tool_calls
+    answer = llm.bind_tools([get_weather], tool_choice="none").invoke(
+        [ask, called, ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])])
+    assert answer.content
     assert "The function get_weather returned: 18 C in" in emulator.requests[0].json()["inputs"]
 
 
@@ -306,3 +349,78 @@ def test_langchain_s_completions_class_sends_a_list_of_one_prompt(function, emul
                                "max_tokens": 5, "max_retries": 0}
     assert OpenAI(**options).invoke("Once upon a time")
     assert emulator.requests[0].json()["inputs"] == "Once upon a time"
+
+
+def test_earlier_call_arguments_that_are_no_json_object_are_refused_by_name(client, emulator) -> None:
+    nested = "[" * 5000 + "]" * 5000
+    for arguments in (nested, "not json", "[1]"):
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.chat.completions.create(model=MODEL, tools=[WEATHER], messages=[
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "18 C"}])
+        assert raised.value.param == "messages[1].tool_calls[0].function.arguments"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=MODEL, input=[{"role": "user", "content": "Hi"}, {
+            "type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": nested}])
+    assert refused.value.param == "input[1].arguments"
+    assert emulator.requests == []
+
+
+def test_logprobs_with_tools_are_refused(client, emulator) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER], logprobs=True)
+    assert raised.value.param == "logprobs"
+    assert emulator.requests == []
+
+
+def test_a_tool_answer_the_container_did_not_constrain_ends_with_an_error_event(client, emulator) -> None:
+    emulator.inject(Fault("grammar_not_enforced", times=3))
+    stream = client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required",
+                                            stream=True)
+    with pytest.raises(openai.APIError) as chat:
+        list(stream)
+    assert "not a tool call" in chat.value.message
+    tool = {"type": "function", "name": "get_weather", "parameters": WEATHER["function"]["parameters"]}
+    called = list(client.responses.create(model=MODEL, input="Paris weather?", tools=[tool], tool_choice="required",
+                                          stream=True))
+    assert [event.type for event in called[-2:]] == ["error", "response.failed"]
+    assert "not a tool call" in called[-2].message
+    assert called[-1].response.output == []  # no call, no message
+    formatted = list(client.responses.create(model=MODEL, input="A city", stream=True, text={"format": {
+        "type": "json_schema", "name": "city", "schema": City.model_json_schema()}}))
+    assert [event.type for event in formatted[-2:]] == ["error", "response.failed"]
+    assert formatted[-1].response.error.code == "invalid_json_output"
+
+
+def no_tool_prompt(client: openai.OpenAI) -> str:
+    """A question the emulator answers in words under ``auto`` (it picks among the grammar's choices by the
+    prompt, the same way every time)."""
+    for number in range(40):
+        question = f"Question {number}: what is new?"
+        answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": question}],
+                                                tools=[WEATHER])
+        if answer.choices[0].message.content:
+            return question
+    raise AssertionError("no question got a reply in words")
+
+
+def test_a_no_tool_reply_is_content_streamed_or_not_on_both_routes(client, emulator) -> None:
+    question = no_tool_prompt(client)
+    ask = [{"role": "user", "content": question}]
+    whole = client.chat.completions.create(model=MODEL, messages=ask, tools=[WEATHER])
+    assert whole.choices[0].finish_reason == "stop"
+    assert whole.choices[0].message.tool_calls is None
+    reply = whole.choices[0].message.content or ""
+    assert reply
+    assert not reply.startswith("{")
+    chunks = list(client.chat.completions.create(model=MODEL, messages=ask, tools=[WEATHER], stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+    tool = {"type": "function", "name": "get_weather", "description": "The weather in a city",
+            "parameters": WEATHER["function"]["parameters"]}
+    emulator.reset()
+    answered = client.responses.create(model=MODEL, input=question, tools=[tool])
+    assert [item.type for item in answered.output] == ["message"]
+    assert answered.output_text

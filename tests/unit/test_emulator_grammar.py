@@ -44,6 +44,9 @@ SCHEMAS: list[dict[str, Any]] = [
                                                           "required": ["a"]},
                                                          {"properties": {"b": {"type": "string"}}}]},
                                       "free": {"type": "object"}}},
+    {"type": "object", "properties": {"none": {"type": "array", "maxItems": 0},
+                                      "any": {"anyOf": [True, {"type": "boolean"}]},
+                                      "code": {"type": "string", "pattern": "[^abc0-9]{3}"}}},
 ]
 
 
@@ -51,6 +54,7 @@ SCHEMAS: list[dict[str, Any]] = [
 @given(prompt=st.text(max_size=40))
 def test_an_answer_to_a_json_grammar_is_valid_against_the_schema(schema: dict[str, Any], prompt: str) -> None:
     text = grammar.answer_text({"type": "json", "value": schema}, prompt)
+    assert text is not None
     jsonschema.validate(json.loads(text), schema)
     assert grammar.answer_text({"type": "json", "value": schema}, prompt) == text  # the same prompt, the same text
 
@@ -58,14 +62,26 @@ def test_an_answer_to_a_json_grammar_is_valid_against_the_schema(schema: dict[st
 @given(prompt=st.text(max_size=40))
 def test_an_answer_to_the_json_object_regex_matches_it_and_is_an_object(prompt: str) -> None:
     text = grammar.answer_text({"type": "regex", "value": JSON_OBJECT_REGEX}, prompt)
+    assert text is not None
     assert re.fullmatch(JSON_OBJECT_REGEX, text)
     assert isinstance(json.loads(text), dict)
 
 
-@pytest.mark.parametrize("pattern", [r"\d{3}-[a-f]+", r"(yes|no)!?", r"[^\d\s]{2,4}", r"(ab)+\1", r"a*b?c{0,2}"])
+@pytest.mark.parametrize("pattern", [r"\d{3}-[a-f]+", r"(yes|no)!?", r"[^\d\s]{2,4}", r"(ab)+\1", r"a*b?c{0,2}",
+                                     r"[^\w]x", r"[^abcxyz019]+"])
 def test_an_answer_to_a_regex_grammar_matches_it(pattern: str) -> None:
     for prompt in ("one", "two", "three"):
-        assert re.fullmatch(pattern, grammar.answer_text({"type": "regex", "value": pattern}, prompt))
+        assert re.fullmatch(pattern, grammar.answer_text({"type": "regex", "value": pattern}, prompt) or "")
+
+
+@pytest.mark.parametrize("given", [
+    {"type": "regex", "value": "(?=a)b"}, {"type": "regex", "value": "((a{99}){99}){99}"},
+    {"type": "json", "value": {"properties": {"x": {"$ref": "#/$defs/missing"}}}}])
+def test_a_grammar_the_emulator_cannot_follow_is_not_enforced_as_tgi_does_with_one_it_cannot_compile(
+        given: dict[str, Any]) -> None:
+    assert grammar.answer_text(given, "Hi") is None
+    request = tgi.parse_request(generate_body(grammar=given), 2048)
+    assert "".join(token.text for token, _ in tgi.generate(request) if not token.special).startswith("Here is")
 
 
 @pytest.mark.parametrize(("given_grammar", "message", "deserialize"), [

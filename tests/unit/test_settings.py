@@ -125,3 +125,13 @@ def test_synth_refuses_an_unknown_context_key(tmp_path) -> None:
 
     with pytest.raises(InfraSettingsError, match="modle"):
         build(App(context={**cdk_context(), "modle": "huggingface-llm-mistral-7b-instruct"}, outdir=str(tmp_path)))
+
+
+def test_a_container_can_only_what_its_family_can_whatever_the_list_says() -> None:
+    lmi = Settings(endpoint_name="e", container_family="lmi")  # the default list: the default TGI model's
+    assert lmi.can("logprobs")
+    assert not lmi.can("grammar")
+    assert not lmi.can("top_logprobs")
+    with pytest.raises(SettingsError, match="CONTAINER_CAPABILITIES='grammar,telepathy' is not valid: expected "
+                                            "names among grammar, tools"):
+        Settings(endpoint_name="e", container_capabilities=("grammar", "telepathy"))
