@@ -16,6 +16,7 @@ string the regular expression matches fully (no look-arounds or back-references,
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -63,16 +64,23 @@ def checked(grammar: object) -> dict[str, Any]:
             raise GrammarRefused(f"grammar is not valid: {exc}") from None
     if not isinstance(value, dict):
         raise GrammarRefused("grammar is not valid: Grammar must be a valid JSON object")
-    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
     try:
-        Draft202012Validator.check_schema(value)
+        _check_schema(json.dumps(value, sort_keys=True))
     except SchemaError as exc:
         raise GrammarRefused(f"grammar is not valid: {exc.message}") from None
     if "properties" not in value:
         raise GrammarRefused("grammar is not valid: Grammar must have a 'properties' field")
     return {"type": "json", "value": value}
+
+
+@functools.lru_cache(maxsize=64)
+def _check_schema(schema_text: str) -> None:
+    """JSON Schema's own check, once per schema (TGI compiles a grammar once and keeps it too)."""
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(json.loads(schema_text))
 
 
 def answer_text(grammar: dict[str, Any], prompt: str) -> str | None:

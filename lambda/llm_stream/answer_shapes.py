@@ -26,6 +26,8 @@ SETTLE_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class ToolCall:
+    """A function call an answer makes (one per answer, as TGI makes them)."""
+
     id: str
     name: str
     #: The arguments as a JSON object's text, as OpenAI's API sends them.
@@ -34,6 +36,8 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Settled:
+    """What a shape made of a finished answer."""
+
     #: What the caller is shown at the end (for a shape that holds its text back: all of it).
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
