@@ -9,7 +9,9 @@ special case per route:
 * every response carries the request id, ``X-Content-Type-Options: nosniff``, and unless it says
   otherwise, ``Cache-Control: no-store``;
 * a request head larger than :data:`MAX_HEAD_BYTES` is refused (431) before any route sees it, however
-  it arrived (the HTTP server's own cap holds only for heads that arrive in several reads);
+  it arrived (the HTTP server's own cap holds only for heads that arrive in several reads); its body, within
+  the body cap and :data:`DRAIN_SECONDS`, is read first, so the close that follows is not a reset that could
+  take the answer with it;
 * what the HTTP server refused itself (``http_protocol.py``: malformed HTTP, too many requests at once)
   is answered and logged here or with this request's id, never without one.
 """
@@ -25,6 +27,7 @@ import traceback
 import uuid
 from typing import Any
 
+import anyio
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,6 +40,8 @@ STATS_KEY = "llm_stream.stats"
 _CONTEXT_KEY = "llm_stream.lambda_context"
 _MAX_CONTEXT_CHARS = 4096
 _REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
+#: How long a refused request's body is read before the refusal is sent (``_drain_body``).
+DRAIN_SECONDS = 1.0
 #: Largest request head (request line and headers), counted as they came on the wire.
 MAX_HEAD_BYTES = 16 * 1024
 #: Scope state set by the HTTP server (``http_protocol.py``): it refused this request with this error, and
@@ -136,6 +141,8 @@ class RequestLifecycle:
                 await self.app(scope, receive, send_with_headers)
             else:
                 stats.error_type = refusal.error_type
+                if state.get(SERVER_REFUSAL_KEY) is None:  # a well-formed request: its body can be read
+                    await _drain_body(receive, self.settings.max_body_bytes)
                 await refusal.response(request_id)(scope, receive, send_with_headers)
         except Exception:
             stats.traceback = traceback.format_exc()
@@ -165,6 +172,18 @@ def _refusal(scope: Scope) -> ApiError | None:
         return ApiError(431, "request_header_fields_too_large", f"the request head has {head} bytes; this "
                         f"function reads at most {MAX_HEAD_BYTES}", {"connection": "close"})
     return None
+
+
+async def _drain_body(receive: Receive, limit: int) -> None:
+    """Read (and drop) what a refused request sent after its head, within bounds: a connection closed with
+    bytes left unread is reset by the kernel, and the caller may then lose the refusal meant for it."""
+    received = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while received <= limit:
+            message = await receive()
+            received += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
 
 
 async def _end_started_response(send: Send) -> None:

@@ -63,6 +63,16 @@ def test_a_head_past_the_cap_in_one_write_is_refused_431(function, emulator, req
     assert httpx.get(f"{function.url}/healthz", headers={"x-pad": "a" * 15_000}).status_code == 200
 
 
+def test_a_refused_request_s_body_still_on_its_way_is_read_so_the_caller_gets_the_431_not_a_reset(
+        function, emulator) -> None:
+    head = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 50000\r\n"
+    # The head in one write, the body in two more after it: without reading them the server's close would
+    # reset the connection while they arrive, and the caller could lose the answer meant for it.
+    answer = exchange(function.url, head + b"x-pad: " + b"a" * 100_000 + b"\r\n\r\n", b"x" * 25_000, b"y" * 25_000)
+    assert parse(answer)[0] == 431
+    assert emulator.requests == []
+
+
 def test_past_the_concurrency_limit_the_503_is_the_functions(start_function, request_logs: LogRecords) -> None:
     from llm_stream.serve import CONCURRENCY_HEADROOM
 
