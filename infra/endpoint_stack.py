@@ -137,7 +137,9 @@ class EndpointStack(Stack):
             model_name=None if settings.scale_to_zero else self.sagemaker_model.attr_model_name,
             instance_type=settings.instance_type,
             initial_instance_count=settings.min_instances,
-            initial_variant_weight=1.0,
+            # A variant without a model takes no weight: the SDK's inference-component deploy path and AWS's
+            # notebooks leave it out (session.production_variant sets it only with a model name).
+            initial_variant_weight=None if settings.scale_to_zero else 1.0,
             model_data_download_timeout_in_seconds=settings.model.download_timeout_seconds,
             container_startup_health_check_timeout_in_seconds=settings.model.startup_timeout_seconds,
             managed_instance_scaling=managed_instance_scaling(settings) if settings.scale_to_zero else None,
@@ -146,7 +148,11 @@ class EndpointStack(Stack):
         )
         return sagemaker.CfnEndpointConfig(
             self, "EndpointConfig", production_variants=[variant],
-            execution_role_arn=self.role.role_arn if settings.scale_to_zero else None)
+            execution_role_arn=self.role.role_arn if settings.scale_to_zero else None,
+            # With inference components the endpoint config's flag is the one that isolates the components'
+            # containers (the SDK's deploy path sets it there; terraform-provider-aws documents it as the one that
+            # counts); the model keeps its own as well, so the setting holds under either reading.
+            enable_network_isolation=settings.model.network_isolation if settings.scale_to_zero else None)
 
     def _tag_and_output(self, settings: DeploymentSettings, jumpstart_tags: dict[str, str]) -> None:
         for resource in (self.sagemaker_model, self.endpoint_config, self.endpoint):

@@ -21,9 +21,11 @@ def test_the_endpoint_config_has_no_model_a_role_and_instances_managed_down_to_z
     endpoint.has_resource("AWS::SageMaker::EndpointConfig", {
         "Properties": Match.object_like({
             "ExecutionRoleArn": {"Fn::GetAtt": [role, "Arn"]},
+            # The components' containers are isolated by the endpoint config's flag (the SDK's deploy path)...
+            "EnableNetworkIsolation": True,
+            # ...and a variant without a model has no weight (object_equals: none is set).
             "ProductionVariants": [Match.object_equals({
                 "VariantName": "AllTraffic", "InstanceType": "ml.g5.2xlarge", "InitialInstanceCount": 1,
-                "InitialVariantWeight": 1,
                 "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 0, "MaxInstanceCount": 3},
                 "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
                 "ModelDataDownloadTimeoutInSeconds": 600, "ContainerStartupHealthCheckTimeoutInSeconds": 900,
@@ -33,6 +35,7 @@ def test_the_endpoint_config_has_no_model_a_role_and_instances_managed_down_to_z
     })
     endpoint.has_resource_properties("AWS::SageMaker::Endpoint", {"EndpointName": NAME,
                                                                   "RetainAllVariantProperties": True})
+    endpoint.has_resource_properties("AWS::SageMaker::Model", {"EnableNetworkIsolation": True})  # kept there too
     endpoint.has_output("InferenceComponentName", {"Value": NAME})
     # The variant's own autoscaling is not used: the copies scale, and the instances follow them.
     endpoint.resource_properties_count_is("AWS::ApplicationAutoScaling::ScalableTarget", {
