@@ -15,10 +15,25 @@ why:
   extra copies stay until the endpoint has been idle that long, then all go.
 * **Waking**: the alarm fires on one refused request in a minute (Sum ≥ 1). The guide's example (Sum > 1)
   needs two; the launch post's (Maximum ≥ 1 over 30 s) fires on one: this works under either reading. The
-  step policy adds one copy with a cooldown of 15 minutes instead of the examples' 60 s: while a copy is
-  starting (5 to 10 minutes), refused retries keep the alarm in ALARM, CloudWatch invokes the policy again
-  every minute, and a step policy does not scale out again within its cooldown unless a larger step is
-  triggered, so a slow start does not add a second copy (and instance).
+  step policy sets the copies to exactly one (AWS's examples add one), with their cooldown of 60 s. An
+  alarm keeps invoking a scaling policy while it stays in ALARM ("Except for Auto Scaling actions, the
+  actions happen only on state transitions", CloudWatch's alarm actions page), and refused retries keep it
+  there while a copy starts (5 to 10 minutes): "exactly one" is idempotent, so that adds no second copy,
+  where "add one" needed a long cooldown, which in turn locked the wake-up out for its length if anything
+  took the copy away (a step policy's cooldown counts what it added as still there). The alarm can only
+  fire at zero copies (SageMaker emits ``NoCapacityInvocationFailures`` when "the endpoint has no active
+  instances to serve the request"), so "exactly one" never lowers a count target tracking raised.
+* **The two cannot lock each other out.** The idle alarm counts refused attempts as activity, so the datapoint
+  that fires the wake-up also ends the idle alarm's ALARM, at its next evaluation. Within that one gap
+  (about a minute), a run of "to zero" may still undo a fresh wake-up; Application Auto Scaling then scales
+  out at once ("if another alarm triggers a scale-out activity during the cooldown period after a scale-in,
+  Application Auto Scaling scales out the target immediately", its step-scaling guide), and the wake-up's
+  next run, a minute later while requests are refused, sets one copy again: at worst a minute's delay,
+  never the cooldown's.
+* **A metric-math alarm invoking a step policy** (the idle alarm): AWS's documents show no example, and
+  forbid math alarms EC2 actions only ("Alarms based on math expressions cannot perform Amazon EC2
+  actions", CloudWatch's user guide) and composite alarms Auto Scaling actions; only a deployment confirms
+  that the policy runs (``make smoke`` after an idle period shows it: the model is at zero).
 * **After a deployment** the idle alarm has no data, which counts as idle: the copy the deployment started
   (proof that the model loads) goes to zero within minutes unless requests arrive.
 """
@@ -38,8 +53,8 @@ SCALABLE_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 #: SageMaker's answer count while a component has no copy (namespace AWS/SageMaker, per component).
 NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
 SCALE_OUT_COOLDOWN_SECONDS = 300
-#: Longer than a copy takes to start (5 to 10 minutes), so the wake-up adds one copy, not one per minute.
-WAKE_UP_COOLDOWN_SECONDS = 900
+#: AWS's (the guide's and the launch post's notebook): "exactly one copy" needs no longer one.
+WAKE_UP_COOLDOWN_SECONDS = 60
 #: The copy a deployment starts with: the model loads once at deploy time, so a broken container fails the
 #: deployment instead of the first request (and the idle alarm then takes it to zero).
 INITIAL_COPIES = 1
@@ -78,9 +93,9 @@ class ScaleToZero(Construct):
         for key, value in tags.items():
             Tags.of(self.component).add(key, value)
         target = self._copy_count(settings)
-        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ChangeInCapacity", WAKE_UP_COOLDOWN_SECONDS,
+        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ExactCapacity", WAKE_UP_COOLDOWN_SECONDS,
                                  appscaling.CfnScalingPolicy.StepAdjustmentProperty(
-                                     metric_interval_lower_bound=0, scaling_adjustment=1))
+                                     metric_interval_lower_bound=0, scaling_adjustment=INITIAL_COPIES))
         idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", "ExactCapacity", MINUTE,
                                  appscaling.CfnScalingPolicy.StepAdjustmentProperty(
                                      metric_interval_upper_bound=0, scaling_adjustment=0))

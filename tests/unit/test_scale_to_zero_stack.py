@@ -115,7 +115,9 @@ def test_copies_scale_from_zero_on_refused_requests_and_to_zero_when_idle() -> N
     assert policies[wake.as_string()]["Properties"] == {
         "PolicyName": "wake-up", "PolicyType": "StepScaling", "ScalingTargetId": {"Ref": target},
         "StepScalingPolicyConfiguration": {
-            "AdjustmentType": "ChangeInCapacity", "Cooldown": 900, "MetricAggregationType": "Maximum",
+            # Exactly one copy: idempotent while the alarm, in ALARM, invokes it every minute as a copy starts,
+            # so AWS's 60 s cooldown does, and nothing can lock the wake-up out for long (scale_to_zero.py).
+            "AdjustmentType": "ExactCapacity", "Cooldown": 60, "MetricAggregationType": "Maximum",
             "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]}}
     assert policies[to_zero.as_string()]["Properties"]["StepScalingPolicyConfiguration"] == {
         "AdjustmentType": "ExactCapacity", "Cooldown": 60, "MetricAggregationType": "Maximum",
@@ -147,7 +149,7 @@ def test_the_function_names_the_component_and_may_invoke_it_and_its_endpoint_onl
     _, streaming = templates(scale_to_zero=True)
     environment = app_environment(streaming)
     assert (environment["SAGEMAKER_ENDPOINT_NAME"], environment["INFERENCE_COMPONENT_NAME"]) == (NAME, NAME)
-    assert "WAKE_UP_SECONDS" not in environment  # the function's default is the wake-up policy's cooldown
+    assert "WAKE_UP_SECONDS" not in environment  # the function's default, the expected wake-up (480 s), holds
     streaming.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([{
         "Effect": "Allow", "Action": ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
         "Resource": [join("arn:", PARTITION, ":sagemaker:", REGION, ":", ACCOUNT, f":endpoint/{NAME}"),
