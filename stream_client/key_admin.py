@@ -68,15 +68,17 @@ class KeyAdmin:
     def ring(self) -> KeyRing:
         return KeyRing(tuple(item.record for item in self.items() if item.record is not None))
 
-    def create(self, name: str, lifetime: timedelta | None, limits: KeyLimits,
-               now: datetime | None = None) -> tuple[str, KeyRecord]:
-        """A new key and its record; the key is returned here and nowhere else."""
+    def create(self, name: str, lifetime: timedelta | None, limits: KeyLimits, now: datetime | None = None,
+               models: tuple[str, ...] | None = None) -> tuple[str, KeyRecord]:
+        """A new key and its record (``models``: the only ones it may call; ``None``: every one); the key is
+        returned here and nowhere else."""
         if not api_keys.valid_name(name):
             raise KeyAdminError(f"{name!r} is not a valid key name: use {api_keys.NAME_RULE}")
         created = _now(now)
         key = api_keys.new_key()
         record = KeyRecord(name=name, sha256=api_keys.key_digest(key), created_at=created,
-                           expires_at=None if lifetime is None else created + lifetime, limits=limits)
+                           expires_at=None if lifetime is None else created + lifetime, limits=limits,
+                           allowed_models=models)
         try:
             self._write(record, None, f"create ({_summary(record)})", created)
         except _Changed:
@@ -92,6 +94,11 @@ class KeyAdmin:
                 raise KeyAdminError(str(exc)) from None
 
         return self._change(name, change, lambda new: f"set-limits ({new.limits.describe()})", now)
+
+    def set_models(self, name: str, models: tuple[str, ...] | None, now: datetime | None = None) -> KeyRecord:
+        """Restrict a key to ``models`` (``None``: every model the deployment serves)."""
+        return self._change(name, lambda record: replace(record, allowed_models=models),
+                            lambda new: f"set-models ({describe_models(new.allowed_models)})", now)
 
     def rotate(self, name: str, grace: timedelta, now: datetime | None = None) -> tuple[str, KeyRecord]:
         """A new key for ``name``; the one it replaces keeps working for ``grace``."""
@@ -223,9 +230,13 @@ def _key_item(raw: dict[str, Any]) -> KeyItem:
     return KeyItem(name=name, record=record, audit=audit, raw_record=text)
 
 
+def describe_models(models: tuple[str, ...] | None) -> str:
+    return "every model" if models is None else ",".join(models)
+
+
 def _summary(record: KeyRecord) -> str:
     expiry = f"expires {show_time(record.expires_at)}" if record.expires_at else "no expiry"
-    return f"{expiry}; limits {record.limits.describe()}"
+    return f"{expiry}; limits {record.limits.describe()}; models {describe_models(record.allowed_models)}"
 
 
 def _kept_changing(name: str) -> KeyAdminError:

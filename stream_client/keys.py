@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from llm_stream.key_limits import LIMITS, KeyLimits, LimitsError
 
 from . import client
-from .key_admin import DEFAULT_ROTATION_GRACE, KeyAdmin, KeyAdminError, show_time
+from .key_admin import DEFAULT_ROTATION_GRACE, KeyAdmin, KeyAdminError, describe_models, show_time
 from .key_document import KeyDocumentError, KeyRing, api_keys
 from .usage_report import FORMATS, aligned_columns, month_start, render, usage_report
 
@@ -63,6 +63,19 @@ def parse_limit_value(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'none'") from None
 
 
+def parse_models(text: str) -> tuple[str, ...]:
+    """``a,b``: catalog model ids, each once (a key restricted to a model no deployment serves is a mistake)."""
+    from infra.catalog import load_catalog
+
+    models = tuple(part.strip() for part in text.split(",") if part.strip())
+    known = load_catalog().models
+    unknown = [model for model in models if model not in known]
+    if not models or unknown or len(set(models)) != len(models):
+        problem = f"unknown model {unknown[0]!r}" if unknown else "name each model once" if models else "no model"
+        raise argparse.ArgumentTypeError(f"{problem}; the catalog's models: {', '.join(sorted(known))}")
+    return models
+
+
 def parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -87,11 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create", help="issue a new key (printed once), with its own limits if given")
     create.add_argument("name", help=api_keys.NAME_RULE)
     create.add_argument("--expires", type=parse_lifetime, metavar="LIFETIME", help="say 90d or 12h (default: never)")
+    create.add_argument("--models", type=parse_models, metavar="ID,ID",
+                        help="the only models the key may call (catalog ids; default: every model served)")
     _add_limit_flags(create, removable=False)
     set_limits = commands.add_parser("set-limits", help="change a key's own limits (the others stay)")
     set_limits.add_argument("name")
     _add_limit_flags(set_limits, removable=True)
-    commands.add_parser("list", help="names, dates, status and limits (never keys)")
+    set_models = commands.add_parser("set-models", help="restrict a key to some models, or lift the restriction")
+    set_models.add_argument("name")
+    choice = set_models.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--models", type=parse_models, metavar="ID,ID", help="the only models the key may call")
+    choice.add_argument("--all", action="store_true", help="every model the deployment serves")
+    commands.add_parser("list", help="names, dates, status, limits and models (never keys)")
     rotate = commands.add_parser("rotate", help="issue a new key for NAME; the old one works for a grace period")
     rotate.add_argument("name")
     rotate.add_argument("--grace", type=parse_lifetime, default=DEFAULT_ROTATION_GRACE, metavar="LIFETIME",
@@ -126,11 +146,15 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
     given = {name: getattr(args, name, None) for name in LIMITS}
     changes = {name: None if value == NO_LIMIT else value for name, value in given.items() if value is not None}
     if args.command == "create":
-        key, record = admin.create(args.name, args.expires, KeyLimits(**changes))
+        key, record = admin.create(args.name, args.expires, KeyLimits(**changes), models=args.models)
         expiry = f"expires {show_time(record.expires_at)}" if record.expires_at else "does not expire"
-        print(f"Created key {record.name!r} ({expiry}; limits: {record.limits.describe()}). It is shown only now: "
-              "store it safely.", file=sys.stderr)
+        print(f"Created key {record.name!r} ({expiry}; limits: {record.limits.describe()}; models: "
+              f"{describe_models(record.allowed_models)}). It is shown only now: store it safely.", file=sys.stderr)
         print(key)
+    elif args.command == "set-models":
+        record = admin.set_models(args.name, None if args.all else args.models)
+        print(f"{args.name!r} may now call {describe_models(record.allowed_models)}; the function applies it within "
+              "its refresh interval.", file=sys.stderr)
     elif args.command == "set-limits":
         if not changes:
             flags = ", ".join("--" + name.replace("_", "-") for name in LIMITS)
@@ -205,17 +229,18 @@ def caller_identity() -> str:
 
 
 def _print_keys(admin: KeyAdmin, now: datetime) -> None:
-    rows = [("NAME", "CREATED", "EXPIRES", "STATUS", "LIMITS")]
+    rows = [("NAME", "CREATED", "EXPIRES", "STATUS", "LIMITS", "MODELS")]
     for item in admin.items():
         record = item.record
         if record is None:
-            rows.append((item.name, "", "", "revoked", ""))
+            rows.append((item.name, "", "", "revoked", "", ""))
             continue
         status = "expired" if record.expired(now) else "active"
         if record.previous_sha256 and record.previous_expires_at and now < record.previous_expires_at:
             status += f" (previous key until {show_time(record.previous_expires_at)})"
         expires = show_time(record.expires_at) if record.expires_at else "never"
-        rows.append((record.name, show_time(record.created_at), expires, status, record.limits.describe()))
+        rows.append((record.name, show_time(record.created_at), expires, status, record.limits.describe(),
+                     describe_models(record.allowed_models)))
     print("\n".join(aligned_columns(rows)))
     if len(rows) == 1:
         print("(no keys: create one with `python -m stream_client keys create NAME`)", file=sys.stderr)

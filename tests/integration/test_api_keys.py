@@ -5,6 +5,7 @@ Manager secret too), managed by the real CLI."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -262,12 +263,16 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
-def listed(capsys, table: str) -> dict[str, list[str]]:
+def listed(capsys, table: str) -> dict[str, dict[str, str]]:
+    """``keys list`` as {name: {column: value}}, read by the columns' positions (values may hold spaces)."""
     status, out, _ = run_cli(capsys, "--table", table, "list")
     assert status == 0
-    lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "CREATED", "EXPIRES", "STATUS", "LIMITS"]
-    return {line.split()[0]: line.split() for line in lines[1:]}
+    header, *lines = out.splitlines()
+    columns = [(match[0], match.start()) for match in re.finditer(r"\S+", header)]
+    assert [name for name, _ in columns] == ["NAME", "CREATED", "EXPIRES", "STATUS", "LIMITS", "MODELS"]
+    ends = [start for _, start in columns[1:]] + [None]
+    return {line.split()[0]: {name: line[start:end].strip() for (name, start), end in zip(columns, ends, strict=True)}
+            for line in lines}
 
 
 def test_cli_create_list_revoke_round_trip(key_table: str, capsys, tmp_path: Path) -> None:
@@ -297,14 +302,15 @@ def test_cli_create_list_revoke_round_trip(key_table: str, capsys, tmp_path: Pat
 
     rows = listed(capsys, key_table)
     assert list(rows) == ["team-a", "team-b"]
-    assert rows["team-a"][-2:] == ["max_streams=4", "rpm=60"]
-    assert "never" in rows["team-b"]
-    assert rows["team-b"][-2:] == ["active", "none"]
+    assert rows["team-a"]["LIMITS"] == "max_streams=4 rpm=60"
+    assert rows["team-b"]["EXPIRES"] == "never"
+    assert (rows["team-b"]["STATUS"], rows["team-b"]["LIMITS"], rows["team-b"]["MODELS"]) == (
+        "active", "none", "every model")
 
     status, _, message = run_cli(capsys, "--table", key_table, "revoke", "team-a")
     assert status == 0
     assert "within its refresh interval" in message
-    assert listed(capsys, key_table)["team-a"] == ["team-a", "revoked"]
+    assert listed(capsys, key_table)["team-a"]["STATUS"] == "revoked"
     status, _, message = run_cli(capsys, "--table", key_table, "revoke", "team-a")
     assert status == 1
     assert "no key named 'team-a'" in message
@@ -316,7 +322,7 @@ def test_cli_create_list_revoke_round_trip(key_table: str, capsys, tmp_path: Pat
 def test_cli_sets_and_removes_limits_and_refuses_bad_ones(key_table: str, capsys) -> None:
     assert run_cli(capsys, "--table", key_table, "create", "team-a", "--tpm", "1000")[0] == 0
     assert run_cli(capsys, "--table", key_table, "set-limits", "team-a", "--rpm", "30", "--tpm", "none")[0] == 0
-    assert listed(capsys, key_table)["team-a"][-1] == "rpm=30"
+    assert listed(capsys, key_table)["team-a"]["LIMITS"] == "rpm=30"
     status, _, message = run_cli(capsys, "--table", key_table, "set-limits", "team-a", "--max-streams", "0")
     assert status == 1
     assert "max_streams=0 is not valid: expected an integer from 1 to 100 " in message
@@ -326,6 +332,26 @@ def test_cli_sets_and_removes_limits_and_refuses_bad_ones(key_table: str, capsys
     status, _, message = run_cli(capsys, "--table", key_table, "set-limits", "nobody", "--rpm", "1")
     assert status == 1
     assert "no key named 'nobody'" in message
+
+
+def test_cli_restricts_a_key_to_models_and_lifts_it_and_refuses_unknown_ones(key_table: str, capsys) -> None:
+    falcon, mistral = "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-mistral-7b-instruct"
+    status, _, message = run_cli(capsys, "--table", key_table, "create", "team-a", "--models", f"{falcon},{mistral}")
+    assert status == 0
+    assert f"models: {falcon},{mistral}" in message
+    assert listed(capsys, key_table)["team-a"]["MODELS"] == f"{falcon},{mistral}"
+    assert run_cli(capsys, "--table", key_table, "set-models", "team-a", "--models", mistral)[0] == 0
+    ring = KeyAdmin(boto3.client("dynamodb"), key_table, "tests").ring()
+    assert ring.records[0].allowed_models == (mistral,)  # what the function reads (403 model_not_allowed)
+    assert run_cli(capsys, "--table", key_table, "set-models", "team-a", "--all")[0] == 0
+    assert listed(capsys, key_table)["team-a"]["MODELS"] == "every model"
+    for bad, problem in (("gpt-4o", "unknown model 'gpt-4o'"), (f"{falcon},{falcon}", "name each model once"),
+                         (",", "no model")):
+        with pytest.raises(SystemExit):
+            client_main(["keys", "--table", key_table, "set-models", "team-a", "--models", bad])
+        err = capsys.readouterr().err
+        assert problem in err
+        assert falcon in err  # the catalog's models are named
 
 
 def test_cli_refuses_bad_lifetimes_and_deployments_without_keys(capsys, tmp_path: Path) -> None:
