@@ -10,7 +10,7 @@ import sys
 from types import FrameType
 
 from .faults import FAULT_KINDS, Fault
-from .server import CONTAINERS, EmulatorConfig, EmulatorServer
+from .server import CONTAINERS, EmulatorConfig, EmulatorServer, HostedComponent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,6 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--inference-component", metavar="NAME",
                         help="scale to zero: the endpoint hosts its model as this inference component")
+    parser.add_argument("--component", action="append", default=[], type=_component, dest="components",
+                        metavar="NAME=FAMILY[:VERSION[:MAX_TOTAL_TOKENS[:COPIES]]]",
+                        help="several models: the endpoint hosts this inference component, with its own container "
+                             "(repeatable; instead of --inference-component)")
     parser.add_argument("--initial-copies", type=int, default=EmulatorConfig.initial_copies,
                         help="with --inference-component: copies at start (0: scaled to zero)")
     parser.add_argument("--warm-up-seconds", type=float, default=EmulatorConfig.warm_up_seconds,
@@ -48,15 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="emulator %(levelname)s %(message)s")
+def _component(text: str) -> HostedComponent:
     try:
-        faults = [Fault.from_dict(json.loads(text)) for text in args.fault]
-    except (ValueError, TypeError) as exc:
-        print(f"invalid --fault: {exc}", file=sys.stderr)
-        return 2
-    config = EmulatorConfig(
+        return HostedComponent.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _config(args: argparse.Namespace) -> EmulatorConfig:
+    return EmulatorConfig(
         ttft_ms=args.ttft_ms,
         token_ms=args.token_ms,
         endpoints=frozenset(args.endpoints) if args.endpoints else None,
@@ -69,7 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         initial_copies=args.initial_copies,
         warm_up_seconds=args.warm_up_seconds,
         idle_seconds=args.idle_seconds,
+        components=tuple(args.components),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="emulator %(levelname)s %(message)s")
+    try:
+        faults = [Fault.from_dict(json.loads(text)) for text in args.fault]
+    except (ValueError, TypeError) as exc:
+        print(f"invalid --fault: {exc}", file=sys.stderr)
+        return 2
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        print(f"invalid arguments: {exc}", file=sys.stderr)
+        return 2
     server = EmulatorServer(config, host=args.host, port=args.port)
     server.inject(*faults)
 

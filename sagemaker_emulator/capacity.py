@@ -48,14 +48,19 @@ class Capacity:
         self._last_invocation = clock()
         self._lock = threading.Lock()
 
+    @staticmethod
+    def unknown(named: str | None, account: str) -> Admission:
+        """The refusal of an invocation that names no component, or one the endpoint does not host."""
+        if not named:
+            return Admission(False, COMPONENT_REQUIRED_MESSAGE)
+        # Not quoted from AWS: the endpoint-not-found answer's wording, for a component.
+        return Admission(False, f"Inference Component {named} of account {account} not found.")
+
     def admit(self, named: str | None, account: str) -> Admission:
         """One invocation: refused without the component's name, or while there is no copy (the first such
         refusal starts the scale-out); otherwise admitted."""
-        if not named:
-            return Admission(False, COMPONENT_REQUIRED_MESSAGE)
         if named != self.component:
-            # Not quoted from AWS: the endpoint-not-found answer's wording, for a component.
-            return Admission(False, f"Inference Component {named} of account {account} not found.")
+            return self.unknown(named, account)
         with self._lock:
             now = self._advance()
             self._last_invocation = now

@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from . import eventstream, lmi, tgi
-from .capacity import Capacity
+from .capacity import Admission, Capacity
 from .faults import GENERATION_FAULTS, PRE_STREAM_FAULTS, Fault
 from .textgen import EOS, Token
 
@@ -70,6 +70,8 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 KEPT_REQUESTS = 10_000
 KEPT_BODY_BYTES = 32 * 1024 * 1024
 _LOOPBACK_HOST = re.compile(r"(?:localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
+#: How botocore sends ``InferenceComponentName`` (the service model's header location).
+COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
 _INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<operation>invocations|invocations-response-stream)$")
 _DISCONNECTED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
@@ -101,10 +103,53 @@ class EmulatorConfig:
     warm_up_seconds: float = 5.0
     #: Seconds without an invocation after which the copies go back to zero (the idle alarm); ``None``: never.
     idle_seconds: float | None = None
+    #: Several models on the endpoint: each an inference component with its own container and copies (instead
+    #: of ``inference_component`` and the container fields above, which describe the one model otherwise).
+    components: tuple[HostedComponent, ...] = ()
 
     def __post_init__(self) -> None:
         if self.container not in CONTAINERS:
             raise ValueError(f"container {self.container!r}: expected one of {', '.join(CONTAINERS)}")
+        names = [component.name for component in self.components]
+        if self.components and self.inference_component is not None:
+            raise ValueError("give components, or one inference_component, not both")
+        if len(set(names)) != len(names):
+            raise ValueError(f"components: each name once, got {', '.join(names)}")
+
+    def hosted(self) -> tuple[HostedComponent, ...]:
+        """The inference components the endpoint hosts (none: it hosts its model directly)."""
+        if self.components or self.inference_component is None:
+            return self.components
+        return (HostedComponent(self.inference_component, self.container, self.container_version,
+                                self.max_total_tokens, self.chat_template, self.initial_copies),)
+
+
+@dataclass(frozen=True)
+class HostedComponent:
+    """One inference component: its model's container (family and version), token window and copies at start."""
+
+    name: str
+    container: str = "tgi"
+    container_version: str | None = None
+    max_total_tokens: int = 2048
+    chat_template: bool = True
+    initial_copies: int = 1
+
+    def __post_init__(self) -> None:
+        if self.container not in CONTAINERS:
+            raise ValueError(f"component {self.name}: container {self.container!r}: expected one of "
+                             f"{', '.join(CONTAINERS)}")
+        if self.initial_copies < 0 or self.max_total_tokens < 1:
+            raise ValueError(f"component {self.name}: initial_copies >= 0 and max_total_tokens >= 1")
+
+    @classmethod
+    def parse(cls, text: str) -> HostedComponent:
+        """``NAME=FAMILY[:VERSION[:MAX_TOTAL_TOKENS[:COPIES]]]``, as ``--component`` takes it."""
+        name, _, spec = text.partition("=")
+        family, version, tokens, copies = ([*spec.split(":"), "", "", ""])[:4]
+        if not name or not family:
+            raise ValueError(f"{text!r}: expected NAME=FAMILY[:VERSION[:MAX_TOTAL_TOKENS[:COPIES]]]")
+        return cls(name, family, version or None, int(tokens or 2048), initial_copies=int(copies or 1))
 
 
 #: How often the serving loop checks whether it was asked to stop.
@@ -166,9 +211,11 @@ class EmulatorServer:
         self.received = 0
         self._faults: deque[tuple[Fault, int | None]] = deque()  # (fault, remaining uses or None)
         self.stopping = threading.Event()
-        component = self.config.inference_component
-        self.capacity = None if component is None else Capacity(
-            component, self.config.initial_copies, self.config.warm_up_seconds, self.config.idle_seconds)
+        #: Each hosted inference component's copies, by name.
+        self.capacities = {component.name: Capacity(component.name, component.initial_copies,
+                                                    self.config.warm_up_seconds, self.config.idle_seconds)
+                           for component in self.config.hosted()}
+        self._components = {component.name: component for component in self.config.hosted()}
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.emulator = self
         self._thread: threading.Thread | None = None
@@ -197,6 +244,24 @@ class EmulatorServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    @property
+    def capacity(self) -> Capacity | None:
+        """The copies of the one inference component the endpoint hosts (``None``: none, or several)."""
+        return next(iter(self.capacities.values())) if len(self.capacities) == 1 else None
+
+    def admit(self, named: str | None) -> Admission:
+        """An invocation of an endpoint hosting inference components: it must name one of them, with a copy."""
+        capacity = self.capacities.get(named or "")
+        if capacity is None:
+            return Capacity.unknown(named, self.config.account)
+        return capacity.admit(named, self.config.account)
+
+    def container_of(self, named: str | None) -> HostedComponent:
+        """What answers an invocation: the named component's container, or the endpoint's own model's."""
+        config = self.config
+        return self._components.get(named or "") or HostedComponent(
+            "", config.container, config.container_version, config.max_total_tokens, config.chat_template)
 
     # -- what tests look at ------------------------------------------------
 
@@ -276,10 +341,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     server_version = "SageMakerRuntimeEmulator"
 
+    #: What answers the invocation being served: its inference component's container, or the endpoint's model's.
+    _hosted: HostedComponent | None = None
+
     @property
     def _container(self) -> ModuleType:
-        """The module standing in for the endpoint's model container (``EmulatorConfig.container``)."""
-        return CONTAINERS[self.server.emulator.config.container]
+        """The module standing in for the model container answering this invocation."""
+        return CONTAINERS[self._hosted.container if self._hosted else self.server.emulator.config.container]
 
     # -- routing -----------------------------------------------------------
 
@@ -290,8 +358,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"status": "ok"})
         elif self.path == "/_emulator/requests":
             self._send_json(200, {"requests": [r.to_dict() for r in self.server.emulator.requests]})
-        elif self.path == "/_emulator/inference-component":
+        elif self.path.split("?")[0] == "/_emulator/inference-component":
             self._answer_capacity()
+        elif self.path == "/_emulator/inference-components":
+            self._send_json(200, {"components": [capacity.state() for capacity in
+                                                 self.server.emulator.capacities.values()]})
         else:
             self._send_unknown_operation()
 
@@ -363,17 +434,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"faults": [f.to_dict() for f in faults]})
 
     def _answer_capacity(self, body: bytes | None = None) -> None:
-        capacity = self.server.emulator.capacity
+        """One component's copies, or (with ``body``) set them. Where the endpoint hosts several, ``?name=`` or
+        the body's ``"name"`` picks one."""
+        emulator = self.server.emulator
+        try:
+            asked = json.loads(body) if body is not None else {}
+            if not isinstance(asked, dict):
+                raise TypeError("the body must be a JSON object")
+        except (ValueError, TypeError) as exc:
+            self._send_json(400, {"message": f"invalid body: {exc}"})
+            return
+        query = dict(part.partition("=")[::2] for part in self.path.partition("?")[2].split("&") if part)
+        named = asked.get("name") or query.get("name")
+        capacity = emulator.capacities.get(named) if isinstance(named, str) else emulator.capacity
         if capacity is None:
-            self._send_json(404, {"message": "this endpoint hosts a model, not an inference component"})
+            known = ", ".join(emulator.capacities)
+            self._send_json(404, {"message": f"name one of the endpoint's inference components: {known}" if known
+                                  else "this endpoint hosts a model, not an inference component"})
             return
         if body is not None:
-            try:
-                copies = json.loads(body)["copies"]
-                if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
-                    raise ValueError(f"copies must be a whole number >= 0, got {copies!r}")
-            except (ValueError, KeyError, TypeError) as exc:
-                self._send_json(400, {"message": f"invalid copies: {exc}"})
+            copies = asked.get("copies")
+            if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
+                self._send_json(400, {"message": f"invalid copies: copies must be a whole number >= 0, got "
+                                                 f"{copies!r}"})
                 return
             capacity.scale_to(copies)
         self._send_json(200, capacity.state())
@@ -383,7 +466,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _invoke(self, endpoint: str, body: bytes, streaming: bool) -> None:
         """SageMaker's checks and faults first, then the container's: its refusal, or its answer."""
         emulator = self.server.emulator
-        config = emulator.config
         record = ReceivedRequest(
             request_id=str(uuid.uuid4()),
             endpoint=endpoint,
@@ -393,12 +475,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
         fault = emulator._record(record)
         log.info("invoke endpoint=%s bytes=%d fault=%s", endpoint, len(body), fault.kind if fault else None)
+        self._hosted = emulator.container_of(self.headers.get(COMPONENT_HEADER))
         if self._answered_by_sagemaker(record, endpoint, fault):
             return
-        container = self._container
+        container, hosted = self._container, self._hosted
         try:
-            version = {"version": config.container_version} if config.container_version else {}
-            request = container.parse_request(body, config.max_total_tokens, config.chat_template, **version)
+            version = {"version": hosted.container_version} if hosted.container_version else {}
+            request = container.parse_request(body, hosted.max_total_tokens, hosted.chat_template, **version)
         except tgi.BodyRejected as rejected:
             self._send_model_error(record, rejected.status, rejected.message, original=rejected.body)
             return
@@ -428,8 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "unknown_endpoint" or (config.endpoints is not None and endpoint not in config.endpoints):
             message = f"Endpoint {endpoint} of account {config.account} not found."
             self._send_service_error(record, 400, "ValidationError", message)
-        elif emulator.capacity is not None and not (admission := emulator.capacity.admit(
-                self.headers.get("X-Amzn-SageMaker-Inference-Component"), config.account)).admitted:
+        elif emulator.capacities and not (admission := emulator.admit(self.headers.get(COMPONENT_HEADER))).admitted:
             self._send_service_error(record, 400, "ValidationError", admission.message)
         elif fault and kind == "stall_before_response" and not self._pause(fault.stall_seconds):
             record.finish("server_stopped")
