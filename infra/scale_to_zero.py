@@ -20,9 +20,10 @@ why:
   actions happen only on state transitions", CloudWatch's alarm actions page), and refused retries keep it
   there while a copy starts (5 to 10 minutes): "exactly one" is idempotent, so that adds no second copy,
   where "add one" needed a long cooldown, which in turn locked the wake-up out for its length if anything
-  took the copy away (a step policy's cooldown counts what it added as still there). The alarm can only
-  fire at zero copies (SageMaker emits ``NoCapacityInvocationFailures`` when "the endpoint has no active
-  instances to serve the request"), so "exactly one" never lowers a count target tracking raised.
+  took the copy away (a step policy's cooldown counts what it added as still there). The alarm fires only
+  when no copy is active (SageMaker emits ``NoCapacityInvocationFailures`` when "the endpoint has no active
+  instances to serve the request"): while one is starting, or when every copy target tracking asked for
+  has failed, in which case "exactly one" brings one back and target tracking adds the rest under load.
 * **The two cannot lock each other out.** The idle alarm counts refused attempts as activity, so the datapoint
   that fires the wake-up also ends the idle alarm's ALARM, at its next evaluation. Within that one gap
   (about a minute), a run of "to zero" may still undo a fresh wake-up; Application Auto Scaling then scales
@@ -150,7 +151,8 @@ class ScaleToZero(Construct):
         dimensions = [cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self.name)]
         alarm = cloudwatch.CfnAlarm(
             self, "WakeUpAlarm", alarm_name=wake_up_alarm_name(self.name),
-            alarm_description="Requests were refused for want of a model copy: add one (scale to zero's wake-up).",
+            alarm_description="Requests were refused for want of an active model copy: set one (scale to zero's "
+                              "wake-up).",
             namespace="AWS/SageMaker", metric_name=NO_CAPACITY_METRIC, dimensions=dimensions, statistic="Sum",
             period=MINUTE, evaluation_periods=1, datapoints_to_alarm=1, threshold=1,
             comparison_operator="GreaterThanOrEqualToThreshold", treat_missing_data="notBreaching",

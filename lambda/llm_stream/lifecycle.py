@@ -141,7 +141,7 @@ class RequestLifecycle:
                 await self.app(scope, receive, send_with_headers)
             else:
                 stats.error_type = refusal.error_type
-                if state.get(SERVER_REFUSAL_KEY) is None:  # a well-formed request: its body can be read
+                if state.get(SERVER_REFUSAL_KEY) is None and _body_on_its_way(scope, self.settings.max_body_bytes):
                     await _drain_body(receive, self.settings.max_body_bytes)
                 await refusal.response(request_id)(scope, receive, send_with_headers)
         except Exception:
@@ -172,6 +172,16 @@ def _refusal(scope: Scope) -> ApiError | None:
         return ApiError(431, "request_header_fields_too_large", f"the request head has {head} bytes; this "
                         f"function reads at most {MAX_HEAD_BYTES}", {"connection": "close"})
     return None
+
+
+def _body_on_its_way(scope: Scope, limit: int) -> bool:
+    """Whether a well-formed request's body is being sent, and within what may be read of it: not one that waits
+    for ``100 Continue`` (reading would invite it), nor one larger than the cap (its reset cannot be helped)."""
+    headers = Headers(scope=scope)
+    declared = headers.get("content-length", "")
+    if "expect" in headers or not declared.isdigit():
+        return False
+    return 0 < int(declared) <= limit
 
 
 async def _drain_body(receive: Receive, limit: int) -> None:

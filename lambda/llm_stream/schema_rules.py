@@ -4,10 +4,14 @@ and whether a finished answer fits one.
 TGI compiles a schema into a regular expression (outlines' ``json_schema.to_regex``), so a schema is refused,
 naming where, when that cannot be done faithfully: a keyword outlines does not turn into a constraint
 (:data:`NOT_EXPRESSED`), a ``pattern`` with look-arounds or back-references (not regular), a recursive schema
-(a ``$ref`` that leads back to itself: no regular expression has it), a reference outside the schema or to
-nothing, or one larger than :data:`MAX_SCHEMA_NODES` subschemas with its references followed (what every
-caller's grammar costs the shared container to compile). What passes is also checked against JSON Schema's
-own metaschema (draft 2020-12, as TGI's router does).
+(a ``$ref`` that leads back to itself: no regular expression has it), a reference outside the schema, to
+nothing or by anchor, or one of more than :data:`MAX_SCHEMA_KEYWORDS` keywords with its references followed
+(what every caller's grammar costs the shared container to compile, and what checking it costs here: the walk
+spends one unit per keyword, so its work is bounded whatever the body holds). What passes is also checked
+against JSON Schema's own metaschema (draft 2020-12, as TGI's router does).
+
+A finished answer is checked against the schema but for ``pattern``: the grammar enforced it, and Python's
+regular expressions backtrack, so a caller's pattern could hold the interpreter for as long as it likes.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterator
 from re import _constants as sre_constants
 from re import _parser as sre_parser
 from typing import Any
+from urllib.parse import unquote
 
 from .errors import ApiError
 
@@ -28,26 +34,29 @@ NOT_EXPRESSED = frozenset({
     "unevaluatedItems", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
     "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor", "$anchor", "$id",
 })
-#: Subschemas one request's schemas may hold, references followed (tools count together).
-MAX_SCHEMA_NODES = 1000
+#: Keywords one request's schemas may hold, references followed (tools count together).
+MAX_SCHEMA_KEYWORDS = 5000
 _SUBSCHEMA = ("items", "additionalProperties")
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+#: What a grammar (a regular language, compiled by outlines' interegular) cannot take: look-arounds,
+#: back-references, word boundaries, atomic groups and possessive repeats.
 _NOT_REGULAR = {sre_constants.ASSERT, sre_constants.ASSERT_NOT, sre_constants.GROUPREF,
-                sre_constants.GROUPREF_EXISTS}
+                sre_constants.GROUPREF_EXISTS, sre_constants.ATOMIC_GROUP, sre_constants.POSSESSIVE_REPEAT}
+_NOT_REGULAR_AT = {sre_constants.AT_BOUNDARY, sre_constants.AT_NON_BOUNDARY}
 
 
 class SchemaBudget:
-    """The subschemas a request's schemas may still hold."""
+    """The keywords a request's schemas may still hold."""
 
-    def __init__(self, nodes: int = MAX_SCHEMA_NODES) -> None:
-        self.left = nodes
+    def __init__(self, keywords: int = MAX_SCHEMA_KEYWORDS) -> None:
+        self.left = keywords
 
-    def spend(self, where: str) -> None:
-        self.left -= 1
+    def spend(self, where: str, keywords: int) -> None:
+        self.left -= keywords
         if self.left < 0:
             raise ApiError(400, "unsupported_parameter", f"`{where}`: the request's schemas hold more than "
-                           f"{MAX_SCHEMA_NODES} subschemas (references followed), more than this API compiles into "
+                           f"{MAX_SCHEMA_KEYWORDS} keywords (references followed), more than this API compiles into "
                            "a grammar", param=where)
 
 
@@ -76,7 +85,7 @@ def _walk(root: dict[str, Any], param: str, budget: SchemaBudget, references: st
     pending: list[tuple[dict[str, Any], str, tuple[str, ...]]] = [(root, param, ())]
     while pending:
         schema, where, followed = pending.pop()
-        budget.spend(where)
+        budget.spend(where, len(schema) + 1)
         for keyword, value in schema.items():
             if keyword in NOT_EXPRESSED:
                 raise ApiError(400, "unsupported_parameter", f"`{where}` uses `{keyword}`, which the container's "
@@ -104,17 +113,19 @@ def _children(keyword: str, value: object, where: str) -> list[tuple[dict[str, A
 def _referenced(root: dict[str, Any], reference: object, where: str, followed: tuple[str, ...],
                 allowed: str) -> dict[str, Any]:
     """The subschema a local ``$ref`` points at (a JSON pointer into the root schema)."""
-    if not isinstance(reference, str) or not reference.startswith(allowed):
+    pointer = isinstance(reference, str) and (reference == "#" or reference.startswith("#/"))
+    if not pointer or not str(reference).startswith(allowed):
         shown = json.dumps(reference)[:64]
-        raise ApiError(400, "unsupported_parameter", f"`{where}` is {shown}: only references within the schema "
+        raise ApiError(400, "unsupported_parameter", f"`{where}` is {shown}: only JSON pointers within the schema "
                        f"(starting {allowed!r}) are served", param=where)
+    reference = str(reference)
     if reference in followed:
         raise ApiError(400, "unsupported_parameter", f"`{where}` ({reference[:64]!r}) leads back to itself: a "
                        "recursive schema has no regular expression, so the container's grammar cannot take it",
                        param=where)
     target: Any = root
     for part in reference.removeprefix("#").removeprefix("/").split("/") if reference != "#" else ():
-        key = part.replace("~1", "/").replace("~0", "~")
+        key = unquote(part).replace("~1", "/").replace("~0", "~")
         target = target.get(key) if isinstance(target, dict) else None
     if not isinstance(target, dict):
         raise ApiError(400, "validation_error", f"`{where}` ({reference[:64]!r}) points at no subschema",
@@ -128,17 +139,21 @@ def _check_pattern(pattern: object, where: str) -> None:
         return  # the metaschema check names it
     try:
         parsed = sre_parser.parse(pattern)
-    except re.error as exc:
-        raise ApiError(400, "validation_error", f"`{where}` is not a regular expression: {exc}", param=where) \
-            from None
-    if _not_regular(parsed):
-        raise ApiError(400, "unsupported_parameter", f"`{where}` uses a look-around or a back-reference, which a "
-                       "grammar (a regular language) cannot enforce", param=where)
+    except (re.error, RecursionError, OverflowError) as exc:
+        problem = exc if isinstance(exc, re.error) else "it nests too deeply"
+        raise ApiError(400, "validation_error", f"`{where}` is not a regular expression this API reads: {problem}",
+                       param=where) from None
+    if parsed.state.flags & ~(re.UNICODE | re.U) or _not_regular(parsed):
+        raise ApiError(400, "unsupported_parameter", f"`{where}` uses a look-around, a back-reference, a word "
+                       "boundary, an atomic group, a possessive repeat or an inline flag, which a grammar (a regular "
+                       "language) cannot enforce", param=where)
 
 
 def _not_regular(parsed: Any) -> bool:
     for op, argument in parsed:
-        if op in _NOT_REGULAR:
+        if op in _NOT_REGULAR or (op is sre_constants.AT and argument in _NOT_REGULAR_AT):
+            return True
+        if op is sre_constants.SUBPATTERN and (argument[1] or argument[2]):  # (?i:...) and the like
             return True
         nested = argument if isinstance(argument, tuple | list) else (argument,)
         for item in nested:
@@ -166,10 +181,16 @@ def warm_up() -> None:
 
 @functools.lru_cache(maxsize=64)
 def _validator(schema_text: str) -> Any:
-    """A compiled validator per schema (clients send the same few schemas again and again)."""
-    from jsonschema import Draft202012Validator
+    """A compiled validator per schema (clients send the same few schemas again and again), which leaves
+    ``pattern`` to the grammar (module docstring)."""
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(json.loads(schema_text))
+    unpatterned = validators.extend(Draft202012Validator, {"pattern": _not_checked})  # type: ignore[no-untyped-call]
+    return unpatterned(json.loads(schema_text))
+
+
+def _not_checked(*_: object) -> Iterator[Any]:
+    return iter(())
 
 
 def first_problem(schema: dict[str, Any], value: object) -> str | None:
@@ -181,5 +202,5 @@ def first_problem(schema: dict[str, Any], value: object) -> str | None:
     error = best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
     if error is None:
         return None
-    path = "".join(f"[{json.dumps(part)[:66]}]" for part in error.absolute_path) or "the top level"
-    return f"`{error.validator}` {json.dumps(error.validator_value)[:120]} fails at {path}"
+    where = ".".join(str(part)[:64] for part in list(error.absolute_schema_path)[:-1]) or "the top level"
+    return f"`{error.validator}` {json.dumps(error.validator_value)[:120]} fails (schema at {where})"

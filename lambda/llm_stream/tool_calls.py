@@ -221,8 +221,9 @@ class Conversation:
             called = json.loads(arguments)
         except (ValueError, RecursionError):
             called = None
-        if not isinstance(called, dict):
-            raise ApiError(400, "validation_error", f"`{param}` must be a JSON object's text", param=param)
+        if not isinstance(called, dict) or "_name" in called:
+            raise ApiError(400, "validation_error", f"`{param}` must be a JSON object's text, without `_name` (the "
+                           "grammar's own)", param=param)
         self._names[call_id] = name
         return json.dumps({"function": {"_name": name, **called}}, ensure_ascii=False)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import httpx
 import pytest
@@ -70,7 +71,15 @@ def test_a_refused_request_s_body_still_on_its_way_is_read_so_the_caller_gets_th
     # reset the connection while they arrive, and the caller could lose the answer meant for it.
     answer = exchange(function.url, head + b"x-pad: " + b"a" * 100_000 + b"\r\n\r\n", b"x" * 25_000, b"y" * 25_000)
     assert parse(answer)[0] == 431
-    assert emulator.requests == []
+
+
+def test_a_refused_request_waiting_to_send_its_body_is_not_invited_to(function) -> None:
+    head = (b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 50000\r\n"
+            b"expect: 100-continue\r\nx-pad: " + b"a" * 100_000 + b"\r\n\r\n")
+    started = time.monotonic()
+    answer = exchange(function.url, head)
+    assert parse(answer)[0] == 431  # the refusal first, not "100 Continue": nothing to read, nothing to wait for
+    assert time.monotonic() - started < 0.9  # the drain's second is not spent waiting for a body never sent
 
 
 def test_past_the_concurrency_limit_the_503_is_the_functions(start_function, request_logs: LogRecords) -> None:

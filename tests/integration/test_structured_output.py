@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from infra.catalog import load_catalog
 from infra.function_settings import model_settings
 from llm_stream.output_formats import JSON_OBJECT_REGEX
+from llm_stream.settings import Settings
+from llm_stream.tool_calls import tool_choice
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 
 MODEL = "huggingface-llm-falcon-7b-instruct-bf16"
@@ -121,6 +123,12 @@ def test_an_answer_cut_by_max_tokens_ends_with_length_as_openai_answers_it(clien
      "response_format.json_schema.schema.properties.x.$dynamicRef"),
     ({"type": "object", "properties": {"x": {"type": "string", "pattern": "(?=a)a+"}}},
      "response_format.json_schema.schema.properties.x.pattern"),
+    ({"type": "object", "properties": {"x": {"type": "string", "pattern": "(?i)yes|no"}}},
+     "response_format.json_schema.schema.properties.x.pattern"),
+    ({"type": "object", "properties": {"x": {"type": "string", "pattern": "(" * 1000 + "a" + ")" * 1000}}},
+     "response_format.json_schema.schema.properties.x.pattern"),
+    ({"type": "object", "properties": {"x": {"$ref": "#properties"}}},
+     "response_format.json_schema.schema.properties.x.$ref"),
 ])
 def test_schemas_the_grammar_cannot_enforce_are_refused_by_name(client, emulator, schema, param) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
@@ -131,16 +139,23 @@ def test_schemas_the_grammar_cannot_enforce_are_refused_by_name(client, emulator
 
 
 def test_a_schema_too_large_to_compile_for_a_shared_container_is_refused(client, emulator) -> None:
-    wide = {"type": "object", "properties": {f"p{n}": {"type": "string"} for n in range(600)}}
+    # Small as a body (a few kB), large once its references are followed: 100 uses of a 60-property definition.
+    item = {"type": "object", "properties": {f"f{n}": {"type": "string"} for n in range(60)}}
+    expanding = {"type": "object", "$defs": {"item": item},
+                 "properties": {f"p{n}": {"$ref": "#/$defs/item"} for n in range(100)}}
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model=MODEL, messages=ASK, response_format={
-            "type": "json_schema", "json_schema": {"name": "x", "schema": wide | {"$defs": {"w": wide}}}})
-    assert "more than 1000 subschemas" in raised.value.message
+            "type": "json_schema", "json_schema": {"name": "x", "schema": expanding}})
+    assert "more than 5000 keywords (references followed)" in raised.value.message
+    item = {"type": "object", "properties": {f"f{n}": {"type": "string"} for n in range(20)}}
+    wide = {"type": "object", "$defs": {"item": item}, "properties": {f"p{n}": {"$ref": "#/$defs/item"}
+                                                                      for n in range(100)}}
     tools = [{"type": "function", "function": {"name": f"f{n}", "parameters": wide}} for n in range(2)]
     with pytest.raises(openai.BadRequestError) as together:  # the functions make one grammar
         client.chat.completions.create(model=MODEL, messages=ASK, tools=tools)
     assert (together.value.param or "").startswith("tools[1].function.parameters")
     assert emulator.requests == []
+    assert tool_choice(tools[:1], None, Settings(endpoint_name="e"), nested=True)  # one alone is within it
 
 
 def test_tools_and_a_response_format_together_are_refused(client, emulator) -> None:
@@ -353,7 +368,7 @@ def test_langchain_s_completions_class_sends_a_list_of_one_prompt(function, emul
 
 def test_earlier_call_arguments_that_are_no_json_object_are_refused_by_name(client, emulator) -> None:
     nested = "[" * 5000 + "]" * 5000
-    for arguments in (nested, "not json", "[1]"):
+    for arguments in (nested, "not json", "[1]", '{"_name": "another_function"}'):
         with pytest.raises(openai.BadRequestError) as raised:
             client.chat.completions.create(model=MODEL, tools=[WEATHER], messages=[
                 {"role": "user", "content": "Hi"},
