@@ -29,12 +29,11 @@ HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 
 
 class ApiKeyGate:
-    def __init__(self, app: ASGIApp, store: KeyStore, open_paths: Iterable[str], realm: str, model_id: str) -> None:
+    def __init__(self, app: ASGIApp, store: KeyStore, open_paths: Iterable[str], realm: str) -> None:
         self.app = app
         self.store = store
         self.open_paths = frozenset(open_paths)
         self.realm = realm
-        self.model_id = model_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] in _OPEN_METHODS and scope["path"] in self.open_paths):
@@ -73,10 +72,7 @@ class ApiKeyGate:
         if record.expired(now):
             raise self._unauthorized("expired_api_key", "the API key has expired: ask the operators for a new one",
                                      detail=f"key {record.name!r} expired at {record.expires_at}")
-        if record.allowed_models is not None and self.model_id not in record.allowed_models:
-            raise ApiError(403, "model_not_allowed", f"this API key may not use {self.model_id}, the model served here",
-                           detail=f"key {record.name!r} is allowed {list(record.allowed_models)}")
-        return record
+        return record  # which models it may call is checked where the request's model is known (model_routing.py)
 
     def _unauthorized(self, error_type: str, message: str, invalid: bool = True,
                       detail: str | None = None) -> ApiError:

@@ -19,6 +19,7 @@ from .answer_text import AnswerText
 from .errors import ApiError
 from .http_input import check_origin, read_body
 from .lifecycle import lambda_deadline, request_stats
+from .model_routing import route, routed
 from .preload import Preload
 from .reader import StreamReader
 from .responses import unless_caller_leaves
@@ -58,7 +59,8 @@ class Gateway:
         self.settings = settings
         self.accounting = accounting
         self.preload = Preload(settings, client)
-        self._wake_up = WakeUpClock(settings.wake_up_seconds)
+        #: Each model wakes on its own (its inference component's copies).
+        self._wake_up: dict[str, WakeUpClock] = {}
         self._limiter: anyio.CapacityLimiter | None = None
 
     def start(self) -> None:
@@ -68,12 +70,15 @@ class Gateway:
         self.preload.start()
 
     async def validated(self, request: Request, parse: Callable[[bytes, Settings], _Parsed]) -> _Parsed:
-        """Every route's input: origin, body within its limits, then validation once the models are loaded (with
-        the caps of the request's key, where it has its own)."""
+        """Every route's input: origin, body within its limits, the model it names (``model_routing.py``), then
+        validation once the models are loaded, with that model's settings (and the caps of the request's key,
+        where it has its own)."""
         check_origin(request, self.settings)
         raw = await read_body(request, self.settings)
         await self.preload.ready()
-        return parse(raw, self.settings if self.accounting is None else self.accounting.settings_for(request.scope))
+        settings = route(request.scope, self.settings, raw)
+        return parse(raw, settings if self.accounting is None else self.accounting.settings_for(request.scope,
+                                                                                                 settings))
 
     async def open_upstream(self, request: Request, upstream_request: UpstreamRequest) -> OpenedStream:
         """Every streaming route's way to the endpoint: admitted under its key's limits, counted, within the
@@ -86,10 +91,11 @@ class Gateway:
         deadline = _deadline(request, stats.started, self.settings)
         if self.accounting is not None:
             await self.accounting.admit(request.scope, upstream_request.input_chars, upstream_request.max_new_tokens)
+        settings = routed(request.scope, self.settings)
+        wake_up = self._wake_up.setdefault(settings.model_id, WakeUpClock(settings.wake_up_seconds))
 
         def open_now() -> UpstreamStream:
-            return open_stream(self.preload.client(), self.settings, upstream_request, stats.request_id,
-                               self._wake_up)
+            return open_stream(self.preload.client(), settings, upstream_request, stats.request_id, wake_up)
 
         reader, first = await _open_until_first_token(request, open_now, self.settings, deadline, self._limiter,
                                                       stats)

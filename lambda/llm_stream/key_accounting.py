@@ -76,11 +76,13 @@ class KeyAccounting:
         record = key_record(scope)
         return None if record is None else record.limits.over(self.defaults)
 
-    def settings_for(self, scope: Scope) -> Settings:
+    def settings_for(self, scope: Scope, settings: Settings | None = None) -> Settings:
+        """``settings`` (the routed model's; the deployment's by default) with the key's own ``max_tokens``."""
+        base = settings or self.settings
         limits = self.limits(scope)
         if limits is None or limits.max_tokens is None:
-            return self.settings
-        return capped_settings(self.settings, limits.max_tokens)
+            return base
+        return capped_settings(base, limits.max_tokens)
 
     async def admit(self, scope: Scope, input_chars: int, max_new_tokens: int) -> None:
         """Count the request against its key's limits; :class:`ApiError` when it must not reach the endpoint.

@@ -20,7 +20,9 @@ from .answer_text import AnswerText
 from .error_responses import error_response
 from .errors import ApiError
 from .gateway import Gateway, OpenedStream
+from .key_accounting import key_record
 from .lifecycle import request_stats
+from .model_routing import may_use
 from .openai_responses import OpenAIEncoder, complete_answer
 from .responses import Encoder, TokenStreamResponse, unless_caller_leaves
 from .settings import Settings
@@ -56,18 +58,25 @@ def openai_routes(gateway: Gateway) -> list[Route]:
     settings = gateway.settings
     started = int(time.time())
 
-    def model_object() -> dict[str, object]:
-        return {"id": settings.model_id, "object": "model", "created": started, "owned_by": "sagemaker-jumpstart"}
+    def model_object(model_id: str) -> dict[str, object]:
+        return {"id": model_id, "object": "model", "created": started, "owned_by": "sagemaker-jumpstart"}
+
+    def usable(request: Request) -> list[str]:
+        """The models served here that the request's key may call (all, without keys)."""
+        record = key_record(request.scope)
+        return [model_id for model_id in settings.model_ids
+                if record is None or may_use(record.allowed_models, model_id)]
 
     async def models(request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [model_object()]})
+        return JSONResponse({"object": "list", "data": [model_object(model_id) for model_id in usable(request)]})
 
     async def model(request: Request) -> Response:
-        """``client.models.retrieve(id)``: the deployed model, or OpenAI's 404 naming it."""
-        if request.path_params["model_id"] != settings.model_id:
+        """``client.models.retrieve(id)``: a served model, or OpenAI's 404 naming those there are."""
+        if request.path_params["model_id"] not in usable(request):
+            served = ", ".join(repr(model_id) for model_id in usable(request))
             raise ApiError(404, "model_not_found", f"the model {request.path_params['model_id']!r} is not served "
-                           f"here; this deployment serves {settings.model_id!r}", param="model")
-        return JSONResponse(model_object())
+                           f"here; this deployment serves {served}", param="model")
+        return JSONResponse(model_object(request.path_params["model_id"]))
 
     async def answer(request: Request, parse: Callable[[bytes, Settings], Any],
                      encoder: Callable[[Any, str, AnswerText], Encoder],
@@ -79,13 +88,12 @@ def openai_routes(gateway: Gateway) -> list[Route]:
         openai_request = await gateway.validated(request, parse)
         stats.user = openai_request.payload.user
         opened = await gateway.open_upstream(request, openai_request.upstream)
-        answer_text = opened.answer_text()
+        answer_text, model_id = opened.answer_text(), stats.model_id  # the model the request was routed to
         if openai_request.stream:
-            return TokenStreamResponse(opened.reader, opened.first, encoder(openai_request, settings.model_id,
-                                                                            answer_text),
+            return TokenStreamResponse(opened.reader, opened.first, encoder(openai_request, model_id, answer_text),
                                        stats, opened.deadline, answer_text)
         return await _whole_answer(request, opened, answer_text, stats,
-                                   lambda text: complete(openai_request, settings.model_id, text, stats, answer_text))
+                                   lambda text: complete(openai_request, model_id, text, stats, answer_text))
 
     async def chat_completions(request: Request) -> Response:
         return await answer(request, _parse_chat, OpenAIEncoder, complete_answer)

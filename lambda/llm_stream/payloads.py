@@ -31,6 +31,8 @@ from .strict_model import U32_MAX, U64_MAX, StopSequence, StrictModel
 class _Inputs(StrictModel):
     inputs: str = Field(min_length=1)
     stream: Literal[True] | None = None
+    #: Which of the models served here answers (``model_routing.py``); absent: the default, the first.
+    model: str | None = Field(default=None, max_length=256)
 
     @field_validator("inputs")
     @classmethod

@@ -11,10 +11,11 @@ and their defaults here are the default model's, for local runs.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from .chat_formats import FORMATS
@@ -78,6 +79,42 @@ DEFAULT_WAKE_UP_SECONDS = 480
 
 class SettingsError(ValueError):
     """An environment variable is missing or has a value outside what is allowed."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One of several models on the endpoint (``MODELS``): the settings a model decides, and its inference
+    component. The deployment's own fields of these names are the first model's."""
+
+    model_id: str
+    model_max_total_tokens: int
+    max_new_tokens: int
+    max_input_chars: int
+    chat_format: str
+    container_family: str
+    container_capabilities: tuple[str, ...]
+    inference_component_name: str
+
+    @classmethod
+    def from_json(cls, entry: object, where: str) -> ServedModel:
+        if not isinstance(entry, dict) or set(entry) != set(_SERVED_FIELDS):
+            raise ValueError(f"{where} must be an object with exactly {', '.join(_SERVED_FIELDS)}")
+        for name, kind in _SERVED_TYPES.items():
+            value: Any = entry[name]
+            if not (isinstance(value, kind) and not isinstance(value, bool)) or (
+                    isinstance(value, list) and not all(isinstance(item, str) for item in value)):
+                raise ValueError(f"{where}.{name} must be {'a list of strings' if kind is list else kind.__name__}")
+        return cls(**{**entry, "container_capabilities": tuple(entry["container_capabilities"])})
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in ((name, getattr(self, name)) for name in _SERVED_FIELDS)}
+
+
+_SERVED_FIELDS = tuple(served.name for served in fields(ServedModel))
+_SERVED_TYPES: dict[str, type] = {"model_id": str, "model_max_total_tokens": int, "max_new_tokens": int,
+                                  "max_input_chars": int, "chat_format": str, "container_family": str,
+                                  "container_capabilities": list, "inference_component_name": str}
 
 
 def _env(name: str, default: _T, opt_in: bool = False) -> _T:
@@ -146,6 +183,9 @@ class Settings:
     api_keys_max_stale_intervals: int = _env("API_KEYS_MAX_STALE_INTERVALS", DEFAULT_API_KEYS_MAX_STALE_INTERVALS)
     #: Scale to zero: the endpoint's inference component, named in every invocation ("": none).
     inference_component_name: str = _env("INFERENCE_COMPONENT_NAME", "", opt_in=True)
+    #: Several models on the endpoint, each an inference component (JSON, ``ServedModel`` entries; the first is
+    #: the one the fields above describe, and the default where a request names none). Empty: one model.
+    served_models: tuple[ServedModel, ...] = _env("MODELS", (), opt_in=True)
     #: Scale to zero: how long waking the model is expected to take (the 503's ``Retry-After`` counts it down).
     wake_up_seconds: int = _env("WAKE_UP_SECONDS", DEFAULT_WAKE_UP_SECONDS, opt_in=True)
     #: Set by Lambda itself in every execution environment (a reserved variable; never by the stack): only
@@ -196,6 +236,21 @@ class Settings:
                  self.budget_alerts_topic_arn, f"nothing unless {env_name('api_keys_table')} is set")
         _require(self.limits_unavailable in LIMITS_UNAVAILABLE_CHOICES, "limits_unavailable", self.limits_unavailable,
                  f"one of {', '.join(LIMITS_UNAVAILABLE_CHOICES)}")
+        if self.served_models:
+            self._check_served_models()
+
+    def _check_served_models(self) -> None:
+        ids = [served.model_id for served in self.served_models]
+        shown = ",".join(ids)
+        _require(len(set(ids)) == len(ids), "served_models", shown, "each model once")
+        _require(len({served.inference_component_name for served in self.served_models}) == len(ids)
+                 and all(served.inference_component_name for served in self.served_models), "served_models", shown,
+                 "each model with an inference component of its own")
+        first = self.served_models[0]
+        _require(all(getattr(self, name) == getattr(first, name) for name in _SERVED_FIELDS), "served_models", shown,
+                 f"the first model's fields equal to this deployment's own ({env_name('model_id')}, ...)")
+        for served in self.served_models[1:]:
+            self.for_model(served.model_id)  # each model's settings valid as a deployment's
 
     @property
     def in_lambda(self) -> bool:
@@ -205,6 +260,20 @@ class Settings:
     @property
     def family(self) -> ContainerFamily:
         return family(self.container_family)
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """The models served here, the default first."""
+        return tuple(served.model_id for served in self.served_models) or (self.model_id,)
+
+    def for_model(self, model_id: str) -> Settings | None:
+        """The settings for requests to ``model_id`` (these, for the default model); ``None``: not served."""
+        if model_id == self.model_id:
+            return self
+        served = next((served for served in self.served_models if served.model_id == model_id), None)
+        if served is None:
+            return None
+        return replace(self, served_models=(), **{name: getattr(served, name) for name in _SERVED_FIELDS})
 
     def can(self, capability: str) -> bool:
         """Whether the model's container has this capability (``families.CAPABILITIES``): listed, and one some
@@ -268,7 +337,16 @@ def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _parse_served_models(raw: str) -> tuple[ServedModel, ...]:
+    entries = json.loads(raw)
+    if not isinstance(entries, list):
+        raise ValueError("expected a JSON list of models")
+    return tuple(ServedModel.from_json(entry, f"model {index}") for index, entry in enumerate(entries))
+
+
 def _format(value: object) -> str:
+    if isinstance(value, tuple) and value and isinstance(value[0], ServedModel):
+        return json.dumps([served.to_json() for served in value], separators=(",", ":"))
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, bool):
@@ -280,7 +358,8 @@ def _format(value: object) -> str:
 
 # Field types are strings here (``from __future__ import annotations``).
 _PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _parse_bool,
-                                             "tuple[str, ...]": _parse_list}
+                                             "tuple[str, ...]": _parse_list,
+                                             "tuple[ServedModel, ...]": _parse_served_models}
 _FIELDS = {setting.name: setting for setting in fields(Settings)}
 
 

@@ -1,0 +1,58 @@
+"""Several models behind one URL: the request's ``model`` field picks the model, and with it the settings its
+request is validated with and sent by (its container family, chat format, caps, inference component:
+``Settings.for_model``). A request that names none goes to the default model (the first served); one that
+names a model not served is a 404 ``model_not_found`` naming those that are; a key restricted to other models
+(``allowed_models``) gets a 403 ``model_not_allowed``. Both before anything reaches the endpoint.
+"""
+
+from __future__ import annotations
+
+from starlette.types import Scope
+
+from .errors import ApiError
+from .json_body import load_json
+from .key_accounting import key_record
+from .lifecycle import request_stats
+from .settings import Settings
+
+#: Where the request's routed settings are kept (``scope["state"]``).
+ROUTED_KEY = "llm_stream.model_settings"
+
+
+def route(scope: Scope, settings: Settings, raw: bytes) -> Settings:
+    """The settings of the model the body names (or the default model's), kept in ``scope`` for the way to the
+    endpoint; raises :class:`ApiError` 404 or 403."""
+    requested = requested_model(raw)
+    chosen = settings if requested is None else settings.for_model(requested)
+    if chosen is None:
+        served, named = ", ".join(repr(model) for model in settings.model_ids), str(requested)[:256]
+        raise ApiError(404, "model_not_found", f"the model {named!r} is not served here; this deployment serves "
+                       f"{served} (see /v1/models)", param="model")
+    record = key_record(scope)
+    if record is not None and not may_use(record.allowed_models, chosen.model_id):
+        raise ApiError(403, "model_not_allowed", f"this API key may not use {chosen.model_id}", param="model",
+                       detail=f"key {record.name!r} is allowed {list(record.allowed_models or ())}")
+    scope["state"][ROUTED_KEY] = chosen
+    request_stats(scope).model_id = chosen.model_id
+    return chosen
+
+
+def routed(scope: Scope, default: Settings) -> Settings:
+    """The settings :func:`route` chose for this request."""
+    chosen: Settings = scope["state"].get(ROUTED_KEY, default)
+    return chosen
+
+
+def may_use(allowed_models: tuple[str, ...] | None, model_id: str) -> bool:
+    """Whether a key restricted to ``allowed_models`` (``None``: unrestricted) may call ``model_id``."""
+    return allowed_models is None or model_id in allowed_models
+
+
+def requested_model(raw: bytes) -> str | None:
+    """The body's ``model``, where it is a string; anything else is the route's own validation's to refuse."""
+    try:
+        data = load_json(raw)
+    except ApiError:
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
