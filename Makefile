@@ -91,9 +91,10 @@ test-fast: install
 
 # API_KEY=<key>: the local function runs with api_key auth and accepts that one key (kept, with its limits and
 # usage, in a DynamoDB API on loopback); LIMITS="max_streams=2 rpm=30": that key's limits.
-# MODEL=<catalog id>: the function and the emulator run as that model (its settings and container formats).
+# MODEL=<catalog id>: the function and the emulator run as that model (its settings and container formats);
+# MODELS=<id>,<id>: several models behind the one URL, each an inference component, the request's model picking.
 # SCALE_TO_ZERO=1: the model starts scaled to zero and wakes 15 s after the first request (or SCALE_TO_ZERO=<s>).
-LOCAL_ARGS = $(if $(API_KEY),--api-key '$(API_KEY)') $(if $(LIMITS),--limits '$(LIMITS)') $(if $(MODEL),--model '$(MODEL)') \
+LOCAL_ARGS = $(if $(API_KEY),--api-key '$(API_KEY)') $(if $(LIMITS),--limits '$(LIMITS)') $(if $(MODEL),--model '$(MODEL)') $(if $(MODELS),--models '$(MODELS)') \
 	$(if $(SCALE_TO_ZERO),--scale-to-zero $(if $(filter-out 1,$(SCALE_TO_ZERO)),$(SCALE_TO_ZERO)))
 
 demo: install

@@ -26,8 +26,10 @@ from .catalog import CatalogModel
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 
 FunctionSettings = function_settings.Settings
+ServedModel = function_settings.ServedModel
 
 __all__ = ["KEY_PARTITION", "TABLE_PARTITION_KEY", "TABLE_SORT_KEY", "TABLE_TIDY_ATTRIBUTE", "FunctionSettings",
+           "ServedModel",
            "api_keys", "function_settings", "model_settings"]
 
 

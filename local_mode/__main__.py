@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--api-key", help="run with api_key auth, accepting this one key (default: no auth)")
         command.add_argument("--limits", default="", help="with --api-key: that key's limits, as "
                              "'max_streams=2 rpm=30' (max_streams, rpm, tpm, monthly_tokens, max_tokens)")
-        command.add_argument("--model", help="run as this catalog model: its settings, and its container's request "
-                             "and stream formats in the emulator (default: the default model)")
+        command.add_argument("--model", "--models", dest="model", metavar="ID[,ID...]",
+                             help="run as this catalog model, or these (one endpoint, an inference component each, "
+                             "the first the default): their settings, and their containers' request and stream "
+                             "formats in the emulator (default: the default model)")
         command.add_argument("--scale-to-zero", nargs="?", type=float, const=LOCAL_WAKE_UP_SECONDS, default=None,
                              metavar="SECONDS", help="the model starts scaled to zero and wakes this long after the "
                              f"first request (default {LOCAL_WAKE_UP_SECONDS}), as with scale_to_zero=true deployed")

@@ -99,20 +99,33 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def model_arguments(model_id: str) -> tuple[dict[str, str], list[str]]:
-    """The function's environment and the emulator's arguments for running as a catalog model: the settings
-    a deployment of it gives the function (``infra.function_settings.model_settings``), and its container."""
+def model_arguments(model_ids: str) -> tuple[dict[str, str], list[str]]:
+    """The function's environment and the emulator's arguments for running as catalog models (``a`` or
+    ``a,b``): the settings a deployment of them gives the function (``infra.function_settings.model_settings``),
+    and their containers. Several models are inference components of one endpoint, each named by its model id,
+    the first the default."""
     from infra.catalog import CatalogError, load_catalog
-    from infra.function_settings import FunctionSettings, model_settings
+    from infra.function_settings import FunctionSettings, ServedModel, model_settings
 
+    ids = [model_id.strip() for model_id in model_ids.split(",") if model_id.strip()]
+    if len(set(ids)) != len(ids):
+        raise LocalModeError(f"{model_ids!r}: name each model once")
     try:
-        model = load_catalog().get(model_id)
+        models = [load_catalog().get(model_id) for model_id in ids]
     except CatalogError as exc:
         raise LocalModeError(str(exc)) from None
-    settings = FunctionSettings(endpoint_name=LOCAL_ENDPOINT_NAME, **model_settings(model))
-    emulator_args = ["--container", model.container_family, "--container-version", model.container_version,
-                     "--max-total-tokens", str(model.max_total_tokens)]
-    return settings.to_environment(), emulator_args
+    if len(models) == 1:
+        (model,) = models
+        settings = FunctionSettings(endpoint_name=LOCAL_ENDPOINT_NAME, **model_settings(model))
+        return settings.to_environment(), ["--container", model.container_family, "--container-version",
+                                           model.container_version, "--max-total-tokens", str(model.max_total_tokens)]
+    served = tuple(ServedModel(**model_settings(model), inference_component_name=model.model_id) for model in models)
+    settings = FunctionSettings(endpoint_name=LOCAL_ENDPOINT_NAME, **model_settings(models[0]),
+                                inference_component_name=models[0].model_id, served_models=served)
+    components = [f"{model.model_id}={model.container_family}:{model.container_version}:{model.max_total_tokens}"
+                  for model in models]
+    return settings.to_environment(), [argument for component in components for argument in ("--component",
+                                                                                              component)]
 
 
 @contextmanager
@@ -135,6 +148,8 @@ def local_servers(
     deployed)."""
     if limits and not api_key:
         raise LocalModeError("limits are per API key: give an API key too (make dev API_KEY=... LIMITS=...)")
+    if model_id and "," in model_id and wake_up_seconds is not None:
+        raise LocalModeError("scale to zero runs one model locally for now; several models each start with a copy")
     model_env, model_emulator_args = model_arguments(model_id) if model_id else ({}, [])
     zero_env, zero_args = ({}, []) if wake_up_seconds is None else scale_to_zero_arguments(wake_up_seconds)
     with contextlib.ExitStack() as stack:

@@ -190,6 +190,7 @@ class ReceivedRequest:
         return {
             "request_id": self.request_id,
             "endpoint": self.endpoint,
+            "inference_component": self.headers.get(COMPONENT_HEADER),
             "body": self.body.decode("utf-8", "replace"),
             "received_at": self.received_at,
             "outcome": self.outcome,

@@ -86,7 +86,10 @@ class Preload:
         with contextlib.suppress(Exception):
             from .payloads import generate_payload
 
-            generate_payload(self._settings.family)  # the deployed container's own payload model
+            for model_id in self._settings.model_ids:  # each served container's own payload model
+                served = self._settings.for_model(model_id)
+                if served is not None:
+                    generate_payload(served.family)
         try:
             with contextlib.suppress(Exception):  # the requests that need it try again (client())
                 self._created_client()

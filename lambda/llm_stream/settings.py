@@ -97,8 +97,8 @@ class ServedModel:
 
     @classmethod
     def from_json(cls, entry: object, where: str) -> ServedModel:
-        if not isinstance(entry, dict) or set(entry) != set(_SERVED_FIELDS):
-            raise ValueError(f"{where} must be an object with exactly {', '.join(_SERVED_FIELDS)}")
+        if not isinstance(entry, dict) or set(entry) != set(SERVED_FIELDS):
+            raise ValueError(f"{where} must be an object with exactly {', '.join(SERVED_FIELDS)}")
         for name, kind in _SERVED_TYPES.items():
             value: Any = entry[name]
             if not (isinstance(value, kind) and not isinstance(value, bool)) or (
@@ -108,10 +108,10 @@ class ServedModel:
 
     def to_json(self) -> dict[str, Any]:
         return {name: list(value) if isinstance(value, tuple) else value
-                for name, value in ((name, getattr(self, name)) for name in _SERVED_FIELDS)}
+                for name, value in ((name, getattr(self, name)) for name in SERVED_FIELDS)}
 
 
-_SERVED_FIELDS = tuple(served.name for served in fields(ServedModel))
+SERVED_FIELDS = tuple(served.name for served in fields(ServedModel))
 _SERVED_TYPES: dict[str, type] = {"model_id": str, "model_max_total_tokens": int, "max_new_tokens": int,
                                   "max_input_chars": int, "chat_format": str, "container_family": str,
                                   "container_capabilities": list, "inference_component_name": str}
@@ -247,7 +247,7 @@ class Settings:
                  and all(served.inference_component_name for served in self.served_models), "served_models", shown,
                  "each model with an inference component of its own")
         first = self.served_models[0]
-        _require(all(getattr(self, name) == getattr(first, name) for name in _SERVED_FIELDS), "served_models", shown,
+        _require(all(getattr(self, name) == getattr(first, name) for name in SERVED_FIELDS), "served_models", shown,
                  f"the first model's fields equal to this deployment's own ({env_name('model_id')}, ...)")
         for served in self.served_models[1:]:
             self.for_model(served.model_id)  # each model's settings valid as a deployment's
@@ -273,7 +273,7 @@ class Settings:
         served = next((served for served in self.served_models if served.model_id == model_id), None)
         if served is None:
             return None
-        return replace(self, served_models=(), **{name: getattr(served, name) for name in _SERVED_FIELDS})
+        return replace(self, served_models=(), **{name: getattr(served, name) for name in SERVED_FIELDS})
 
     def can(self, capability: str) -> bool:
         """Whether the model's container has this capability (``families.CAPABILITIES``): listed, and one some

@@ -104,3 +104,20 @@ def test_make_demo_with_an_unknown_model_says_which_exist() -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "model 'gpt-5' is not in the catalog; allowed: huggingface-llm-bilingual-rinna-4b" in result.stderr
+
+
+def test_make_dev_with_two_models_serves_both_through_the_one_url_to_the_openai_client() -> None:
+    """`make dev MODELS=huggingface-llm-falcon-7b-instruct-bf16,huggingface-llm-mistral-7b-instruct`: one
+    endpoint hosting both as inference components (TGI and DJL/LMI side by side), the request's model picking."""
+    import openai
+
+    falcon, mistral = "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-mistral-7b-instruct"
+    with local_servers(model_id=f"{falcon},{mistral}") as servers:
+        client = openai.OpenAI(base_url=f"{servers.function_url}/v1", api_key="unused", max_retries=0)
+        assert [model.id for model in client.models.list()] == [falcon, mistral]
+        for model in (falcon, mistral):
+            answer = client.chat.completions.create(model=model, max_tokens=4,
+                                                    messages=[{"role": "user", "content": "Hi"}])
+            assert (answer.model, answer.choices[0].finish_reason) == (model, "length")
+        received = httpx.get(f"{servers.emulator_url}/_emulator/requests").json()["requests"]
+        assert [request["inference_component"] for request in received] == [falcon, mistral]
