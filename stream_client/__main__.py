@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--chat", action="store_true", help="send a conversation (messages) instead of a prompt")
+    parser.add_argument("--model", help="where the deployment serves several models: which one answers (default: "
+                        "its first; GET /v1/models lists them)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds (default: %(default)s)")
     parser.add_argument("--wait-for-model", type=float, default=DEFAULT_WAIT_FOR_MODEL_SECONDS, metavar="SECONDS",
                         help="with scale_to_zero: how long to keep retrying while the model starts (default: "
@@ -59,16 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_payload(args: argparse.Namespace) -> dict[str, Any]:
+    chosen = {"model": args.model} if getattr(args, "model", None) else {}
     if args.chat:
         payload: dict[str, Any] = {"messages": [{"role": "user", "content": args.prompt}],
-                                   "max_tokens": args.max_new_tokens}
+                                   "max_tokens": args.max_new_tokens, **chosen}
         if args.temperature is not None:
             payload["temperature"] = args.temperature
         return payload
     parameters: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
     if args.temperature is not None:
         parameters["temperature"] = args.temperature
-    return {"inputs": args.prompt, "parameters": parameters}
+    return {"inputs": args.prompt, "parameters": parameters, **chosen}
 
 
 def print_token(text: str) -> None:

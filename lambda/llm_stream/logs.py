@@ -65,7 +65,8 @@ def request_record(stats: RequestStats, settings: Settings) -> dict[str, object]
         record["prompt"] = stats.prompt
     if not stats.metered:  # the page, health checks, unknown routes: logged, not counted as streams
         return record
-    return {**record, **emf_fields(stats, settings.metrics_namespace, settings.service_name)}
+    return {**record, **emf_fields(stats, settings.metrics_namespace, settings.service_name,
+                                   per_model=bool(settings.served_models))}
 
 
 def log_request(stats: RequestStats, settings: Settings) -> None:

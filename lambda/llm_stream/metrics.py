@@ -4,7 +4,9 @@ Per request, dimension ``Service``: ``Requests``, ``Tokens``, ``Duration``, ``Ti
 token was sent), ``ServerErrors`` (the endpoint or the function failed: a 5xx status, or an error after
 the first byte; not a scaled-to-zero model's 503 ``model_waking_up``, which is that mode working).
 Dimensions ``Service, ErrorType``: ``Errors``, for every error, 4xx included. ``LimitsUnavailable``
-(dimension ``Service``): a keyed request whose limits could not be checked. Nothing per API key: a
+(dimension ``Service``): a keyed request whose limits could not be checked. Where several models are served
+(``MODELS``), the per-request metrics are also published per model (dimensions ``Service, Model``); a
+deployment of one model publishes what it always did. Nothing per API key: a
 dimension per key would make a custom metric per key; the log line's ``consumer`` serves per-key views
 (the dashboard's Logs Insights queries) instead.
 """
@@ -29,9 +31,10 @@ def is_server_error(stats: RequestStats) -> bool:
             and (stats.status >= 500 or stats.status == 200))
 
 
-def emf_fields(stats: RequestStats, namespace: str, service: str) -> dict[str, Any]:
+def emf_fields(stats: RequestStats, namespace: str, service: str, per_model: bool = False) -> dict[str, Any]:
     metrics = [{"Name": name, "Unit": unit} for name, unit in _PER_REQUEST]
     values: dict[str, Any] = {
+        **({"Model": stats.model_id} if per_model else {}),
         "Service": service,
         "Requests": 1,
         "Tokens": stats.tokens,
@@ -42,7 +45,8 @@ def emf_fields(stats: RequestStats, namespace: str, service: str) -> dict[str, A
     if ttft is not None:
         metrics.append({"Name": "TimeToFirstToken", "Unit": "Milliseconds"})
         values["TimeToFirstToken"] = ttft
-    directives = [{"Namespace": namespace, "Dimensions": [["Service"]], "Metrics": metrics}]
+    dimensions = [["Service"], ["Service", "Model"]] if per_model else [["Service"]]
+    directives = [{"Namespace": namespace, "Dimensions": dimensions, "Metrics": metrics}]
     if stats.limits_unavailable:
         metrics.append({"Name": "LimitsUnavailable", "Unit": "Count"})
         values["LimitsUnavailable"] = 1

@@ -18,6 +18,8 @@ from llm_stream.settings import SERVED_FIELDS, Settings, SettingsError
 from local_mode.servers import model_arguments
 from sagemaker_emulator import EmulatorServer
 from sagemaker_emulator.__main__ import _config, parse_args
+from stream_client.__main__ import main as client_main
+from tests.helpers.logs import LogRecords
 from tests.helpers.servers import AppServer
 
 FALCON = "huggingface-llm-falcon-7b-instruct-bf16"  # TGI 2.4.0
@@ -58,6 +60,16 @@ def test_the_models_are_listed_and_each_is_called_through_its_own_component_and_
         assert ("return_full_text" in sent.json()["parameters"]) is tgi  # each family's own parameters
     streamed = client.chat.completions.create(model=MISTRAL, messages=HI, max_tokens=3, stream=True)
     assert {chunk.model for chunk in streamed} == {MISTRAL}
+
+
+def test_each_request_is_logged_and_metered_per_model(two_models, request_logs: LogRecords) -> None:
+    _, function, _ = two_models
+    sdk(function).chat.completions.create(model=MISTRAL, messages=HI, max_tokens=2)
+    (line,) = request_logs.wait_for(1)
+    assert line["model"] == MISTRAL
+    assert line["Model"] == MISTRAL
+    (per_request, *_) = line["_aws"]["CloudWatchMetrics"]
+    assert per_request["Dimensions"] == [["Service"], ["Service", "Model"]]  # the Service-wide alarms keep theirs
 
 
 def test_an_unknown_model_is_a_404_naming_the_served_ones_before_the_endpoint(two_models) -> None:
@@ -124,3 +136,12 @@ def test_the_models_setting_is_checked_and_named_when_wrong() -> None:
         Settings.from_env(broken)
     with pytest.raises(SettingsError, match="each model once"):
         Settings.from_env({**environment, "MODELS": environment["MODELS"].replace(MISTRAL, FALCON)})
+
+
+def test_the_client_picks_a_model_by_name(two_models, capsys) -> None:
+    emulator, function, _ = two_models
+    for extra in ([], ["--chat"]):
+        assert client_main(["Hi", "--url", function.url, "--auth", "none", "--max-new-tokens", "3", "--model",
+                            MISTRAL, *extra]) == 0
+    assert capsys.readouterr().out.strip()
+    assert [r.headers["X-Amzn-SageMaker-Inference-Component"] for r in emulator.requests] == [MISTRAL, MISTRAL]
