@@ -4,6 +4,8 @@
   ``logprobs.content``: ``{token, logprob, bytes, top_logprobs}`` per token.
 * Completions (``logprobs`` 0 to :data:`MAX_TOP_LOGPROBS`) -> ``{tokens, token_logprobs, top_logprobs,
   text_offset}``.
+* Responses API (``include: ["message.output_text.logprobs"]``, ``top_logprobs``) -> each
+  ``response.output_text.delta``'s ``logprobs`` and the output text's, in chat's entry shape.
 
 The container's own numbers, read from its stream (``tokens.ScoredText``): TGI's ``token.logprob`` and, with
 ``parameters.top_n_tokens``, its ``top_tokens``; LMI's ``log_prob`` (the chosen token's only: asking for

@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .logprobs import chat_content
 from .openai_responses import usage as chat_usage
 from .stats import RequestStats
 
@@ -62,13 +63,13 @@ class ResponseShape:
                 "error": error, "incomplete_details": incomplete, "output": output,
                 "usage": None if stats is None else response_usage(stats), **self.fields}
 
-    def message(self, status: str, text: str | None) -> dict[str, Any]:
-        content = [] if text is None else [self.text_part(text)]
+    def message(self, status: str, text: str | None, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        content = [] if text is None else [self.text_part(text, logprobs)]
         return {"type": "message", "id": self.item_id, "status": status, "role": "assistant", "content": content}
 
     @staticmethod
-    def text_part(text: str) -> dict[str, Any]:
-        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    def text_part(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
     @staticmethod
     def function_call(call: ToolCall, status: str, arguments: str | None = None) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def whole_response(request: ResponsesRequest, model_id: str, text: str, stats: R
     its function call."""
     shape, status = ResponseShape(request, model_id), status_of(stats)
     output = [shape.function_call(call, "completed") for call in answer.tool_calls] or \
-        [shape.message("completed", text)]
+        [shape.message("completed", text, chat_content(answer.take_scores()))]
     return shape.response(status, output, stats)
 
 
@@ -101,12 +102,16 @@ class ResponsesEncoder:
         self._answer = answer
         self._sequence = 0
         self._text: list[str] = []
+        #: The answer's log probabilities so far, where ``include`` asked for them (``logprobs.py``).
+        self._logprobs: list[dict[str, Any]] = []
         self._begun = self._message_open = False
 
     def token(self, text: str) -> bytes:
         self._text.append(text)
+        scores = chat_content(self._answer.take_scores())
+        self._logprobs.extend(scores)
         return self._open_message() + self._event("response.output_text.delta", **self._where(), delta=text,
-                                                  logprobs=[])
+                                                  logprobs=scores)
 
     def done(self, stats: RequestStats) -> bytes:
         status = status_of(stats)
@@ -116,10 +121,10 @@ class ResponsesEncoder:
                 events += self._function_call(index, call)
                 output.append(self._shape.function_call(call, "completed"))
         else:
-            text = "".join(self._text)
-            part, item = self._shape.text_part(text), self._shape.message("completed", text)
+            text, scores = "".join(self._text), self._logprobs
+            part, item = self._shape.text_part(text, scores), self._shape.message("completed", text, scores)
             events = (self._open_message()
-                      + self._event("response.output_text.done", **self._where(), text=text, logprobs=[])
+                      + self._event("response.output_text.done", **self._where(), text=text, logprobs=scores)
                       + self._event("response.content_part.done", **self._where(), part=part)
                       + self._event("response.output_item.done", output_index=0, item=item))
             output = [item]

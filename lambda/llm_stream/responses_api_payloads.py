@@ -19,14 +19,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from . import logprobs
+from .answer_shapes import AnswerShape
 from .chat_formats import Turn
 from .errors import ApiError
+from .logprobs import with_top_tokens
 from .model_requests import render_conversation, sampling_parameters
 from .openai_payloads import answer_shape, validate_body, with_grammar, with_tool_prompt
 from .payloads import UpstreamRequest, check_caps
 from .settings import Settings
 from .strict_model import U32_MAX, StrictModel
-from .tool_calls import Conversation
+from .tool_calls import Conversation, ToolChoice
 
 #: Message roles an input item may have (``developer`` is a system turn, as on the chat route).
 ROLES: dict[str, Literal["system", "user", "assistant"]] = {
@@ -58,7 +61,7 @@ class ResponsesApiRequest(StrictModel):
     include: list[str] | None = None
     reasoning: dict[str, Any] | None = None
     service_tier: str | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0)
 
 
 ResponsesApiRequest.model_rebuild()
@@ -66,9 +69,10 @@ ResponsesApiRequest.model_rebuild()
 NEUTRAL: dict[str, tuple[object, ...]] = {
     "previous_response_id": (None,), "background": (None, False),
     "parallel_tool_calls": (None, True, False), "truncation": (None, "disabled"),
-    "include": (None, []), "reasoning": (None, {}), "service_tier": (None, "auto", "default"),
-    "top_logprobs": (None, 0),
+    "reasoning": (None, {}), "service_tier": (None, "auto", "default"),
 }
+#: What ``include`` may ask for: the answer's token log probabilities (``logprobs.py``).
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
 #: Why a field is refused, where "the container cannot honour other values" is not the reason.
@@ -100,9 +104,27 @@ def parse_responses(raw: bytes, settings: Settings) -> ResponsesRequest:
     max_new_tokens = check_caps(input_chars, payload.max_output_tokens, settings, "max_output_tokens")
     parameters = sampling_parameters(settings.family, max_new_tokens, payload.temperature, payload.top_p, None,
                                      chat_format.stop, None, status=400)
-    upstream = UpstreamRequest.for_prompt("chat", prompt, with_grammar(parameters, shape), input_chars,
-                                          settings.family, chat_format.newline, shape)
+    top = _logprobs(payload, shape, settings)
+    upstream = UpstreamRequest.for_prompt("chat", prompt, with_top_tokens(with_grammar(parameters, shape), top),
+                                          input_chars, settings.family, chat_format.newline, shape, top)
     return ResponsesRequest(payload, upstream)
+
+
+def _logprobs(payload: ResponsesApiRequest, shape: AnswerShape | None, settings: Settings) -> int | None:
+    """How many alternatives per token the answer lists, where ``include`` asks for its log probabilities."""
+    unknown = [item for item in payload.include or () if item != LOGPROBS_INCLUDE]
+    if unknown:
+        raise ApiError(400, "unsupported_parameter", f"`include` may hold only {LOGPROBS_INCLUDE!r} here (no state "
+                       "or built-in tools are kept to include)", param="include")
+    if LOGPROBS_INCLUDE not in (payload.include or ()):
+        if payload.top_logprobs:
+            raise ApiError(400, "validation_error", f"`top_logprobs` needs `include: [{LOGPROBS_INCLUDE!r}]`",
+                           param="top_logprobs")
+        return None
+    if isinstance(shape, ToolChoice):
+        raise ApiError(400, "unsupported_parameter", "log probabilities cannot be included with `tools`: a tool "
+                       "answer is read whole, and its tokens are the call's JSON", param="include")
+    return logprobs.requested(payload.top_logprobs, settings, "top_logprobs")
 
 
 def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:

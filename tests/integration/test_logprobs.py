@@ -98,3 +98,30 @@ def test_lmi_gives_the_chosen_token_s_log_probability_only(start_function) -> No
             client.chat.completions.create(model=mistral.model_id, messages=HI, logprobs=True, top_logprobs=2)
         assert raised.value.param == "top_logprobs"
         assert "chosen token's log probability only" in raised.value.message
+
+
+def test_the_responses_api_includes_log_probabilities_streamed_and_whole(client, emulator) -> None:
+    include: Any = ["message.output_text.logprobs"]
+    whole = client.responses.create(model=MODEL, input="Hi", max_output_tokens=5, include=include, top_logprobs=2)
+    (part,) = whole.output[0].content
+    assert "".join(entry.token for entry in part.logprobs or []) == whole.output_text
+    assert all(len(entry.top_logprobs) == 2 for entry in part.logprobs or [])
+    assert emulator.requests[0].json()["parameters"]["top_n_tokens"] == 2
+    events = list(client.responses.create(model=MODEL, input="Hi", max_output_tokens=5, include=include,
+                                          stream=True))
+    deltas = [event for event in events if event.type == "response.output_text.delta"]
+    assert [entry.token for event in deltas for entry in event.logprobs] == [event.delta for event in deltas]
+    done = next(event for event in events if event.type == "response.output_text.done")
+    assert len(done.logprobs or []) == len(deltas)
+
+
+@pytest.mark.parametrize(("kwargs", "param"), [
+    ({"include": ["file_search_call.results"]}, "include"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"include": ["message.output_text.logprobs"], "top_logprobs": 9}, "top_logprobs"),
+])
+def test_what_the_responses_api_cannot_include_is_refused_by_name(client, emulator, kwargs, param) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model=MODEL, input="Hi", **kwargs)
+    assert raised.value.param == param
+    assert emulator.requests == []
