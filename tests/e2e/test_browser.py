@@ -13,7 +13,7 @@ from llm_stream.key_limits import KeyLimits
 from sagemaker_emulator import EmulatorConfig, EmulatorServer, Fault
 from tests import ROOT
 from tests.helpers.key_tables import table_admin, write_key_file
-from tests.helpers.servers import TEST_COMPONENT, component_copies, scaled_to_zero
+from tests.helpers.servers import TEST_COMPONENT, component_copies, scaled_to_zero, several_models
 from tests.helpers.waiting import wait_until as poll
 
 pytestmark = pytest.mark.clients
@@ -262,3 +262,27 @@ def test_chat_mode_waits_for_a_model_scaled_to_zero_too(page, start_function) ->
         wait_until(page, "document.getElementById('status').textContent.startsWith('The model is starting')")
         wait_until(page, "document.getElementById('status').textContent.startsWith('Done')", timeout=30)
         assert page.is_hidden("#error")
+
+
+def test_the_page_offers_the_models_served_and_sends_the_one_picked(page, start_function) -> None:
+    falcon, mistral = "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-mistral-7b-instruct"
+    emulator, served = several_models(f"{falcon},{mistral}")
+    with emulator:
+        function = start_function(emulator, **served)
+        page.goto(function.url + "/")
+        wait_until(page, "!document.getElementById('model-row').hidden")
+        assert page.eval_on_selector_all("#model option", "options => options.map(o => o.value)") == [falcon, mistral]
+        page.select_option("#model", mistral)
+        ask(page, "Hi", max_new_tokens=3)  # the raw prompt (POST /) names it
+        wait_until(page, "document.getElementById('status').textContent.startsWith('Done')")
+        page.select_option("#mode", "chat")
+        ask(page, "Hi", max_new_tokens=3)  # and the chat
+        wait_until(page, "document.querySelectorAll('#conversation li').length === 2")
+        assert [r.headers["X-Amzn-SageMaker-Inference-Component"] for r in emulator.requests] == [mistral, mistral]
+        assert emulator.requests[-1].json()["inputs"] == "[INST] Hi [/INST]"
+
+
+def test_one_model_offers_no_choice(page, function) -> None:
+    page.goto(function.url + "/")
+    poll(lambda: page.evaluate("document.getElementById('model').options.length") == 1, "the models loaded")
+    assert page.evaluate("document.getElementById('model-row').hidden")

@@ -23,6 +23,20 @@ def scaled_to_zero(warm_up_seconds: float = 0.5, **config: Any) -> EmulatorServe
                                          warm_up_seconds=warm_up_seconds, **config))
 
 
+def several_models(model_ids: str, **emulator_options: str) -> tuple[EmulatorServer, dict[str, Any]]:
+    """An emulator hosting these catalog models (``a,b``) as inference components, and the function settings
+    for them, both as local mode makes them (``local_mode.servers.model_arguments``); start the emulator."""
+    from llm_stream.settings import SERVED_FIELDS, Settings
+    from local_mode.servers import model_arguments
+    from sagemaker_emulator.__main__ import _config, parse_args
+
+    environment, arguments = model_arguments(model_ids)
+    settings = Settings.from_env(environment)
+    options = [part for name, value in emulator_options.items() for part in (f"--{name.replace('_', '-')}", value)]
+    emulator = EmulatorServer(_config(parse_args([*arguments, "--ttft-ms", "0", "--token-ms", "0", *options])))
+    return emulator, {name: getattr(settings, name) for name in (*SERVED_FIELDS, "served_models")}
+
+
 def component_copies(emulator: EmulatorServer) -> int:
     """The copies of a scaled-to-zero emulator's model now (idle time and warm-up applied)."""
     assert emulator.capacity is not None, "not an emulator of an endpoint with an inference component"

@@ -14,13 +14,12 @@ import openai
 import pytest
 
 from llm_stream.api_keys import KeyRecord, KeyRing, key_digest, new_key
-from llm_stream.settings import SERVED_FIELDS, Settings, SettingsError
+from llm_stream.settings import Settings, SettingsError
 from local_mode.servers import model_arguments
 from sagemaker_emulator import EmulatorServer
-from sagemaker_emulator.__main__ import _config, parse_args
 from stream_client.__main__ import main as client_main
 from tests.helpers.logs import LogRecords
-from tests.helpers.servers import AppServer
+from tests.helpers.servers import AppServer, several_models
 
 FALCON = "huggingface-llm-falcon-7b-instruct-bf16"  # TGI 2.4.0
 MISTRAL = "huggingface-llm-mistral-7b-instruct"  # DJL/LMI 0.28
@@ -28,17 +27,10 @@ HI: Any = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture
-def two_models(start_function) -> Iterator[tuple[EmulatorServer, AppServer, Settings]]:
-    environment, emulator_arguments = model_arguments(f"{FALCON},{MISTRAL}")
-    settings = Settings.from_env(environment)
-    config = _config(parse_args([*emulator_arguments, "--ttft-ms", "0", "--token-ms", "0"]))
-    with EmulatorServer(config) as emulator:
-        yield emulator, start_function(emulator, **served(settings)), settings
-
-
-def served(settings: Settings) -> dict[str, Any]:
-    """What local mode's environment sets: the models' fields and the list of them."""
-    return {name: getattr(settings, name) for name in (*SERVED_FIELDS, "served_models")}
+def two_models(start_function) -> Iterator[tuple[EmulatorServer, AppServer, dict[str, Any]]]:
+    emulator, served = several_models(f"{FALCON},{MISTRAL}")
+    with emulator:
+        yield emulator, start_function(emulator, **served), served
 
 
 def sdk(function: AppServer, key: str = "unused") -> openai.OpenAI:
@@ -106,11 +98,11 @@ def test_each_model_wakes_on_its_own(two_models) -> None:
 
 def test_a_key_restricted_to_one_model_sees_and_calls_that_one_only(two_models, start_function,
                                                                      tmp_path: Path) -> None:
-    emulator, _, settings = two_models
+    emulator, _, served = two_models
     keys, key = tmp_path / "keys.json", new_key()
     record = KeyRecord(name="team-b", sha256=key_digest(key), created_at=datetime.now(UTC), allowed_models=(MISTRAL,))
     keys.write_text(KeyRing((record,)).to_document(), encoding="utf-8")
-    function = start_function(emulator, **served(settings), auth_mode="api_key", api_keys_file=str(keys))
+    function = start_function(emulator, **served, auth_mode="api_key", api_keys_file=str(keys))
     client = sdk(function, key)
     assert [model.id for model in client.models.list()] == [MISTRAL]
     with pytest.raises(openai.PermissionDeniedError) as refused:

@@ -23,16 +23,20 @@ function showError(text) {
   $("error").hidden = false;
 }
 
+// Where several models are served, the one picked (undefined: the deployment's default, as POST / takes it).
+function chosenModel() { return $("model-row").hidden ? undefined : $("model").value; }
+
 function payload() {
   const parameters = { max_new_tokens: Number($("max-new-tokens").value) };
   if ($("temperature").value !== "") parameters.temperature = Number($("temperature").value);
-  return { inputs: $("prompt").value, parameters };
+  return { inputs: $("prompt").value, parameters, model: chosenModel() };
 }
 
 // An empty temperature means greedy in both modes (the chat API's own default would sample).
 function chatPayload() {
   const temperature = $("temperature").value === "" ? 0 : Number($("temperature").value);
-  return { model, messages: history, max_tokens: Number($("max-new-tokens").value), temperature, stream: true };
+  return { model: chosenModel() || model, messages: history, max_tokens: Number($("max-new-tokens").value),
+    temperature, stream: true };
 }
 
 function chatting() { return $("mode").value === "chat"; }
@@ -255,6 +259,26 @@ async function send(event) {
   }
 }
 
+// The models this caller may use (v1/models): a choice only where there are several. Quiet on failure (a key
+// not yet entered): the send that follows says what is wrong.
+async function loadModels() {
+  try {
+    const answer = await fetch("v1/models", { headers: authHeaders() });
+    if (!answer.ok) return;
+    const ids = (await answer.json()).data.map((entry) => entry.id);
+    const select = $("model");
+    const kept = select.value;
+    select.replaceChildren(...ids.map((id) => {
+      const option = document.createElement("option");
+      option.value = id;
+      option.textContent = id;
+      return option;
+    }));
+    if (ids.includes(kept)) select.value = kept;
+    $("model-row").hidden = ids.length < 2;
+  } catch (_) { /* offline: the send that follows says so */ }
+}
+
 // The server says which auth it uses (/healthz needs no key): api_key shows the key field.
 async function checkAuth() {
   $("api-key").value = sessionStorage.getItem(KEY_STORAGE) || "";
@@ -265,8 +289,10 @@ async function checkAuth() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  checkAuth();
+  checkAuth().then(loadModels);
   $("api-key").addEventListener("input", () => sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim()));
+  $("api-key").addEventListener("change", loadModels);  // a key may see other models
+  $("model").addEventListener("change", () => { history.length = 0; showConversation(); });  // a new chat
   $("ask").addEventListener("submit", send);
   $("mode").addEventListener("change", setMode);
   $("new-chat").addEventListener("click", () => { history.length = 0; showConversation(); });
