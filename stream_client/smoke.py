@@ -7,7 +7,8 @@ credentials? Four checks, each printed with what it found, then one verdict line
 * ``refusal``: a request with no signature (IAM) or no key (api_key) is refused, 403 or 401 (with
   ``auth=none`` the URL is public: reported, not failed);
 * ``stream``: a signed (or keyed) streaming request yields tokens and a ``done`` event: TTFT, tokens/s and
-  the finish reason;
+  the finish reason; where the function serves several models (``GET /v1/models``), one ``stream:<model>``
+  check per model, each asked once;
 * ``bad-request``: an invalid request gets a 4xx JSON error with a request id, and never a stream.
 
 Exit status 0 when all pass, 1 when any fails, 2 for bad usage.
@@ -16,6 +17,7 @@ Exit status 0 when all pass, 1 when any fails, 2 for bad usage.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -96,8 +98,21 @@ def check_refusal(target: Target) -> str:
     return f"a request without credentials is refused: HTTP {response.status_code} {_message(response)}"
 
 
-def check_stream(target: Target) -> StreamResult:
-    payload = {"inputs": SMOKE_PROMPT, "parameters": {"max_new_tokens": SMOKE_MAX_NEW_TOKENS}}
+def served_models(target: Target) -> list[str]:
+    """The models the function serves to this caller, where it says (``GET /v1/models``); empty otherwise, and
+    then the stream check asks the default model."""
+    try:
+        response = httpx.get(f"{target.url.rstrip('/')}/v1/models", headers=target.headers(method="GET"),
+                             timeout=REQUEST_TIMEOUT_SECONDS)
+        listed = response.json()["data"] if response.status_code == 200 else []
+        return [str(entry["id"]) for entry in listed]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, ClientError, MissingCredentials):
+        return []
+
+
+def check_stream(target: Target, model: str | None = None) -> StreamResult:
+    payload: dict[str, Any] = {"inputs": SMOKE_PROMPT, "parameters": {"max_new_tokens": SMOKE_MAX_NEW_TOKENS},
+                               **({"model": model} if model else {})}
     result = stream_answer(target.url, payload, auth=target.auth, api_key=target.api_key,
                            timeout=STREAM_TIMEOUT_SECONDS, wait_for_model=DEFAULT_WAIT_FOR_MODEL_SECONDS,
                            on_wait=print_wait)
@@ -150,14 +165,18 @@ def run_smoke(target: Target, on_outcome: Callable[[Outcome], None] = lambda out
     outcomes: list[Outcome] = []
     streamed: StreamResult | None = None
 
-    def stream() -> str:
+    def stream(model: str | None = None) -> str:
         nonlocal streamed
-        streamed = check_stream(target)
+        streamed = check_stream(target, model)
         return streamed.summary()
 
+    models = served_models(target)
+    streams: list[tuple[str, Callable[[], str]]] = [
+        (f"stream:{model}", functools.partial(stream, model)) for model in models] if len(models) > 1 else [
+        ("stream", stream)]
     checks: tuple[tuple[str, Callable[[], str]], ...] = (
         ("health", lambda: check_health(target)), ("refusal", lambda: check_refusal(target)),
-        ("stream", stream), ("bad-request", lambda: check_bad_request(target)))
+        *streams, ("bad-request", lambda: check_bad_request(target)))
     for name, check in checks:
         try:
             outcome = Outcome(name, True, check())

@@ -116,3 +116,16 @@ def test_bad_usage_exits_2_with_what_to_do(tmp_path: Path, capsys: pytest.Captur
     keyed_outputs = outputs_file(tmp_path, "https://abc.lambda-url.us-east-1.on.aws/", "api_key")
     assert smoke.main(["--outputs", str(keyed_outputs), "--api-key", ""]) == 2
     assert "this deployment uses API keys: set LLM_STREAM_API_KEY" in capsys.readouterr().err
+
+
+def test_smoke_asks_each_model_once_where_several_are_served(capsys: pytest.CaptureFixture[str]) -> None:
+    from stream_client.smoke import main as smoke
+
+    falcon, mistral = "huggingface-llm-falcon-7b-instruct-bf16", "huggingface-llm-mistral-7b-instruct"
+    with local_servers(model_id=f"{falcon},{mistral}") as servers:
+        assert smoke(["--url", servers.function_url, "--auth", "none"]) == 0
+        received = httpx.get(f"{servers.emulator_url}/_emulator/requests").json()["requests"]
+    checks = check_lines(capsys.readouterr().out)
+    assert list(checks) == ["health", "refusal", f"stream:{falcon}", f"stream:{mistral}", "bad-request"]
+    assert all(found.startswith("ok") for found in checks.values())
+    assert [request["inference_component"] for request in received] == [falcon, mistral]
