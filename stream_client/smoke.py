@@ -170,10 +170,10 @@ def run_smoke(target: Target, on_outcome: Callable[[Outcome], None] = lambda out
         streamed = check_stream(target, model)
         return streamed.summary()
 
-    models = served_models(target)
+    models = served_models(target)  # the only one the key may call is named, as the default may be another
     streams: list[tuple[str, Callable[[], str]]] = [
         (f"stream:{model}", functools.partial(stream, model)) for model in models] if len(models) > 1 else [
-        ("stream", stream)]
+        ("stream", functools.partial(stream, models[0] if models else None))]
     checks: tuple[tuple[str, Callable[[], str]], ...] = (
         ("health", lambda: check_health(target)), ("refusal", lambda: check_refusal(target)),
         *streams, ("bad-request", lambda: check_bad_request(target)))

@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, client: SageMakerRuntimeClient 
         from .auth_gate import ApiKeyGate
 
         middleware.append(Middleware(ApiKeyGate, store=key_store, open_paths=(READINESS_PATH, *PAGE_PATHS),
-                                     realm=settings.service_name))
+                                     realm=settings.service_name, model_ids=settings.model_ids))
     if accounting is not None:  # inside the gate: only requests with a valid key are counted
         from .key_accounting import AccountingMiddleware
 

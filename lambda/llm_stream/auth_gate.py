@@ -23,17 +23,20 @@ from .errors import ApiError
 from .key_accounting import KEY_RECORD_STATE
 from .key_store import KeyStore
 from .lifecycle import request_stats
+from .model_routing import may_use
 
 _OPEN_METHODS = ("GET", "HEAD")
 HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 
 
 class ApiKeyGate:
-    def __init__(self, app: ASGIApp, store: KeyStore, open_paths: Iterable[str], realm: str) -> None:
+    def __init__(self, app: ASGIApp, store: KeyStore, open_paths: Iterable[str], realm: str,
+                 model_ids: tuple[str, ...]) -> None:
         self.app = app
         self.store = store
         self.open_paths = frozenset(open_paths)
         self.realm = realm
+        self.model_ids = model_ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["method"] in _OPEN_METHODS and scope["path"] in self.open_paths):
@@ -72,7 +75,11 @@ class ApiKeyGate:
         if record.expired(now):
             raise self._unauthorized("expired_api_key", "the API key has expired: ask the operators for a new one",
                                      detail=f"key {record.name!r} expired at {record.expires_at}")
-        return record  # which models it may call is checked where the request's model is known (model_routing.py)
+        if not any(may_use(record.allowed_models, model_id) for model_id in self.model_ids):
+            raise ApiError(403, "model_not_allowed", f"this API key may not use {', '.join(self.model_ids)}, the "
+                           "model(s) served here", detail=f"key {record.name!r} is allowed "
+                           f"{list(record.allowed_models or ())}")
+        return record  # which of several models it may call: model_routing.py, where the request's model is known
 
     def _unauthorized(self, error_type: str, message: str, invalid: bool = True,
                       detail: str | None = None) -> ApiError:

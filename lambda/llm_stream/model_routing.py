@@ -19,21 +19,31 @@ from .settings import Settings
 ROUTED_KEY = "llm_stream.model_settings"
 
 
+#: What the log line, the metrics and the ledger name for a request whose model is not served (never the
+#: caller's own string: it would make a metric dimension per string).
+UNKNOWN_MODEL = "(unknown)"
+
+
 def route(scope: Scope, settings: Settings, raw: bytes) -> Settings:
     """The settings of the model the body names (or the default model's), kept in ``scope`` for the way to the
-    endpoint; raises :class:`ApiError` 404 or 403."""
+    endpoint; raises :class:`ApiError` 404 or 403. A deployment of one model routes nothing: it answers as it
+    always did (the OpenAI routes' own check of ``model``, ``openai_payloads.validate_body``)."""
+    if not settings.served_models:
+        return settings
     requested = requested_model(raw)
     chosen = settings if requested is None else settings.for_model(requested)
+    stats, record = request_stats(scope), key_record(scope)
+    allowed = None if record is None else record.allowed_models
     if chosen is None:
-        served, named = ", ".join(repr(model) for model in settings.model_ids), str(requested)[:256]
-        raise ApiError(404, "model_not_found", f"the model {named!r} is not served here; this deployment serves "
-                       f"{served} (see /v1/models)", param="model")
-    record = key_record(scope)
-    if record is not None and not may_use(record.allowed_models, chosen.model_id):
+        stats.model_id = UNKNOWN_MODEL
+        served = ", ".join(repr(model) for model in settings.model_ids if may_use(allowed, model))
+        raise ApiError(404, "model_not_found", f"the model {str(requested)[:256]!r} is not served here; this "
+                       f"deployment serves {served} (see /v1/models)", param="model")
+    stats.model_id = chosen.model_id
+    if record is not None and not may_use(allowed, chosen.model_id):
         raise ApiError(403, "model_not_allowed", f"this API key may not use {chosen.model_id}", param="model",
-                       detail=f"key {record.name!r} is allowed {list(record.allowed_models or ())}")
+                       detail=f"key {record.name!r} is allowed {list(allowed or ())}")
     scope["state"][ROUTED_KEY] = chosen
-    request_stats(scope).model_id = chosen.model_id
     return chosen
 
 

@@ -228,9 +228,9 @@ _M = TypeVar("_M", bound=StrictModel)
 
 def validate_body(model: type[_M], raw: bytes, settings: Settings, neutral: dict[str, tuple[object, ...]],
                   reasons: dict[str, str] | None = None) -> _M:
-    """An OpenAI route's body as ``model``: JSON, its schema, and fields it cannot honour at their ``neutral``
-    values only (``reasons`` says why, for a field that needs more than "the container cannot"). Every refusal
-    names its field (``param``)."""
+    """An OpenAI route's body as ``model``: JSON, its schema, fields it cannot honour at their ``neutral``
+    values only (``reasons`` says why, for a field that needs more than "the container cannot"), and the model
+    these settings serve named. Every refusal names its field (``param``)."""
     data = load_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "validation_error", "the body must be a JSON object")
@@ -249,7 +249,11 @@ def validate_body(model: type[_M], raw: bytes, settings: Settings, neutral: dict
             reason = (reasons or {}).get(name, "the model's container cannot honour other values")
             raise ApiError(400, "unsupported_parameter", f"{sent}this API accepts `{name}` only as "
                            f"{_shown(accepted)} ({reason})", param=name)
-    return payload  # the model it names was chosen before (model_routing.py): its settings are ``settings``
+    requested = getattr(payload, "model", None)
+    if requested != settings.model_id:  # several models: routed before (model_routing.py), so never true
+        raise ApiError(404, "model_not_found", f"the model {requested!r} is not served here; this "
+                       f"deployment serves {settings.model_id!r} (see /v1/models)", param="model")
+    return payload
 
 
 def _shown(values: tuple[object, ...]) -> str:

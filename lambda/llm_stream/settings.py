@@ -77,6 +77,11 @@ LEASE_MARGIN_SECONDS = 60
 DEFAULT_WAKE_UP_SECONDS = 480
 
 
+#: What the function's own settings may take of Lambda's 4 KB of environment variables (the rest is the Web
+#: Adapter's and the wrapper's, about 200 bytes).
+ENVIRONMENT_BUDGET_BYTES = 3800
+
+
 class SettingsError(ValueError):
     """An environment variable is missing or has a value outside what is allowed."""
 
@@ -242,6 +247,7 @@ class Settings:
     def _check_served_models(self) -> None:
         ids = [served.model_id for served in self.served_models]
         shown = ",".join(ids)
+        _require(len(ids) >= 2, "served_models", shown, "two models or more (one model needs no MODELS)")
         _require(len(set(ids)) == len(ids), "served_models", shown, "each model once")
         _require(len({served.inference_component_name for served in self.served_models}) == len(ids)
                  and all(served.inference_component_name for served in self.served_models), "served_models", shown,
@@ -249,8 +255,11 @@ class Settings:
         first = self.served_models[0]
         _require(all(getattr(self, name) == getattr(first, name) for name in SERVED_FIELDS), "served_models", shown,
                  f"the first model's fields equal to this deployment's own ({env_name('model_id')}, ...)")
-        for served in self.served_models[1:]:
-            self.for_model(served.model_id)  # each model's settings valid as a deployment's
+        for index, served in enumerate(self.served_models[1:], start=1):
+            try:
+                self.for_model(served.model_id)  # each model's settings valid as a deployment's
+            except SettingsError as exc:
+                raise SettingsError(f"{env_name('served_models')}: model {index} ({served.model_id}): {exc}") from None
 
     @property
     def in_lambda(self) -> bool:
@@ -273,7 +282,9 @@ class Settings:
         served = next((served for served in self.served_models if served.model_id == model_id), None)
         if served is None:
             return None
-        return replace(self, served_models=(), **{name: getattr(served, name) for name in SERVED_FIELDS})
+        return replace(self, served_models=(), default_max_new_tokens=min(self.default_max_new_tokens,
+                                                                          served.max_new_tokens),
+                       **{name: getattr(served, name) for name in SERVED_FIELDS})
 
     def can(self, capability: str) -> bool:
         """Whether the model's container has this capability (``families.CAPABILITIES``): listed, and one some
@@ -314,9 +325,15 @@ class Settings:
         return cls(**values)
 
     def to_environment(self) -> dict[str, str]:
-        """The environment variables :meth:`from_env` reads back into these settings."""
-        return {env_name(setting.name): _format(getattr(self, setting.name)) for setting in fields(self)
-                if not setting.metadata.get("opt_in") or getattr(self, setting.name) != setting.default}
+        """The environment variables :meth:`from_env` reads back into these settings; refused when they would
+        not leave room for the rest within Lambda's 4 KB for all of a function's variables."""
+        environment = {env_name(setting.name): _format(getattr(self, setting.name)) for setting in fields(self)
+                       if not setting.metadata.get("opt_in") or getattr(self, setting.name) != setting.default}
+        size = sum(len(name) + len(value) for name, value in environment.items())
+        _require(size <= ENVIRONMENT_BUDGET_BYTES, "served_models", f"{len(self.served_models)} models",
+                 f"settings within {ENVIRONMENT_BUDGET_BYTES} bytes of environment (these take {size}; Lambda "
+                 "allows 4 KB for all of a function's variables): fewer models")
+        return environment
 
 
 def env_name(field_name: str) -> str:

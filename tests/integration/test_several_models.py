@@ -137,3 +137,36 @@ def test_the_client_picks_a_model_by_name(two_models, capsys) -> None:
                             MISTRAL, *extra]) == 0
     assert capsys.readouterr().out.strip()
     assert [r.headers["X-Amzn-SageMaker-Inference-Component"] for r in emulator.requests] == [MISTRAL, MISTRAL]
+
+
+def test_refusals_are_logged_under_the_model_asked_for_or_none_served(two_models, start_function, tmp_path: Path,
+                                                                       request_logs: LogRecords) -> None:
+    emulator, _, served = two_models
+    keys, key = tmp_path / "keys.json", new_key()
+    record = KeyRecord(name="team-b", sha256=key_digest(key), created_at=datetime.now(UTC), allowed_models=(MISTRAL,))
+    keys.write_text(KeyRing((record,)).to_document(), encoding="utf-8")
+    client = sdk(start_function(emulator, **served, auth_mode="api_key", api_keys_file=str(keys)), key)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model=FALCON, messages=HI)
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="gpt-4o", messages=HI)
+    assert FALCON not in unknown.value.message  # the models this key may call, only
+    assert [(line["model"], line["status"]) for line in request_logs.wait_for(2)] == [
+        (FALCON, 403), ("(unknown)", 404)]  # never the caller's string, as a metric dimension
+
+
+def test_one_model_answers_as_it_always_did(function, emulator) -> None:
+    """A deployment of one model routes nothing: POST / ignores a chat's `model`, as before."""
+    body = {"messages": HI, "max_tokens": 2, "model": "gpt-4o"}
+    assert httpx.post(function.url, json=body, timeout=30).status_code == 200
+
+
+def test_settings_for_several_models_stay_within_lambda_s_environment() -> None:
+    from infra.catalog import load_catalog
+
+    with pytest.raises(SettingsError, match="within 3800 bytes of environment"):
+        model_arguments(",".join(sorted(load_catalog().models)))  # all ten: too many for one function's variables
+    environment, _ = model_arguments(f"{FALCON},{MISTRAL}")
+    first_only = environment["MODELS"][:environment["MODELS"].index("},{") + 1] + "]"
+    with pytest.raises(SettingsError, match="two models or more"):
+        Settings.from_env({**environment, "MODELS": first_only})

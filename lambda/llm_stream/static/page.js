@@ -23,8 +23,9 @@ function showError(text) {
   $("error").hidden = false;
 }
 
-// Where several models are served, the one picked (undefined: the deployment's default, as POST / takes it).
-function chosenModel() { return $("model-row").hidden ? undefined : $("model").value; }
+// The model to ask: the one picked, or the only one the key may call (undefined before the list is loaded:
+// the deployment's default, as POST / takes it).
+function chosenModel() { return $("model").options.length ? $("model").value : undefined; }
 
 function payload() {
   const parameters = { max_new_tokens: Number($("max-new-tokens").value) };
@@ -188,7 +189,13 @@ async function send(event) {
           setStatus("Failed.");
           return;
         }
-        model = (await models.json()).data[0].id;
+        const listed = (await models.json()).data;
+        if (!listed.length) {
+          showError("This API key may call none of the models served here: ask the operators for access.");
+          setStatus("Failed.");
+          return;
+        }
+        model = listed[0].id;
       }
       history.push({ role: "user", content: $("prompt").value });
       showConversation();
@@ -266,6 +273,7 @@ async function loadModels() {
     const answer = await fetch("v1/models", { headers: authHeaders() });
     if (!answer.ok) return;
     const ids = (await answer.json()).data.map((entry) => entry.id);
+    model = null;  // chat mode asks for the list again: it may differ for another key
     const select = $("model");
     const kept = select.value;
     select.replaceChildren(...ids.map((id) => {
