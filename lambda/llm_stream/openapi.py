@@ -39,14 +39,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                              "content": {"application/json": {}, "text/event-stream": {}}}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "LLM streaming function", "summary": f"Streams {settings.model_id} token by token",
-                 "version": "0.1.0"},
+        "info": {"title": "LLM streaming function",
+                 "summary": f"Streams {', '.join(settings.model_ids)} token by token", "version": "0.1.0"},
         "paths": {
             READINESS_PATH: {"get": _get("healthz_healthz_get", "Readiness: never calls the endpoint; says which "
                                          "auth mode is in force", {"type": "object",
                                                                    "additionalProperties": {"type": "string"}})},
             "/": {"post": invoke},
-            "/v1/models": {"get": _get("models_v1_models_get", "The deployed model, as OpenAI lists models",
+            "/v1/models": {"get": _get("models_v1_models_get",
+                                       "The models served here (those the key may call), as OpenAI lists models",
                                        {"type": "object", "additionalProperties": True})},
             "/v1/chat/completions": {"post": _post("chat_completions_v1_chat_completions_post",
                                                    "OpenAI-compatible chat (streamed or not)",
@@ -55,7 +56,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                               "OpenAI-compatible text completion (streamed or not)",
                                               ["CompletionRequest"], openai_answer)},
             "/v1/models/{model_id}": {"get": {
-                **_get("model_v1_models_get", "The deployed model by its id, as OpenAI retrieves a model",
+                **_get("model_v1_models_get", "A model served here by its id, as OpenAI retrieves a model",
                        {"type": "object", "additionalProperties": True}),
                 "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]}},
             "/v1/responses": {"post": _post("responses_v1_responses_post",
