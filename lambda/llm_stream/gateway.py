@@ -60,7 +60,7 @@ class Gateway:
         self.accounting = accounting
         self.preload = Preload(settings, client)
         #: Each model wakes on its own (its inference component's copies).
-        self._wake_up: dict[str, WakeUpClock] = {}
+        self._wake_up = {model_id: WakeUpClock(settings.wake_up_seconds) for model_id in settings.model_ids}
         self._limiter: anyio.CapacityLimiter | None = None
 
     def start(self) -> None:
@@ -92,7 +92,7 @@ class Gateway:
         if self.accounting is not None:
             await self.accounting.admit(request.scope, upstream_request.input_chars, upstream_request.max_new_tokens)
         settings = routed(request.scope, self.settings)
-        wake_up = self._wake_up.setdefault(settings.model_id, WakeUpClock(settings.wake_up_seconds))
+        wake_up = self._wake_up[settings.model_id]
 
         def open_now() -> UpstreamStream:
             return open_stream(self.preload.client(), settings, upstream_request, stats.request_id, wake_up)

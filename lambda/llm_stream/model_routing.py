@@ -33,16 +33,15 @@ def route(scope: Scope, settings: Settings, raw: bytes) -> Settings:
     requested = requested_model(raw)
     chosen = settings if requested is None else settings.for_model(requested)
     stats, record = request_stats(scope), key_record(scope)
-    allowed = None if record is None else record.allowed_models
     if chosen is None:
         stats.model_id = UNKNOWN_MODEL
-        served = ", ".join(repr(model) for model in settings.model_ids if may_use(allowed, model))
+        served = ", ".join(repr(model) for model in usable_models(scope, settings))
         raise ApiError(404, "model_not_found", f"the model {str(requested)[:256]!r} is not served here; this "
                        f"deployment serves {served} (see /v1/models)", param="model")
     stats.model_id = chosen.model_id
-    if record is not None and not may_use(allowed, chosen.model_id):
+    if record is not None and not may_use(record.allowed_models, chosen.model_id):
         raise ApiError(403, "model_not_allowed", f"this API key may not use {chosen.model_id}", param="model",
-                       detail=f"key {record.name!r} is allowed {list(allowed or ())}")
+                       detail=f"key {record.name!r} is allowed {list(record.allowed_models or ())}")
     scope["state"][ROUTED_KEY] = chosen
     return chosen
 
@@ -51,6 +50,13 @@ def routed(scope: Scope, default: Settings) -> Settings:
     """The settings :func:`route` chose for this request."""
     chosen: Settings = scope["state"].get(ROUTED_KEY, default)
     return chosen
+
+
+def usable_models(scope: Scope, settings: Settings) -> list[str]:
+    """The models served here that the request's key may call (all of them, without keys)."""
+    record = key_record(scope)
+    return [model_id for model_id in settings.model_ids
+            if record is None or may_use(record.allowed_models, model_id)]
 
 
 def may_use(allowed_models: tuple[str, ...] | None, model_id: str) -> bool:

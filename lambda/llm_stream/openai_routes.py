@@ -20,9 +20,8 @@ from .answer_text import AnswerText
 from .error_responses import error_response
 from .errors import ApiError
 from .gateway import Gateway, OpenedStream
-from .key_accounting import key_record
 from .lifecycle import request_stats
-from .model_routing import may_use
+from .model_routing import usable_models
 from .openai_responses import OpenAIEncoder, complete_answer
 from .responses import Encoder, TokenStreamResponse, unless_caller_leaves
 from .settings import Settings
@@ -61,19 +60,15 @@ def openai_routes(gateway: Gateway) -> list[Route]:
     def model_object(model_id: str) -> dict[str, object]:
         return {"id": model_id, "object": "model", "created": started, "owned_by": "sagemaker-jumpstart"}
 
-    def usable(request: Request) -> list[str]:
-        """The models served here that the request's key may call (all, without keys)."""
-        record = key_record(request.scope)
-        return [model_id for model_id in settings.model_ids
-                if record is None or may_use(record.allowed_models, model_id)]
-
     async def models(request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [model_object(model_id) for model_id in usable(request)]})
+        return JSONResponse({"object": "list", "data": [model_object(model_id)
+                                                        for model_id in usable_models(request.scope, settings)]})
 
     async def model(request: Request) -> Response:
         """``client.models.retrieve(id)``: a served model, or OpenAI's 404 naming those there are."""
-        if request.path_params["model_id"] not in usable(request):
-            served = ", ".join(repr(model_id) for model_id in usable(request))
+        usable = usable_models(request.scope, settings)
+        if request.path_params["model_id"] not in usable:
+            served = ", ".join(repr(model_id) for model_id in usable)
             raise ApiError(404, "model_not_found", f"the model {request.path_params['model_id']!r} is not served "
                            f"here; this deployment serves {served}", param="model")
         return JSONResponse(model_object(request.path_params["model_id"]))

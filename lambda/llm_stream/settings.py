@@ -255,11 +255,7 @@ class Settings:
         first = self.served_models[0]
         _require(all(getattr(self, name) == getattr(first, name) for name in SERVED_FIELDS), "served_models", shown,
                  f"the first model's fields equal to this deployment's own ({env_name('model_id')}, ...)")
-        for index, served in enumerate(self.served_models[1:], start=1):
-            try:
-                self.for_model(served.model_id)  # each model's settings valid as a deployment's
-            except SettingsError as exc:
-                raise SettingsError(f"{env_name('served_models')}: model {index} ({served.model_id}): {exc}") from None
+        self._other_models  # noqa: B018 (each model's settings derived once, valid as a deployment's)
 
     @property
     def in_lambda(self) -> bool:
@@ -277,14 +273,21 @@ class Settings:
 
     def for_model(self, model_id: str) -> Settings | None:
         """The settings for requests to ``model_id`` (these, for the default model); ``None``: not served."""
-        if model_id == self.model_id:
-            return self
-        served = next((served for served in self.served_models if served.model_id == model_id), None)
-        if served is None:
-            return None
-        return replace(self, served_models=(), default_max_new_tokens=min(self.default_max_new_tokens,
-                                                                          served.max_new_tokens),
-                       **{name: getattr(served, name) for name in SERVED_FIELDS})
+        return self if model_id == self.model_id else self._other_models.get(model_id)
+
+    @functools.cached_property
+    def _other_models(self) -> dict[str, Settings]:
+        """Each other served model's settings, derived (and validated, naming the entry at fault) once."""
+        derived = {}
+        for index, served in enumerate(self.served_models[1:], start=1):
+            try:
+                derived[served.model_id] = replace(
+                    self, served_models=(),
+                    default_max_new_tokens=min(self.default_max_new_tokens, served.max_new_tokens),
+                    **{name: getattr(served, name) for name in SERVED_FIELDS})
+            except SettingsError as exc:
+                raise SettingsError(f"{env_name('served_models')}: model {index} ({served.model_id}): {exc}") from None
+        return derived
 
     def can(self, capability: str) -> bool:
         """Whether the model's container has this capability (``families.CAPABILITIES``): listed, and one some
