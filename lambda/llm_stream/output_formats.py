@@ -54,7 +54,6 @@ JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 class OutputFormat:
     """A validated structured-output request: the grammar sent upstream and the schema the answer must fit."""
 
-    kind: str
     schema: dict[str, Any]
     name: str = "response"
     grammar: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +96,7 @@ def output_format(value: dict[str, Any] | None, param: str, settings: Settings, 
     require_grammar(settings, param)
     if kind == "json_object":
         _only(value, {"type"}, param)
-        return OutputFormat("json_object", JSON_OBJECT_SCHEMA, "json_object",
+        return OutputFormat(JSON_OBJECT_SCHEMA, "json_object",
                             {"type": "regex", "value": JSON_OBJECT_REGEX})
     described, where = (value.get("json_schema"), f"{param}.json_schema") if nested else (value, param)
     if nested:
@@ -110,7 +109,7 @@ def output_format(value: dict[str, Any] | None, param: str, settings: Settings, 
         raise ApiError(400, "validation_error", f"`{where}.name` must be a string of 1 to 64 characters",
                        param=f"{where}.name")
     check_schema(schema, f"{where}.schema")
-    return OutputFormat("json_schema", schema, name, {"type": "json", "value": schema})  # type: ignore[arg-type]
+    return OutputFormat(schema, name, {"type": "json", "value": schema})  # type: ignore[arg-type]
 
 
 def require_grammar(settings: Settings, param: str) -> None:

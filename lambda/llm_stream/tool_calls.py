@@ -50,9 +50,8 @@ class Function:
 
 @dataclass(frozen=True)
 class ToolChoice:
-    """The functions offered, and those the answer may call (``NO_TOOL`` among them under ``auto``)."""
+    """The functions the answer may call (``NO_TOOL`` among them under ``auto``)."""
 
-    functions: tuple[Function, ...]
     callable: tuple[Function, ...]
     holds_text = True
 
@@ -133,7 +132,7 @@ def tool_choice(tools: Sequence[dict[str, Any]] | None, choice: str | dict[str, 
     else:
         raise ApiError(400, "validation_error", "`tool_choice` must be \"none\", \"auto\", \"required\" or "
                        '{"type": "function", ...}', param="tool_choice")
-    return ToolChoice(functions, callable_)
+    return ToolChoice(callable_)
 
 
 def _function(tool: object, index: int, nested: bool, budget: SchemaBudget) -> Function:
