@@ -43,12 +43,14 @@ class CopyRequirements:
     min_memory_mb: int
 
 
-def copy_requirements(instance_type: str) -> CopyRequirements:
-    """Every GPU of the instance (the container shards the model over them, as its ``SM_NUM_GPUS`` says);
-    a quarter of its vCPUs as cores (TGI's and LMI's work is on the GPUs); half its memory, the rest left to
-    SageMaker's agents and the page cache. Our sizing: a first deployment confirms that a copy is placed."""
+def copy_requirements(instance_type: str, gpus: int | None = None) -> CopyRequirements:
+    """A copy on ``gpus`` of the instance's GPUs (all by default: the container shards the model over them, as
+    its ``SM_NUM_GPUS`` says), with the same share of the rest: a quarter of those vCPUs as cores (TGI's and
+    LMI's work is on the GPUs) and half that memory, the rest left to SageMaker's agents and the page cache.
+    Our sizing: a first deployment confirms that a copy is placed."""
     hardware = INSTANCE_HARDWARE.get(instance_type)
     if hardware is None:
         raise KeyError(f"no hardware recorded for {instance_type}; allowed: {', '.join(INSTANCE_HARDWARE)}")
-    return CopyRequirements(accelerators=hardware.gpus, cpu_cores=max(1, hardware.vcpus // 4),
-                            min_memory_mb=hardware.memory_gib * 1024 // 2)
+    gpus = hardware.gpus if gpus is None else gpus
+    return CopyRequirements(accelerators=gpus, cpu_cores=max(1, hardware.vcpus * gpus // hardware.gpus // 4),
+                            min_memory_mb=hardware.memory_gib * 1024 * gpus // hardware.gpus // 2)

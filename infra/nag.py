@@ -33,12 +33,13 @@ def streaming_findings(settings: DeploymentSettings) -> dict[str, str]:
 
 def endpoint_findings(settings: DeploymentSettings) -> dict[str, str]:
     """The endpoint stack's accepted findings: rule id with its resource -> reason."""
-    artifacts = (f"arn:<AWS::Partition>:s3:::{settings.model.artifacts.bucket_prefix}<AWS::Region>/"
-                 f"{settings.model.artifacts.key}*")
+    several = len(settings.models) > 1
     return {
-        f"AwsSolutions-IAM5[Resource::{artifacts}]":
-            "The model's artifacts are every object under its JumpStart prefix (a model is many files); "
-            "the grant is read-only and limited to that one prefix of the public JumpStart bucket.",
+        **{f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{model.artifacts.bucket_prefix}<AWS::Region>/"
+           f"{model.artifacts.key}*]":
+           f"{model.model_id if several else 'The model'}'s artifacts are every object under its JumpStart prefix (a "
+           "model is many files); the grant is read-only and limited to that one prefix of the public JumpStart "
+           "bucket." for model in settings.models},
         "AwsSolutions-IAM5[Resource::*]":
             "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level permissions; "
             "image pulls themselves are scoped to the one DLC repository.",

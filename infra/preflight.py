@@ -3,7 +3,7 @@
     python -m infra.preflight [-c key=value ...] [--profile NAME] [--skip CHECK ...]
 
 ``make deploy`` runs it first: a deployment that would fail (a region without the model's image or the
-Web Adapter layer, no CDK bootstrap, a GPU quota below ``max_instances``, a concurrency reservation the
+Web Adapter layer, no CDK bootstrap, a GPU quota below what the endpoint may run, a concurrency reservation the
 account cannot give, a bundle pip cannot build) fails here in seconds, before the endpoint stack starts
 billing. The settings are the deployment's own (cdk.json's context plus the same ``-c`` pairs), the
 credentials and region are the caller's (as the CDK CLI picks them). Each failed check says what to do;
@@ -89,18 +89,20 @@ class Outcome:
 
 
 def check_region(settings: DeploymentSettings, account: Account) -> str:
-    region, model = account.region, settings.model
+    region = account.region
     supported = ", ".join(settings.supported_regions)
-    if region not in model.serving_regions:
-        raise CheckFailed(f"{model.model_id}'s container image is not published in {region}",
-                          f"deploy to one of: {supported} (AWS_REGION or the profile's region)")
+    for model in settings.models:
+        if region not in model.serving_regions:
+            raise CheckFailed(f"{model.model_id}'s container image is not published in {region}",
+                              f"deploy to one of: {supported} (AWS_REGION or the profile's region)")
     version = web_adapter.layer_version(region, settings.web_adapter_layer_version)
     if version is None:
         raise CheckFailed(
             f"the Web Adapter layer's version of {web_adapter.RELEASE} in {region} is not established",
             f"deploy to one of: {supported}; or name a layer version published in {region} with "
             "-c web_adapter_layer_version=N (this check then resolves it)")
-    return f"{region}: {model.model_id}'s image and the Web Adapter layer (version {version}) are published there"
+    images = "'s, ".join(model.model_id for model in settings.models)
+    return f"{region}: {images}'s image and the Web Adapter layer (version {version}) are published there"
 
 
 def check_bootstrap(_settings: DeploymentSettings, account: Account) -> str:
@@ -180,18 +182,25 @@ def check_sagemaker_quota(settings: DeploymentSettings, account: Account) -> str
     if quota is None:
         raise CheckFailed(f"Service Quotas lists no quota {name!r} in {account.region}",
                           f"{settings.instance_type} may not be offered for endpoints here: choose another "
-                          f"region or -c instance_type=... (allowed: {', '.join(settings.model.instance_types)})")
+                          f"region or -c instance_type=... (allowed: {', '.join(_instance_types(settings))})")
     value = int(quota["Value"])
-    needed = settings.max_instances
+    needed = settings.instances_needed
+    why = (f"{len(settings.models)} models at their max_copies" if settings.hosted_models else "max_instances")
     if value < needed:
         raise CheckFailed(
-            f"{name!r} is {value}; the endpoint may run {needed} (max_instances)",
+            f"{name!r} is {value}; the endpoint may run {needed} ({why})",
             f"ask for {needed} or more: aws service-quotas request-service-quota-increase --service-code "
             f"sagemaker --quota-code {quota['QuotaCode']} --desired-value {needed} --region {account.region} "
             f"(GPU quotas take hours to days); or -c instance_type=... with a quota "
-            f"(allowed: {', '.join(settings.model.instance_types)})")
-    return (f"{name!r} is {value} (max_instances {needed}; other endpoints on {settings.instance_type} in this "
+            f"(allowed: {', '.join(_instance_types(settings))})")
+    asked = f"{needed} for {why}" if settings.hosted_models else f"max_instances {needed}"
+    return (f"{name!r} is {value} ({asked}; other endpoints on {settings.instance_type} in this "
             "account share it)")
+
+
+def _instance_types(settings: DeploymentSettings) -> list[str]:
+    """The types every model deployed supports."""
+    return [t for t in settings.model.instance_types if all(t in model.instance_types for model in settings.models)]
 
 
 def check_function_bundle(_settings: DeploymentSettings, _account: Account) -> str:
@@ -331,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckFailed as failure:
         print(f"preflight: {failure.found}\n  -> {failure.remedy}", file=sys.stderr)
         return 1
-    print(f"preflight: {settings.model.model_id} on {settings.instance_type} (max_instances "
+    print(f"preflight: {', '.join(m.model_id for m in settings.models)} on {settings.instance_type} (max_instances "
           f"{settings.max_instances}, reserved_concurrency {settings.reserved_concurrency}, auth {settings.auth}) "
           f"in account {account.account_id}, {account.region}")
     outcomes = []

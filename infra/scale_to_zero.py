@@ -1,5 +1,6 @@
-"""Scale to zero (``scale_to_zero=true``): the model as an inference component whose copies, and with them
-the endpoint's instances, go to zero when idle and come back when requests arrive.
+"""Scale to zero (``scale_to_zero=true``, or a ``models`` entry's ``scale_to_zero``): an inference component
+whose copies, and with them the endpoint's instances, go to zero when idle and come back when requests
+arrive (the component itself: ``inference_components.py``).
 
 The pattern is AWS's ("Scale an endpoint to zero instances", SageMaker developer guide, and the launch post
 "Unlock cost savings with the new scale down to zero feature in SageMaker Inference"): an endpoint config
@@ -41,24 +42,19 @@ why:
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnOutput, Fn, Tags
+from aws_cdk import Aws, Fn
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from .instance_types import copy_requirements
-from .settings import DeploymentSettings
-
 SCALABLE_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 #: SageMaker's answer count while a component has no copy (namespace AWS/SageMaker, per component).
 NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
-SCALE_OUT_COOLDOWN_SECONDS = 300
 #: AWS's (the guide's and the launch post's notebook): "exactly one copy" needs no longer one.
 WAKE_UP_COOLDOWN_SECONDS = 60
-#: The copy a deployment starts with: the model loads once at deploy time, so a broken container fails the
-#: deployment instead of the first request (and the idle alarm then takes it to zero).
-INITIAL_COPIES = 1
+#: The copies "wake up" sets: one (target tracking adds more under load).
+WAKE_UP_COPIES = 1
 MINUTE = 60
 
 
@@ -75,82 +71,35 @@ def idle_alarm_name(component: str) -> str:
     return f"{component}-idle"
 
 
-def managed_instance_scaling(
-        settings: DeploymentSettings) -> sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty:
-    """The endpoint's instances follow its copies, down to none."""
+def managed_instance_scaling(min_instances: int,
+                             max_instances: int) -> sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty:
+    """The endpoint's instances follow its copies (down to none when ``min_instances`` is 0)."""
     return sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
-        status="ENABLED", min_instance_count=0, max_instance_count=settings.max_instances)
+        status="ENABLED", min_instance_count=min_instances, max_instance_count=max_instances)
 
 
-class ScaleToZero(Construct):
-    """The inference component on ``endpoint``, its copy-count scaling and the two alarms that drive it."""
+class ScaleToZero:
+    """The two policies on a component's copy count (``target``) and the two alarms that drive them, made in
+    ``scope`` (the component's construct)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploymentSettings,
-                 endpoint: sagemaker.CfnEndpoint, model: sagemaker.CfnModel, variant_name: str,
-                 tags: dict[str, str]) -> None:
-        super().__init__(scope, construct_id)
-        self.name = settings.inference_component_name
-        self.component = self._component(settings, endpoint, model, variant_name)
-        for key, value in tags.items():
-            Tags.of(self.component).add(key, value)
-        target = self._copy_count(settings)
-        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", "ExactCapacity", WAKE_UP_COOLDOWN_SECONDS,
+    def __init__(self, scope: Construct, target: appscaling.CfnScalableTarget, component: str,
+                 idle_minutes: int) -> None:
+        self._scope = scope
+        self._component = component
+        wake = self._step_policy(target, "WakeUpPolicy", "wake-up", WAKE_UP_COOLDOWN_SECONDS,
                                  appscaling.CfnScalingPolicy.StepAdjustmentProperty(
-                                     metric_interval_lower_bound=0, scaling_adjustment=INITIAL_COPIES))
-        idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", "ExactCapacity", MINUTE,
+                                     metric_interval_lower_bound=0, scaling_adjustment=WAKE_UP_COPIES))
+        idle = self._step_policy(target, "ToZeroPolicy", "scale-to-zero", MINUTE,
                                  appscaling.CfnScalingPolicy.StepAdjustmentProperty(
                                      metric_interval_upper_bound=0, scaling_adjustment=0))
         self.wake_alarm = self._wake_up_alarm(target, wake)
-        self.idle_alarm = self._idle_alarm(target, idle, settings.scale_to_zero_after_minutes)
-        CfnOutput(scope, "InferenceComponentName", value=self.name)
-
-    def _component(self, settings: DeploymentSettings, endpoint: sagemaker.CfnEndpoint, model: sagemaker.CfnModel,
-                   variant_name: str) -> sagemaker.CfnInferenceComponent:
-        needs = copy_requirements(settings.instance_type)
-        return sagemaker.CfnInferenceComponent(  # after the endpoint, hence after its log groups
-            self, "InferenceComponent",
-            inference_component_name=self.name,
-            endpoint_name=endpoint.attr_endpoint_name,
-            variant_name=variant_name,
-            specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
-                model_name=model.attr_model_name,
-                compute_resource_requirements=sagemaker.CfnInferenceComponent
-                .InferenceComponentComputeResourceRequirementsProperty(
-                    number_of_accelerator_devices_required=needs.accelerators,
-                    number_of_cpu_cores_required=needs.cpu_cores,
-                    min_memory_required_in_mb=needs.min_memory_mb),
-                startup_parameters=sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
-                    model_data_download_timeout_in_seconds=settings.model.download_timeout_seconds,
-                    container_startup_health_check_timeout_in_seconds=settings.model.startup_timeout_seconds),
-            ),
-            runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(
-                copy_count=INITIAL_COPIES),
-        )
-
-    def _copy_count(self, settings: DeploymentSettings) -> appscaling.CfnScalableTarget:
-        """The copy count as a scalable target, followed by load above one copy."""
-        # L1 on purpose (as the variant's autoscaling): Application Auto Scaling's service-linked role.
-        target = appscaling.CfnScalableTarget(
-            self, "CopyCount", service_namespace="sagemaker", resource_id=f"inference-component/{self.name}",
-            scalable_dimension=SCALABLE_DIMENSION, min_capacity=0, max_capacity=settings.max_instances)
-        target.add_dependency(self.component)  # the name is a string: no reference orders them
-        if settings.max_instances > 1:
-            appscaling.CfnScalingPolicy(
-                self, "InvocationsPerCopy", policy_name="invocations-per-copy", policy_type="TargetTrackingScaling",
-                scaling_target_id=target.ref,
-                target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy
-                .TargetTrackingScalingPolicyConfigurationProperty(
-                    target_value=settings.target_invocations_per_instance,
-                    predefined_metric_specification=appscaling.CfnScalingPolicy.PredefinedMetricSpecificationProperty(
-                        predefined_metric_type="SageMakerInferenceComponentInvocationsPerCopy"),
-                    disable_scale_in=True, scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS))
-        return target
+        self.idle_alarm = self._idle_alarm(target, idle, idle_minutes)
 
     def _wake_up_alarm(self, target: appscaling.CfnScalableTarget,
                        wake: appscaling.CfnScalingPolicy) -> cloudwatch.CfnAlarm:
-        dimensions = [cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self.name)]
+        dimensions = [cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self._component)]
         alarm = cloudwatch.CfnAlarm(
-            self, "WakeUpAlarm", alarm_name=wake_up_alarm_name(self.name),
+            self._scope, "WakeUpAlarm", alarm_name=wake_up_alarm_name(self._component),
             alarm_description="Requests were refused for want of an active model copy: set one (scale to zero's "
                               "wake-up).",
             namespace="AWS/SageMaker", metric_name=NO_CAPACITY_METRIC, dimensions=dimensions, statistic="Sum",
@@ -163,7 +112,7 @@ class ScaleToZero(Construct):
     def _idle_alarm(self, target: appscaling.CfnScalableTarget, idle: appscaling.CfnScalingPolicy,
                     minutes: int) -> cloudwatch.CfnAlarm:
         alarm = cloudwatch.CfnAlarm(
-            self, "IdleAlarm", alarm_name=idle_alarm_name(self.name),
+            self._scope, "IdleAlarm", alarm_name=idle_alarm_name(self._component),
             alarm_description=f"No request reached the model for {minutes} minutes: its copies go to zero.",
             metrics=[self._component_metric("invocations", "Invocations"),
                      self._component_metric("refused", NO_CAPACITY_METRIC),
@@ -180,14 +129,13 @@ class ScaleToZero(Construct):
             id=query_id, return_data=False, metric_stat=cloudwatch.CfnAlarm.MetricStatProperty(
                 metric=cloudwatch.CfnAlarm.MetricProperty(
                     namespace="AWS/SageMaker", metric_name=metric_name, dimensions=[
-                        cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self.name)]),
+                        cloudwatch.CfnAlarm.DimensionProperty(name="InferenceComponentName", value=self._component)]),
                 period=MINUTE, stat="Sum"))
 
-    def _step_policy(self, target: appscaling.CfnScalableTarget, construct_id: str, name: str, adjustment_type: str,
-                     cooldown: int, step: appscaling.CfnScalingPolicy.StepAdjustmentProperty
-                     ) -> appscaling.CfnScalingPolicy:
+    def _step_policy(self, target: appscaling.CfnScalableTarget, construct_id: str, name: str, cooldown: int,
+                     step: appscaling.CfnScalingPolicy.StepAdjustmentProperty) -> appscaling.CfnScalingPolicy:
         return appscaling.CfnScalingPolicy(
-            self, construct_id, policy_name=name, policy_type="StepScaling", scaling_target_id=target.ref,
+            self._scope, construct_id, policy_name=name, policy_type="StepScaling", scaling_target_id=target.ref,
             step_scaling_policy_configuration=appscaling.CfnScalingPolicy.StepScalingPolicyConfigurationProperty(
-                adjustment_type=adjustment_type, cooldown=cooldown, metric_aggregation_type="Maximum",
+                adjustment_type="ExactCapacity", cooldown=cooldown, metric_aggregation_type="Maximum",
                 step_adjustments=[step]))

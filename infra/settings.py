@@ -22,7 +22,9 @@ from llm_stream.key_limits import KeyLimits, LimitsError, parse_limits
 
 from . import web_adapter
 from .catalog import Catalog, CatalogError, CatalogModel, load_catalog
-from .function_settings import FunctionSettings, function_settings, model_settings
+from .function_settings import FunctionSettings, ServedModel, function_settings, model_settings
+from .hosted_models import HostedModel, ModelsError, default_instance_type, hosted_on, instances_for, parse_models
+from .instance_types import INSTANCE_HARDWARE
 
 #: CloudWatch Logs retention periods CloudFormation accepts (days), as the L2 construct's enum.
 LOG_RETENTION = {
@@ -47,7 +49,7 @@ CONTEXT_KEYS = (
     "reserved_concurrency", "function_timeout_seconds", "function_memory_mb", "log_retention_days", "name_prefix",
     "web_adapter_layer_version", "log_prompts", "model_latency_alarm_seconds", "api_keys_refresh_seconds",
     "api_keys_max_stale_intervals", "lmi_max_model_len", "scale_to_zero", "scale_to_zero_after_minutes",
-    "key_limits", "limits_unavailable",
+    "key_limits", "limits_unavailable", "models",
 )
 #: Keys the CDK CLI and framework write themselves (besides the ``@aws-cdk...`` feature flags, the
 #: ``aws:cdk:...`` keys and lookup caches such as ``availability-zones:account=...:region=...``, which all hold
@@ -65,6 +67,12 @@ SCALE_TO_ZERO_AFTER_MINUTES_RANGE = (15, 1440)
 #: Appended to the endpoint's name in scale-to-zero mode: switching modes replaces the endpoint (SageMaker
 #: cannot turn a model's endpoint into one for inference components in place).
 INFERENCE_COMPONENT_SUFFIX = "-ic"
+#: The endpoint's name with several models (``models``): the models are its components, not in its name, so
+#: a model added or removed is a component created or deleted, never a new endpoint.
+SEVERAL_MODELS_NAME = "models"
+#: The key table's, secret's and topic's names are tokens in the template at synth time, resolved at deploy
+#: time to names (ARNs) of up to about this length: what the function's environment must have room for.
+DEPLOY_TIME_NAME_ROOM = 100
 
 
 class SettingsError(ValueError):
@@ -101,11 +109,49 @@ class DeploymentSettings:
     #: api_key auth: the limits of keys without their own (``max_streams=4 rpm=60``; "": none).
     key_limits: str = ""
     limits_unavailable: str = "allow"
+    #: Several models (context ``models``), each an inference component on the endpoint, the default
+    #: (``model``) first; empty: one model, as ``model`` and ``scale_to_zero`` say.
+    hosted_models: tuple[HostedModel, ...] = ()
+    #: With several models: ``max_new_tokens`` and ``max_input_chars`` where the context sets them, which lower
+    #: the other models' own (the fields above are the default model's).
+    context_caps: tuple[int | None, int | None] = (None, None)
 
     @property
     def autoscaling(self) -> bool:
-        """The variant's instance count scales (with scale to zero, the component's copies do instead)."""
-        return self.max_instances > self.min_instances and not self.scale_to_zero
+        """The variant's instance count scales (with inference components, their copies do instead)."""
+        return self.max_instances > self.min_instances and not self.components
+
+    @property
+    def components(self) -> bool:
+        """The endpoint hosts inference components (scale to zero, or several models), not a model of its own."""
+        return self.scale_to_zero or bool(self.hosted_models)
+
+    @property
+    def models(self) -> tuple[CatalogModel, ...]:
+        """Every model deployed, the default first."""
+        return tuple(hosted.model for hosted in self.hosted_models) or (self.model,)
+
+    @property
+    def instances_needed(self) -> int:
+        """The most instances the endpoint runs: with several models, what their copies fill at most."""
+        if not self.hosted_models:
+            return self.max_instances
+        return instances_for(self.hosted_models, self.instance_type, lambda hosted: hosted.max_copies)
+
+    @property
+    def fewest_instances(self) -> int:
+        """The fewest instances an endpoint of inference components keeps: what the minimum copies fill (0 when
+        every model scales to zero)."""
+        if not self.hosted_models:
+            return 0
+        return instances_for(self.hosted_models, self.instance_type, lambda hosted: hosted.min_copies)
+
+    @property
+    def initial_instances(self) -> int:
+        """Instances at deploy time: with several models, what their first copies fill."""
+        if not self.hosted_models:
+            return self.min_instances
+        return instances_for(self.hosted_models, self.instance_type, lambda hosted: hosted.initial_copies)
 
     @property
     def endpoint_name(self) -> str:
@@ -116,25 +162,45 @@ class DeploymentSettings:
         the endpoint does) and the endpoint's log group can be created by name. The instance type is in it
         because SageMaker refuses to update an autoscaled variant to another instance type: a new one
         replaces it instead."""
-        model = self.model.model_id.removeprefix("huggingface-llm-")
+        model = SEVERAL_MODELS_NAME if self.hosted_models else short_model_id(self.model.model_id)
         instance = self.instance_type.removeprefix("ml.").replace(".", "-")
-        mode = INFERENCE_COMPONENT_SUFFIX if self.scale_to_zero else ""
-        name = f"{self.name_prefix}-{model}-{instance}{mode}".lower()
-        if len(name) > ENDPOINT_NAME_MAX_LENGTH:
-            digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-            name = f"{name[: ENDPOINT_NAME_MAX_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"
-        return name
+        mode = INFERENCE_COMPONENT_SUFFIX if self.scale_to_zero and not self.hosted_models else ""
+        return _sagemaker_name(f"{self.name_prefix}-{model}-{instance}{mode}")
 
     @property
     def inference_component_name(self) -> str:
-        """With ``scale_to_zero``: the model's inference component, named as its endpoint (another namespace)."""
+        """With ``scale_to_zero``: the model's inference component, named as its endpoint (another namespace);
+        with several models, the default model's."""
+        if self.hosted_models:
+            return self.component_name(self.model.model_id)
         return self.endpoint_name if self.scale_to_zero else ""
+
+    def component_name(self, model_id: str) -> str:
+        """With several models: ``model_id``'s inference component, ``<endpoint>-<model>`` (a new endpoint, as
+        another instance type makes, is new components too, never a name still held by the old ones)."""
+        return _sagemaker_name(f"{self.endpoint_name}-{short_model_id(model_id)}")
+
+    @property
+    def served_models(self) -> tuple[ServedModel, ...]:
+        """With several models: each model's entry of the function's settings, the default first."""
+        return tuple(ServedModel(**self._capped(hosted.model), inference_component_name=self.component_name(
+            hosted.model.model_id)) for hosted in self.hosted_models)
+
+    def _capped(self, model: CatalogModel) -> dict[str, Any]:
+        """The function's settings ``model`` decides, with the deployment's caps: the default model's are the
+        context's (within its window, as validated); another model's its own, lowered to the context's where it
+        sets them."""
+        from_model = model_settings(model)
+        if model == self.model:
+            return {**from_model, "max_new_tokens": self.max_new_tokens, "max_input_chars": self.max_input_chars}
+        caps = dict(zip(("max_new_tokens", "max_input_chars"), self.context_caps, strict=True))
+        return {**from_model, **{name: min(cap, from_model[name]) for name, cap in caps.items() if cap is not None}}
 
     @property
     def supported_regions(self) -> list[str]:
-        """Where this deployment can run: the model's image is published there, and (unless the deployer
+        """Where this deployment can run: every model's image is published there, and (unless the deployer
         names a layer version) the Web Adapter layer's version is established there."""
-        regions = set(self.model.serving_regions)
+        regions = set.intersection(*(set(model.serving_regions) for model in self.models))
         if self.web_adapter_layer_version is None:
             regions &= set(web_adapter.LAYER_VERSIONS)
         return sorted(regions)
@@ -148,10 +214,8 @@ class DeploymentSettings:
         """The function's settings for this deployment, validated by the function's own rules (with api_key
         auth, ``api_keys_table``: the keys' table; ``api_keys_secret_id``: an older deployment's key secret;
         ``budget_alerts_topic_arn``: where budget alerts go)."""
-        from_model = {**model_settings(self.model), "max_new_tokens": self.max_new_tokens,
-                      "max_input_chars": self.max_input_chars}  # the deployment's caps, within the model's
         return FunctionSettings(
-            **from_model,
+            **self._capped(self.model),
             endpoint_name=endpoint_name,
             default_max_new_tokens=self.default_max_new_tokens,
             max_body_bytes=self.max_body_bytes,
@@ -170,6 +234,7 @@ class DeploymentSettings:
             api_keys_refresh_seconds=self.api_keys_refresh_seconds,
             api_keys_max_stale_intervals=self.api_keys_max_stale_intervals,
             inference_component_name=self.inference_component_name,
+            served_models=self.served_models,
         )
 
     @classmethod
@@ -178,12 +243,15 @@ class DeploymentSettings:
         catalog = catalog or load_catalog()
         raw = {key: get(key) for key in CONTEXT_KEYS}
         number = _IntReader(raw)
-        model, instance_type = _model_and_instance_type(raw, number, catalog)
+        scale_to_zero = _boolean(raw, "scale_to_zero", default=False)
+        hosted, instance_type = _hosted_models(raw, number, catalog, scale_to_zero)
+        model, instance_type = ((hosted[0].model, instance_type) if hosted
+                                else _model_and_instance_type(raw, number, catalog))
         auth = str(_required(raw, "auth")).lower()
         if auth not in AUTH_MODES:
             raise SettingsError(f"context key 'auth': {raw['auth']!r} is not allowed; allowed: {', '.join(AUTH_MODES)}")
-        scale_to_zero = _boolean(raw, "scale_to_zero", default=False)
-        min_instances, max_instances = _instance_counts(number, scale_to_zero)
+        min_instances, max_instances = _instance_counts(
+            number, "models" if hosted else "scale_to_zero=true" if scale_to_zero else "")
         from_model = model_settings(model)
         max_new_tokens = number("max_new_tokens", 1, model.max_total_tokens - 1, default=from_model["max_new_tokens"])
         timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS,
@@ -192,12 +260,13 @@ class DeploymentSettings:
         if retention not in LOG_RETENTION:
             raise SettingsError(f"context key 'log_retention_days': {retention} is not a CloudWatch retention "
                                 f"period; allowed: {', '.join(map(str, LOG_RETENTION))}")
-        after_minutes = _scale_to_zero_after_minutes(number, scale_to_zero, timeout)
+        after_minutes = _scale_to_zero_after_minutes(
+            number, scale_to_zero or any(h.scale_to_zero for h in hosted), timeout)
         name_prefix = str(_required(raw, "name_prefix"))
         if not _NAME_PREFIX.match(name_prefix):
             raise SettingsError(f"context key 'name_prefix': {name_prefix!r} is not allowed; allowed: a letter then "
                                 "up to 23 letters, digits or hyphens")
-        return cls(
+        settings = cls(
             model=model,
             instance_type=instance_type,
             auth=auth,  # type: ignore[arg-type]
@@ -227,7 +296,13 @@ class DeploymentSettings:
             scale_to_zero_after_minutes=after_minutes,
             key_limits=_key_limits(raw["key_limits"], auth),
             limits_unavailable=_limits_unavailable(raw["limits_unavailable"], auth),
+            hosted_models=hosted,
+            context_caps=(number.optional("max_new_tokens", 1, model.max_total_tokens - 1),
+                          number.optional("max_input_chars", 1, 1_000_000)),
         )
+        if hosted:
+            _check_several_models(settings)
+        return settings
 
 
 def _model_and_instance_type(raw: dict[str, Any], number: _IntReader, catalog: Catalog) -> tuple[CatalogModel, str]:
@@ -244,12 +319,50 @@ def _model_and_instance_type(raw: dict[str, Any], number: _IntReader, catalog: C
     return model, instance_type
 
 
-def _instance_counts(number: _IntReader, scale_to_zero: bool) -> tuple[int, int]:
+def _hosted_models(raw: dict[str, Any], number: _IntReader, catalog: Catalog,
+                   scale_to_zero: bool) -> tuple[tuple[HostedModel, ...], str]:
+    """``models``, each on the one instance type (``instance_type``, else the first that every model supports
+    in the default model's order, its default first), LMI models with ``lmi_max_model_len``'s window; nothing
+    without ``models``."""
+    try:
+        parsed = parse_models(raw["models"], catalog, scale_to_zero)
+        if not parsed:
+            return (), ""
+        window = number.optional("lmi_max_model_len", *LMI_MAX_MODEL_LEN_RANGE)
+        if window is not None and not any(model.family.window_variable for model, *_ in parsed):
+            _with_lmi_window(parsed[0][0], window, catalog)  # refused, naming the models that take it
+        parsed = tuple((_with_lmi_window(model, window, catalog) if model.family.window_variable else model,
+                        min_copies, max_copies, to_zero) for model, min_copies, max_copies, to_zero in parsed)
+        instance_type = str(raw["instance_type"] or default_instance_type(parsed))
+        return hosted_on(parsed, instance_type), instance_type
+    except ModelsError as exc:
+        raise SettingsError(f"context key 'models': {exc}") from None
+
+
+def _check_several_models(settings: DeploymentSettings) -> None:
+    """Room for every model's copies within ``max_instances``, and for their settings in the function's
+    environment."""
+    needed = settings.instances_needed
+    if needed > settings.max_instances:
+        copies = ", ".join(f"{h.model.model_id} {h.max_copies} x {h.gpus_per_copy} GPU" for h in settings.hosted_models)
+        raise SettingsError(
+            f"context key 'max_instances': {settings.max_instances} cannot hold every model at its max_copies "
+            f"({copies}; {settings.instance_type} has {INSTANCE_HARDWARE[settings.instance_type].gpus} GPU): they "
+            f"need {needed} instances; allowed: {needed}..20, or fewer copies in 'models'")
+    name = "x" * DEPLOY_TIME_NAME_ROOM if settings.auth == "api_key" else ""  # as long as they may get
+    try:
+        settings.for_function(settings.endpoint_name, name, name, name).to_environment()
+    except function_settings.SettingsError as exc:
+        raise SettingsError(f"context key 'models': {len(settings.hosted_models)} models: {exc}") from None
+
+
+def _instance_counts(number: _IntReader, fixed_by: str) -> tuple[int, int]:
+    """``fixed_by``: what makes the endpoint run 0..max_instances instances (then min_instances must be 1)."""
     min_instances = number("min_instances", 1, 20)
     max_instances = number("max_instances", 1, 20)
-    if scale_to_zero and min_instances != 1:
-        raise SettingsError(f"context key 'min_instances': {min_instances} does not apply with scale_to_zero=true "
-                            "(the endpoint then runs 0..max_instances instances); allowed: 1")
+    if fixed_by and min_instances != 1:
+        raise SettingsError(f"context key 'min_instances': {min_instances} does not apply with {fixed_by} (the "
+                            "endpoint then runs 0..max_instances instances); allowed: 1")
     if max_instances < min_instances:
         raise SettingsError(f"context key 'max_instances': {max_instances} is below min_instances "
                             f"({min_instances}); allowed: {min_instances}..20")
@@ -277,6 +390,21 @@ def _with_lmi_window(model: CatalogModel, total: int | None, catalog: Catalog) -
                             f"{', '.join(windowed)}")
     answer_room = model.max_total_tokens - model.max_input_tokens
     return replace(model, max_total_tokens=total, max_input_tokens=total - answer_room)
+
+
+def short_model_id(model_id: str) -> str:
+    """A model's id in resource names: without JumpStart's ``huggingface-llm-``."""
+    return model_id.removeprefix("huggingface-llm-")
+
+
+def _sagemaker_name(name: str) -> str:
+    """``name`` in lowercase (SageMaker writes ARNs so), cut to SageMaker's 63 characters with a digest of the
+    whole name where it is longer."""
+    name = name.lower()
+    if len(name) > ENDPOINT_NAME_MAX_LENGTH:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: ENDPOINT_NAME_MAX_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"
+    return name
 
 
 def check_context_keys(keys: Iterable[str]) -> None:

@@ -23,7 +23,7 @@ from .function_settings import (
     api_keys,
     function_settings,
 )
-from .monitoring import Monitoring
+from .monitoring import Monitoring, ServedComponent
 from .settings import LOG_RETENTION, DeploymentSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime in this aws-cdk-lib
@@ -86,14 +86,16 @@ class StreamingStack(Stack):
         self.monitoring = Monitoring(
             self, "Monitoring", function=self.function, endpoint_name=endpoint_name,
             service_name=settings.name_prefix, model_latency_alarm_seconds=settings.model_latency_alarm_seconds,
-            log_group=log_group, per_consumer=settings.auth == "api_key",
-            inference_component=settings.inference_component_name)
+            log_group=log_group, per_consumer=settings.auth == "api_key", components=_served_components(settings))
 
         CfnOutput(self, "FunctionUrl", value=self.url.url)
         CfnOutput(self, "AuthMode", value=settings.auth)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
         CfnOutput(self, "EndpointName", value=endpoint_name)
         CfnOutput(self, "ModelId", value=settings.model.model_id)
+        if settings.hosted_models:
+            CfnOutput(self, "ModelIds", value=",".join(model.model_id for model in settings.models),
+                      description="The models served, the default first: GET /v1/models lists those a caller may use")
         if self.api_keys is not None:
             CfnOutput(self, "ApiKeysSecretArn", value=self.api_keys.secret_arn,
                       description="Before the key table, the API keys' digests: python -m stream_client keys migrate")
@@ -108,7 +110,8 @@ class StreamingStack(Stack):
                   log_group: logs.LogGroup) -> lambda_.Function:
         function = lambda_.Function(
             self, "Function",
-            description=f"Streams {settings.model.model_id} token by token",
+            description=f"Streams {settings.model.model_id} token by token" if not settings.hosted_models else
+            f"Streams {len(settings.hosted_models)} models token by token (the model field picks one)",
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler="run.sh",
@@ -230,6 +233,16 @@ class StreamingStack(Stack):
                            "would add a key policy and cost without protecting anything a digest does not.",
         })
         return secret
+
+
+def _served_components(settings: DeploymentSettings) -> tuple[ServedComponent, ...]:
+    """The endpoint's inference components, as its alarms and dashboard follow them (none: its variant)."""
+    if settings.hosted_models:
+        return tuple(ServedComponent(hosted.model.model_id, settings.component_name(hosted.model.model_id),
+                                     hosted.scale_to_zero) for hosted in settings.hosted_models)
+    if settings.scale_to_zero:
+        return (ServedComponent(settings.model.model_id, settings.inference_component_name, True),)
+    return ()
 
 
 def _environment(settings: DeploymentSettings, endpoint_name: str, api_keys_secret: secretsmanager.Secret | None,

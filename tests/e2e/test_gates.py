@@ -24,6 +24,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "falcon-40b-g5-12xlarge": {"model": "huggingface-llm-falcon-40b-instruct-bf16", "instance_type": "ml.g5.12xlarge"},
     "mistral-7b-instruct-lmi": {"model": "huggingface-llm-mistral-7b-instruct"},
     "scale-to-zero": {"scale_to_zero": True, "max_instances": 2},
+    "two-models-one-at-zero": {"models": [{"id": "huggingface-llm-falcon-7b-instruct-bf16", "max_copies": 2},
+                                          {"id": "huggingface-llm-mistral-7b-instruct", "scale_to_zero": True}],
+                               "max_instances": 3, "auth": "api_key"},
+    "three-models-g5-12xlarge": {"models": "huggingface-llm-falcon-40b-instruct-bf16,huggingface-llm-mistral-7b-instruct,"
+                                           "huggingface-llm-mistral-7b", "instance_type": "ml.g5.12xlarge",
+                                 "max_instances": 2},
 }
 
 

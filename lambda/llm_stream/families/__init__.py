@@ -71,6 +71,9 @@ class ContainerFamily:
     window_variable: str | None = None
     #: Text an image tag must hold to be this family's server (a repository may also hold other servers).
     serving_tag_marker: str = ""
+    #: The variable that tells the container over how many GPUs to shard the model (an inference component's
+    #: copy sees only the GPUs it asked for).
+    gpus_variable: str = ""
 
     def __post_init__(self) -> None:
         if sorted(rule.capability for rule in self.capability_rules) != sorted(CAPABILITIES):

@@ -64,6 +64,8 @@ FAMILY: Final = ContainerFamily(
     image_repository="djl-inference",
     version_pattern=r"^(\d+\.\d+\.\d+)-lmi",
     window_variable="OPTION_MAX_MODEL_LEN",
+    # LMI's option.tensor_parallel_degree (OPTION_ variables are its serving.properties); unset, every GPU it sees.
+    gpus_variable="OPTION_TENSOR_PARALLEL_DEGREE",
     serving_tag_marker="-lmi",
     checked_versions=frozenset({"0.28.0"}),
     capability_rules=(

@@ -50,6 +50,8 @@ FAMILY: Final = ContainerFamily(
     version_pattern=r"-tgi(\d+\.\d+\.\d+)",
     spec_token_limits=("MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS"),
     required_spec_environment=("HF_MODEL_ID", "MAX_TOTAL_TOKENS", "MAX_INPUT_LENGTH", "SM_NUM_GPUS"),
+    # TGI's sagemaker-entrypoint.sh: NUM_SHARD=$SM_NUM_GPUS.
+    gpus_variable="SM_NUM_GPUS",
     checked_versions=frozenset({"1.4.0", "2.4.0"}),
     capability_rules=(
         CapabilityRule("grammar", "1.4.1", f"{REPOSITORY} v1.4.1: `parameters.grammar` ({{type: json|regex, value}}) "
