@@ -13,7 +13,7 @@ CDK_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_
 	CDK_DISABLE_VERSION_CHECK=1
 OUTPUTS ?= outputs.json
 
-.PHONY: install lint test test-tools core-tools client-tools test-fast demo dev api-key synth preflight bootstrap deploy destroy smoke \
+.PHONY: install lint test test-tools core-tools client-tools test-fast demo dev api-key synth preflight packing bootstrap deploy destroy smoke \
 	refresh-catalog refresh-catalog-live fuzz load bench-parser bench-function bench-coldstart bench-limits clean
 
 install: $(STAMP)
@@ -117,6 +117,10 @@ PREFLIGHT = $(CDK_ENV) $(PY) -m infra.preflight $(CDK_ARGS) $(foreach check,$(SK
 
 preflight: install
 	@$(PREFLIGHT)
+
+# Which instance types can host MODELS=a,b together on one endpoint, and how many instances every model awake fills.
+packing: install
+	@$(PY) -m infra.packing $(MODELS)
 
 bootstrap: install $(CDK)
 	$(CDK_ENV) $(CDK) bootstrap $(CDK_ARGS)

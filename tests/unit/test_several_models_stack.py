@@ -272,3 +272,20 @@ def test_the_models_caps_lower_only_where_the_context_sets_them() -> None:
     served = {entry.model_id: entry for entry in settings.served_models}
     assert (served[FALCON].max_new_tokens, served[MISTRAL].max_new_tokens) == (500, 500)
     assert (served[FALCON].max_input_chars, served[MISTRAL].max_input_chars) == (4096, 12288)
+
+
+def test_the_packing_table_lists_the_shared_types_fewest_instances_first(capsys) -> None:
+    from infra.packing import main, packings
+
+    found = {packing.instance_type: packing for packing in packings(f"{MISTRAL},{MISTRAL_BASE}")}
+    # Two one-GPU copies share a four-GPU instance; on one-GPU types each model awake takes one.
+    assert (found["ml.g5.12xlarge"].instances_awake, found["ml.g5.2xlarge"].instances_awake) == (1, 2)
+    assert found["ml.g5.12xlarge"].gpus_per_copy == {MISTRAL: 1, MISTRAL_BASE: 1}
+    assert main([f"{FALCON},{MISTRAL}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["ml.g5.2xlarge", "ml.g5.4xlarge", "ml.g5.8xlarge"]
+    assert lines[1].split()[-1] == "2"
+    # Falcon 7B and Falcon 40B share no instance type in JumpStart's specs.
+    assert main([f"{FALCON},{FALCON_40B}"]) == 1
+    assert "need endpoints of their own" in capsys.readouterr().err
+    assert main([f"{FALCON},nope"]) == 2
