@@ -99,11 +99,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def model_arguments(model_ids: str) -> tuple[dict[str, str], list[str]]:
+def model_arguments(model_ids: str, copies: int = 1) -> tuple[dict[str, str], list[str]]:
     """The function's environment and the emulator's arguments for running as catalog models (``a`` or
     ``a,b``): the settings a deployment of them gives the function (``infra.function_settings.model_settings``),
     and their containers. Several models are inference components of one endpoint, each named by its model id,
-    the first the default."""
+    the first the default, each with ``copies`` at start (0: scaled to zero)."""
     from infra.catalog import CatalogError, load_catalog
     from infra.function_settings import FunctionSettings, ServedModel, model_settings
 
@@ -123,7 +123,7 @@ def model_arguments(model_ids: str) -> tuple[dict[str, str], list[str]]:
     settings = FunctionSettings(endpoint_name=LOCAL_ENDPOINT_NAME, **model_settings(models[0]),
                                 inference_component_name=models[0].model_id, served_models=served)
     components = [f"{model.model_id}={model.container_family}:{model.container_version}:{model.max_total_tokens}"
-                  for model in models]
+                  f":{copies}" for model in models]
     return settings.to_environment(), [argument for component in components for argument in ("--component",
                                                                                               component)]
 
@@ -148,10 +148,10 @@ def local_servers(
     deployed)."""
     if limits and not api_key:
         raise LocalModeError("limits are per API key: give an API key too (make dev API_KEY=... LIMITS=...)")
-    if model_id and "," in model_id and wake_up_seconds is not None:
-        raise LocalModeError("scale to zero runs one model locally for now; several models each start with a copy")
-    model_env, model_emulator_args = model_arguments(model_id) if model_id else ({}, [])
-    zero_env, zero_args = ({}, []) if wake_up_seconds is None else scale_to_zero_arguments(wake_up_seconds)
+    several = bool(model_id and "," in model_id)
+    model_env, model_emulator_args = (model_arguments(model_id, 0 if several and wake_up_seconds is not None else 1)
+                                      if model_id else ({}, []))
+    zero_env, zero_args = ({}, []) if wake_up_seconds is None else scale_to_zero_arguments(wake_up_seconds, several)
     with contextlib.ExitStack() as stack:
         key_env = stack.enter_context(_key_table(api_key, limits)) if api_key else {}
         env = {**model_env, **zero_env, **(function_env or {}), **key_env}
@@ -160,12 +160,15 @@ def local_servers(
             yield servers
 
 
-def scale_to_zero_arguments(wake_up_seconds: float) -> tuple[dict[str, str], list[str]]:
-    """The function's environment and the emulator's arguments for a model scaled to zero."""
+def scale_to_zero_arguments(wake_up_seconds: float, several: bool = False) -> tuple[dict[str, str], list[str]]:
+    """The function's environment and the emulator's arguments for a model scaled to zero (``several``: the
+    models' components, each at zero already, and each waking on its own)."""
     from infra.function_settings import function_settings
 
-    environment = {function_settings.env_name("inference_component_name"): LOCAL_INFERENCE_COMPONENT,
-                   function_settings.env_name("wake_up_seconds"): str(math.ceil(wake_up_seconds))}
+    wake_up = {function_settings.env_name("wake_up_seconds"): str(math.ceil(wake_up_seconds))}
+    if several:
+        return wake_up, ["--warm-up-seconds", str(wake_up_seconds)]
+    environment = {function_settings.env_name("inference_component_name"): LOCAL_INFERENCE_COMPONENT, **wake_up}
     return (environment,
             ["--inference-component", LOCAL_INFERENCE_COMPONENT, "--initial-copies", "0",
              "--warm-up-seconds", str(wake_up_seconds)])

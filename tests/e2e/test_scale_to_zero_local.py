@@ -60,3 +60,20 @@ def test_the_waits_double_within_the_server_s_retry_after_and_the_limit() -> Non
     assert gave_up.value.retry_after is not None
     assert gave_up.value.retry_after == 60  # a minute at most, however long the wake-up
     assert waits == [5, 10, 20, 40, 60, 60, 60, 45]  # doubling, at most 60, and no wait past the limit
+
+
+def test_several_models_at_zero_each_wake_on_their_own_request() -> None:
+    """`make dev MODELS=a,b SCALE_TO_ZERO=1`: every model's component starts at zero; a request for one wakes
+    that one only, and the client rides out its start."""
+    models = "huggingface-llm-falcon-7b-instruct-bf16,huggingface-llm-mistral-7b-instruct"
+    with local_servers(model_id=models, wake_up_seconds=2) as servers:
+        before = httpx.get(f"{servers.emulator_url}/_emulator/inference-components").json()
+        result = client(servers.function_url, "--model", "huggingface-llm-mistral-7b-instruct",
+                        "--max-new-tokens", "4")
+        after = httpx.get(f"{servers.emulator_url}/_emulator/inference-components").json()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("the model is starting (scaled to zero while idle), retrying in 5 s\n")
+    copies = {state["inference_component"]: state["copies"] for state in before["components"]}
+    assert copies == {"huggingface-llm-falcon-7b-instruct-bf16": 0, "huggingface-llm-mistral-7b-instruct": 0}
+    copies = {state["inference_component"]: state["copies"] for state in after["components"]}
+    assert copies == {"huggingface-llm-falcon-7b-instruct-bf16": 0, "huggingface-llm-mistral-7b-instruct": 1}
