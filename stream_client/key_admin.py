@@ -86,14 +86,23 @@ class KeyAdmin:
                 raise KeyAdminError(f"a key named {name!r} exists already: revoke it first, or rotate it") from None
         return key, record
 
-    def set_limits(self, name: str, changes: dict[str, int | None], now: datetime | None = None) -> KeyRecord:
+    def set_limits(self, name: str, changes: dict[str, int | None], now: datetime | None = None,
+                   model: str | None = None) -> KeyRecord:
+        """Change a key's own limits, or (``model``) its own limits on that model, the others kept."""
         def change(record: KeyRecord) -> KeyRecord:
             try:
-                return replace(record, limits=record.limits.updated(changes))
+                if model is None:
+                    return replace(record, limits=record.limits.updated(changes))
+                return record.with_model_limits(model, (record.limits_on(model) or KeyLimits()).updated(changes))
             except LimitsError as exc:
                 raise KeyAdminError(str(exc)) from None
 
-        return self._change(name, change, lambda new: f"set-limits ({new.limits.describe()})", now)
+        def audit(new: KeyRecord) -> str:
+            if model is None:
+                return f"set-limits ({new.limits.describe()})"
+            return f"set-limits on {model} ({(new.limits_on(model) or KeyLimits()).describe()})"
+
+        return self._change(name, change, audit, now)
 
     def set_models(self, name: str, models: tuple[str, ...] | None, now: datetime | None = None) -> KeyRecord:
         """Restrict a key to ``models`` (``None``: every model the deployment serves)."""
@@ -234,9 +243,15 @@ def describe_models(models: tuple[str, ...] | None) -> str:
     return "every model" if models is None else ",".join(models)
 
 
+def describe_limits(record: KeyRecord) -> str:
+    """The key's own limits, then its own on each model that has some (``rpm=60; <model>: rpm=10``)."""
+    return "; ".join([record.limits.describe(), *(f"{model}: {limits.describe()}"
+                                                  for model, limits in record.model_limits)])
+
+
 def _summary(record: KeyRecord) -> str:
     expiry = f"expires {show_time(record.expires_at)}" if record.expires_at else "no expiry"
-    return f"{expiry}; limits {record.limits.describe()}; models {describe_models(record.allowed_models)}"
+    return f"{expiry}; limits {describe_limits(record)}; models {describe_models(record.allowed_models)}"
 
 
 def _kept_changing(name: str) -> KeyAdminError:

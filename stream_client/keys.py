@@ -10,6 +10,7 @@ and limits, never keys. A revoked key, and new limits, take effect within the fu
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +23,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from llm_stream.key_limits import LIMITS, KeyLimits, LimitsError
 
 from . import client
-from .key_admin import DEFAULT_ROTATION_GRACE, KeyAdmin, KeyAdminError, describe_models, show_time
+from .key_admin import (
+    DEFAULT_ROTATION_GRACE,
+    KeyAdmin,
+    KeyAdminError,
+    describe_limits,
+    describe_models,
+    show_time,
+)
 from .key_document import KeyDocumentError, KeyRing, api_keys
 from .usage_report import FORMATS, aligned_columns, month_start, render, usage_report
 
@@ -61,6 +69,26 @@ def parse_limit_value(text: str) -> int | str:
         return int(text.replace("_", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer or 'none'") from None
+
+
+def parse_model(text: str) -> str:
+    """One catalog model id."""
+    models = parse_models(text)
+    if len(models) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: name one model")
+    return models[0]
+
+
+def parse_model_price(text: str) -> tuple[str, float]:
+    """``MODEL=USD``: a catalog model and its price per hour."""
+    model, _, price = text.partition("=")
+    try:
+        value = float(price)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL=USD, a catalog model id and a price per hour")
+    return parse_model(model), value
 
 
 def parse_models(text: str) -> tuple[str, ...]:
@@ -105,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit_flags(create, removable=False)
     set_limits = commands.add_parser("set-limits", help="change a key's own limits (the others stay)")
     set_limits.add_argument("name")
+    set_limits.add_argument("--model", type=parse_model, metavar="ID",
+                            help="the key's own limits on this model: its requests then count apart from the key's "
+                                 "others, against these limits and, for each one not set, the key's own")
     _add_limit_flags(set_limits, removable=True)
     set_models = commands.add_parser("set-models", help="restrict a key to some models, or lift the restriction")
     set_models.add_argument("name")
@@ -123,8 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--until", type=parse_day, help="last UTC day (default: today)")
     usage.add_argument("--key", help="one key's usage only")
     usage.add_argument("--format", choices=FORMATS, default="table")
-    usage.add_argument("--price-per-hour", type=float, metavar="USD",
-                       help="the endpoint's price per hour, to share its cost (default: no cost shares)")
+    prices = usage.add_mutually_exclusive_group()
+    prices.add_argument("--price-per-hour", type=float, metavar="USD",
+                        help="the endpoint's price per hour, to share its cost (default: no cost shares)")
+    prices.add_argument("--model-price", type=parse_model_price, action="append", metavar="MODEL=USD",
+                        help="with several models, one model's own price per hour (what its copies' instance-hours "
+                             "cost), shared by that model's tokens; once per model")
     migrate = commands.add_parser("migrate", help="copy an older deployment's key secret into the table (once)")
     migrate.add_argument("--secret-id", help=f"the key secret (default: {SECRET_OUTPUT} in --outputs)")
     return parser
@@ -159,8 +194,8 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
         if not changes:
             flags = ", ".join("--" + name.replace("_", "-") for name in LIMITS)
             raise KeyAdminError(f"name at least one limit to set: {flags}")
-        record = admin.set_limits(args.name, changes)
-        print(f"{args.name!r} now has limits: {record.limits.describe()} (keys without a limit of their own get the "
+        record = admin.set_limits(args.name, changes, model=args.model)
+        print(f"{args.name!r} now has limits: {describe_limits(record)} (keys without a limit of their own get the "
               "deployment's defaults); the function applies them within its refresh interval.", file=sys.stderr)
     elif args.command == "list":
         _print_keys(admin, datetime.now(UTC))
@@ -178,7 +213,8 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
         since, until = args.since or month_start(today), args.until or today
         if since > until:
             raise KeyAdminError(f"--since {since} is after --until {until}")
-        print(render(usage_report(admin, since, until, args.key, args.price_per_hour), args.format))
+        print(render(usage_report(admin, since, until, args.key, args.price_per_hour, dict(args.model_price or ())),
+                     args.format))
     else:
         _migrate(admin, args)
 
@@ -239,7 +275,7 @@ def _print_keys(admin: KeyAdmin, now: datetime) -> None:
         if record.previous_sha256 and record.previous_expires_at and now < record.previous_expires_at:
             status += f" (previous key until {show_time(record.previous_expires_at)})"
         expires = show_time(record.expires_at) if record.expires_at else "never"
-        rows.append((record.name, show_time(record.created_at), expires, status, record.limits.describe(),
+        rows.append((record.name, show_time(record.created_at), expires, status, describe_limits(record),
                      describe_models(record.allowed_models)))
     print("\n".join(aligned_columns(rows)))
     if len(rows) == 1:

@@ -1,6 +1,7 @@
 """``keys usage``: the ledger (one item per key, UTC day and model) summed per key and model over a period,
 with each key's share of the endpoint's cost: its share of the period's tokens (prompt and completion as
-counted) times the endpoint's price for the period, when a price per hour is given."""
+counted) times the endpoint's price for the period, when a price per hour is given; or, with several models,
+each model's own cost (its price per hour: the instance-hours its copies hold) shared by that model's tokens."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -44,15 +45,28 @@ class UsageReport:
     until: date
     rows: list[UsageRow]
     price_per_hour: float | None
+    #: Model id -> its own price per hour (several models: each shares its own cost).
+    model_prices: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hours(self) -> int:
+        return 24 * ((self.until - self.since).days + 1)
 
     @property
     def period_cost(self) -> float | None:
-        days = (self.until - self.since).days + 1
-        return None if self.price_per_hour is None else self.price_per_hour * 24 * days
+        if self.model_prices:
+            return sum(self.model_prices.values()) * self.hours
+        return None if self.price_per_hour is None else self.price_per_hour * self.hours
+
+    def model_costs(self) -> dict[str | None, float]:
+        """The costs to share and what shares each: per model (its rows), or the endpoint's (``None``: all rows)."""
+        if self.model_prices:
+            return {model: price * self.hours for model, price in self.model_prices.items()}
+        return {} if self.price_per_hour is None else {None: self.price_per_hour * self.hours}
 
 
 def usage_report(admin: KeyAdmin, since: date, until: date, key: str | None,
-                 price_per_hour: float | None) -> UsageReport:
+                 price_per_hour: float | None, model_prices: dict[str, float] | None = None) -> UsageReport:
     names = [key] if key else [item.name for item in admin.items()]
     rows: dict[tuple[str, str], UsageRow] = {}
     for name in names:
@@ -66,19 +80,21 @@ def usage_report(admin: KeyAdmin, since: date, until: date, key: str | None,
             row.requests_without_prompt_count += int(item.get("requests_without_prompt_count", 0))
             row.stream_seconds += int(item.get("stream_ms", 0)) / 1000
             row.errors += sum(int(value) for field, value in item.items() if field.startswith("errors_"))
-    report = UsageReport(since, until, sorted(rows.values(), key=lambda row: (row.key, row.model)), price_per_hour)
-    total = sum(row.tokens for row in report.rows)
-    if report.period_cost is not None and total:
-        for row in report.rows:
-            row.cost_share = round(report.period_cost * row.tokens / total, 2)
+    report = UsageReport(since, until, sorted(rows.values(), key=lambda row: (row.key, row.model)), price_per_hour,
+                         dict(model_prices or {}))
+    for model, cost in report.model_costs().items():
+        sharing = [row for row in report.rows if model is None or row.model == model]
+        total = sum(row.tokens for row in sharing)
+        for row in sharing:
+            row.cost_share = round(cost * row.tokens / total, 2) if total else None
     return report
 
 
 def render(report: UsageReport, output_format: str) -> str:
     if output_format == "json":
         return json.dumps({"since": report.since.isoformat(), "until": report.until.isoformat(),
-                           "price_per_hour": report.price_per_hour, "period_cost": report.period_cost,
-                           "rows": [asdict(row) for row in report.rows]}, indent=1)
+                           "price_per_hour": report.price_per_hour, "model_prices": report.model_prices,
+                           "period_cost": report.period_cost, "rows": [asdict(row) for row in report.rows]}, indent=1)
     header = ["key", "model", "requests", "prompt_tokens", "completion_tokens", "requests_without_prompt_count",
               "stream_seconds", "errors", "cost_share"]
     values = [[str(value) if value is not None else "" for value in _cells(row)] for row in report.rows]
@@ -104,7 +120,12 @@ def _price_note(report: UsageReport) -> str:
     period = f"{report.since} to {report.until} (UTC, {(report.until - report.since).days + 1} days)"
     if report.period_cost is None:
         return (f"{period}. No cost shares: pass --price-per-hour (the endpoint's instances' on-demand price per "
-                "hour, from the AWS price list for its instance type and region).")
+                "hour, from the AWS price list for its instance type and region), or with several models "
+                "--model-price MODEL=USD for each (what its copies' instance-hours cost per hour).")
+    if report.model_prices:
+        prices = ", ".join(f"{model} ${price}/hour" for model, price in report.model_prices.items())
+        return (f"{period}. Models' cost ${report.period_cost:,.2f} ({prices}, from --model-price), each shared by "
+                "the keys' parts of that model's tokens; rows of other models have no share.")
     return (f"{period}. Endpoint cost ${report.period_cost:,.2f} at ${report.price_per_hour}/hour (from "
             "--price-per-hour), shared by each key's part of the tokens counted. Requests whose container did not "
             "count the prompt count their completion tokens only.")

@@ -5,12 +5,15 @@ A record is a JSON object (one per key in the deployment's DynamoDB table, ``lim
     {"schema": 2, "name": "team-a", "sha256": "<hex digest of the key>",
      "created_at": "2026-11-25T10:00:00Z", "expires_at": null,
      "limits": {"max_streams": 4, "rpm": 60}, "allowed_models": null,
+     "model_limits": {"huggingface-llm-falcon-40b-instruct-bf16": {"rpm": 10}},
      "previous": {"sha256": "<digest of the key it replaces>", "expires_at": "2026-12-01T10:00:00Z"}}
 
 It holds each key's SHA-256 digest, never the key: keys are 256 random bits, so a fast digest cannot
 be reversed by guessing, and whoever reads the table still cannot call the function. The consumer's
 ``name`` is what logs and metrics show. ``previous`` is the key a rotation replaced, accepted until its
-expiry; ``allowed_models`` is reserved for keys restricted to some models (``null``: every model).
+expiry; ``allowed_models`` restricts a key to some models (``null``: every model). ``model_limits`` (absent:
+none) gives a key limits of its own on a model: requests to that model are counted apart from the key's other
+requests (``<name>@<model>``), against those limits, each unset one the key's own (``key_accounting.py``).
 
 Before the table, the records lived in one document in a Secrets Manager secret (or a file locally), which
 the function still reads: ``{"format": "llm-stream-api-keys/1", "keys": [<records of schema 1>]}``.
@@ -23,7 +26,7 @@ import hmac
 import json
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +69,8 @@ class KeyRecord:
     expires_at: datetime | None = None
     limits: KeyLimits = field(default_factory=KeyLimits)
     allowed_models: tuple[str, ...] | None = None
+    #: Limits of its own on some models, by model id (sorted pairs, so a record stays hashable).
+    model_limits: tuple[tuple[str, KeyLimits], ...] = ()
     #: The key a rotation replaced, and when it stops being accepted.
     previous_sha256: str | None = None
     previous_expires_at: datetime | None = None
@@ -79,12 +84,25 @@ class KeyRecord:
             return (self.sha256,)
         return (self.sha256, self.previous_sha256)
 
+    def limits_on(self, model_id: str) -> KeyLimits | None:
+        """The key's own limits on ``model_id``; ``None``: the model's requests count with the key's others."""
+        return dict(self.model_limits).get(model_id)
+
+    def with_model_limits(self, model_id: str, limits: KeyLimits) -> KeyRecord:
+        """This record with ``limits`` on ``model_id`` (none set: the model counts with the others again)."""
+        others = {model: own for model, own in self.model_limits if model != model_id}
+        if limits.to_json():
+            others[model_id] = limits
+        return replace(self, model_limits=tuple(sorted(others.items())))
+
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "schema": RECORD_SCHEMA, "name": self.name, "sha256": self.sha256,
             "created_at": _timestamp(self.created_at), "expires_at": _optional_timestamp(self.expires_at),
             "limits": self.limits.to_json(),
             "allowed_models": None if self.allowed_models is None else list(self.allowed_models)}
+        if self.model_limits:  # written only when set: a record without stays as it was
+            record["model_limits"] = {model: limits.to_json() for model, limits in self.model_limits}
         if self.previous_sha256 is not None:
             record["previous"] = {"sha256": self.previous_sha256,
                                   "expires_at": _optional_timestamp(self.previous_expires_at)}
@@ -160,6 +178,7 @@ def parse_record(entry: object, where: str) -> KeyRecord:
     models = entry.get("allowed_models")
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
         raise KeyDocumentError(f"{where}.allowed_models is not null or a list of model ids")
+    model_limits = _model_limits(entry.get("model_limits"), f"{where}.model_limits")
     previous = entry.get("previous") or {}
     previous_digest = previous.get("sha256") if isinstance(previous, dict) else None
     if previous and (not isinstance(previous_digest, str) or not _DIGEST.match(previous_digest)):
@@ -167,8 +186,20 @@ def parse_record(entry: object, where: str) -> KeyRecord:
     return KeyRecord(name=name, sha256=digest, created_at=_parse_time(entry.get("created_at"), f"{where}.created_at"),
                      expires_at=_parse_optional_time(entry.get("expires_at"), f"{where}.expires_at"),
                      limits=limits, allowed_models=None if models is None else tuple(models),
-                     previous_sha256=previous_digest,
+                     model_limits=model_limits, previous_sha256=previous_digest,
                      previous_expires_at=_previous_expiry(previous, where) if previous_digest else None)
+
+
+def _model_limits(value: object, where: str) -> tuple[tuple[str, KeyLimits], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise KeyDocumentError(f"{where} is not an object of model ids and their limits")
+    try:
+        return tuple(sorted((str(model), KeyLimits.from_json(limits, f"{where}.{model}"))
+                            for model, limits in value.items()))
+    except LimitsError as exc:
+        raise KeyDocumentError(str(exc)) from None
 
 
 def _previous_expiry(previous: dict[str, Any], where: str) -> datetime | None:

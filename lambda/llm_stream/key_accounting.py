@@ -73,8 +73,23 @@ class KeyAccounting:
         self.alerts = BudgetAlerts(settings.budget_alerts_topic_arn, settings.service_name)
 
     def limits(self, scope: Scope) -> KeyLimits | None:
+        """The request's key's limits: its own over the defaults, and over those its own on the routed model."""
         record = key_record(scope)
-        return None if record is None else record.limits.over(self.defaults)
+        if record is None:
+            return None
+        limits = record.limits.over(self.defaults)
+        on_model = record.limits_on(self._model(scope))
+        return limits if on_model is None else on_model.over(limits)
+
+    def counter(self, scope: Scope, record: KeyRecord) -> str:
+        """What the request counts under: its key, or ``<key>@<model>`` where the key has limits on the model."""
+        model = self._model(scope)
+        return record.name if record.limits_on(model) is None else f"{record.name}@{model}"
+
+    def _model(self, scope: Scope) -> str:
+        from .model_routing import routed
+
+        return routed(scope, self.settings).model_id
 
     def settings_for(self, scope: Scope, settings: Settings | None = None) -> Settings:
         """``settings`` (the routed model's; the deployment's by default) with the key's own ``max_tokens``."""
@@ -97,10 +112,11 @@ class KeyAccounting:
         from .rate_limits import Windows
 
         now = time.time()
-        pending = Admission(name=record.name, reserve=max_new_tokens + prompt_estimate(input_chars),
+        counter = self.counter(scope, record)
+        pending = Admission(name=counter, reserve=max_new_tokens + prompt_estimate(input_chars),
                             windows=Windows.at(now), lease_id=new_lease_id())
         scope["state"][_ADMISSION_STATE] = pending
-        admit = functools.partial(self.table.admit, record.name, limits, pending.reserve, self.settings.lease_seconds,
+        admit = functools.partial(self.table.admit, counter, limits, pending.reserve, self.settings.lease_seconds,
                                   pending.lease_id, now)
         try:
             with anyio.fail_after(ADMISSION_TIMEOUT_SECONDS):

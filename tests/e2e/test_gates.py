@@ -27,9 +27,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "two-models-one-at-zero": {"models": [{"id": "huggingface-llm-falcon-7b-instruct-bf16", "max_copies": 2},
                                           {"id": "huggingface-llm-mistral-7b-instruct", "scale_to_zero": True}],
                                "max_instances": 3, "auth": "api_key"},
-    "three-models-g5-12xlarge": {"models": "huggingface-llm-falcon-40b-instruct-bf16,huggingface-llm-mistral-7b-instruct,"
-                                           "huggingface-llm-mistral-7b", "instance_type": "ml.g5.12xlarge",
-                                 "max_instances": 2},
+    "three-models-g5-12xlarge": {
+        "models": "huggingface-llm-falcon-40b-instruct-bf16,huggingface-llm-mistral-7b-instruct,"
+                  "huggingface-llm-mistral-7b",
+        "instance_type": "ml.g5.12xlarge", "max_instances": 2},
 }
 
 

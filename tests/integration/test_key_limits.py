@@ -27,7 +27,7 @@ from stream_client.key_admin import KeyAdmin
 from stream_client.usage_report import UsageRow, usage_report
 from tests.helpers.key_tables import table_admin
 from tests.helpers.logs import LogRecords
-from tests.helpers.servers import AppServer
+from tests.helpers.servers import AppServer, several_models
 from tests.helpers.slow_proxy import slow_proxy
 from tests.helpers.sse import SSE, last, post_sse, tokens_of
 from tests.helpers.waiting import wait_until
@@ -533,3 +533,56 @@ def test_a_key_restricted_to_other_models_is_refused_before_the_endpoint(
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "model_not_allowed"
     assert emulator.requests == []
+
+
+def test_a_key_s_limits_on_one_model_count_that_model_apart_and_each_model_shares_its_own_cost(
+        start_function, admin: KeyAdmin, capsys) -> None:
+    """Two models behind the URL: team-a may make 5 requests a minute, 1 of them to Mistral (set with the CLI).
+    A request to Mistral counts against team-a@Mistral only; the ledger and the cost shares are per model."""
+    mistral = "huggingface-llm-mistral-7b-instruct"
+    minute_left = 60 - time.time() % 60
+    if minute_left < 4:  # the requests must fall in one minute
+        time.sleep(minute_left + 0.1)
+    headers, other = key_with(admin, "team-a", rpm=5), key_with(admin, "team-c")
+    assert client_main(["keys", "--table", admin.table_name, "set-limits", "team-a", "--model", mistral,
+                        "--rpm", "1"]) == 0
+    assert f"rpm=5; {mistral}: rpm=1" in capsys.readouterr().err
+    emulator, served = several_models(f"{MODEL},{mistral}")
+    with emulator:
+        function = limited_function(start_function, emulator, admin, **served)
+
+        def chat(model: str, key: dict[str, str] = headers) -> httpx.Response:
+            return httpx.post(f"{function.url}/v1/chat/completions", json={**CHAT, "model": model}, headers=key,
+                              timeout=10)
+
+        first = chat(mistral)
+        assert first.status_code == 200
+        assert (first.headers["x-ratelimit-limit-requests"], first.headers["x-ratelimit-remaining-requests"]) == (
+            "1", "0")
+        refused = chat(mistral)
+        assert refused.status_code == 429
+        assert "rpm limit (1)" in refused.json()["error"]["message"]
+        falcon = chat(MODEL)  # the key's own count: Mistral's request is not in it
+        assert falcon.status_code == 200
+        assert (falcon.headers["x-ratelimit-limit-requests"], falcon.headers["x-ratelimit-remaining-requests"]) == (
+            "5", "4")
+        assert chat(MODEL, other).status_code == 200
+    assert state(admin, f"team-a@{mistral}")
+    assert [request.headers["X-Amzn-SageMaker-Inference-Component"] for request in emulator.requests] == [
+        mistral, MODEL, MODEL]
+    today = datetime.now(UTC).date()
+    # The refusal is in the ledger too (a request, an error, no tokens).
+    wait_until(lambda: sum(row.requests for row in usage_report(admin, today, today, None, None).rows) == 4,
+               "four requests in the ledger")
+    assert client_main(["keys", "--table", admin.table_name, "usage", "--format", "json",
+                        "--model-price", f"{MODEL}=1", "--model-price", f"{mistral}=3"]) == 0
+    out = "\n".join(line for line in capsys.readouterr().out.splitlines() if not line.startswith('{"event"'))
+    report = json.loads(out)
+    shares = {(row["key"], row["model"]): row["cost_share"] for row in report["rows"]}
+    days = (today - today.replace(day=1)).days + 1
+    # Mistral's whole cost is team-a's (its only caller); Falcon's is shared by team-a and team-c.
+    assert shares[("team-a", mistral)] == 3 * 24 * days
+    assert abs(shares[("team-a", MODEL)] + shares[("team-c", MODEL)] - 24 * days) < 0.02
+    assert report["period_cost"] == 4 * 24 * days
+    assert client_main(["keys", "--table", admin.table_name, "list"]) == 0
+    assert f"rpm=5; {mistral}: rpm=1" in capsys.readouterr().out

@@ -60,6 +60,24 @@ def test_a_bad_document_is_refused_saying_where(document: str, message: str) -> 
     assert message in str(raised.value)
 
 
+def test_limits_on_a_model_round_trip_and_are_written_only_when_set() -> None:
+    from llm_stream.api_keys import parse_record
+    from llm_stream.key_limits import KeyLimits
+
+    plain = KeyRecord(name="team-a", sha256=key_digest(new_key()), created_at=datetime(2026, 12, 7, tzinfo=UTC),
+                      limits=KeyLimits(rpm=60))
+    assert "model_limits" not in plain.to_json()  # records without them stay as older functions read them
+    limited = plain.with_model_limits("m-2", KeyLimits(rpm=5)).with_model_limits("m-1", KeyLimits(tpm=9))
+    assert limited.to_json()["model_limits"] == {"m-1": {"tpm": 9}, "m-2": {"rpm": 5}}
+    assert parse_record(limited.to_json(), "record") == limited
+    assert (limited.limits_on("m-2"), limited.limits_on("m-3")) == (KeyLimits(rpm=5), None)
+    assert limited.with_model_limits("m-2", KeyLimits()).model_limits == (("m-1", KeyLimits(tpm=9)),)
+    with pytest.raises(KeyDocumentError, match=r"record\.model_limits\.m-1 has unknown limits rps"):
+        parse_record({**limited.to_json(), "model_limits": {"m-1": {"rps": 1}}}, "record")
+    with pytest.raises(KeyDocumentError, match=r"record\.model_limits is not an object"):
+        parse_record({**limited.to_json(), "model_limits": ["m-1"]}, "record")
+
+
 def test_a_name_listed_twice_is_refused() -> None:
     ring = KeyRing((record("a", new_key()), record("a", new_key())))
     with pytest.raises(KeyDocumentError, match="list a more than once"):
