@@ -8,6 +8,7 @@ them whole); the gates (cfn-lint, cdk-nag, checkov) run on these too (tests/e2e/
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
@@ -30,13 +31,13 @@ THREE_MODELS = {"models": f"{FALCON_40B},{MISTRAL},{MISTRAL_BASE}", "instance_ty
                 "max_instances": 2}
 
 
-def _components(endpoint: Template) -> dict[str, dict]:
+def _components(endpoint: Template) -> dict[str, Any]:
     """Each inference component's resource, by its name."""
     return {resource["Properties"]["InferenceComponentName"]: resource
             for resource in endpoint.find_resources("AWS::SageMaker::InferenceComponent").values()}
 
 
-def _models(endpoint: Template) -> dict[str, dict]:
+def _models(endpoint: Template) -> dict[str, Any]:
     """Each SageMaker model's properties, by the JumpStart model id it is tagged with."""
     models = {}
     for resource in endpoint.find_resources("AWS::SageMaker::Model").values():
