@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 KEY_RECORD_STATE = "llm_stream.key_record"
 _ADMISSION_STATE = "llm_stream.admission"
 _RECORDED_STATE = "llm_stream.recorded"
+_LIMITS_STATE = "llm_stream.limits"
 #: Longest an admission may take before LIMITS_UNAVAILABLE decides; and the end-of-request writes.
 ADMISSION_TIMEOUT_SECONDS = 2.5
 RECORDING_TIMEOUT_SECONDS = 2.5
@@ -74,22 +75,28 @@ class KeyAccounting:
 
     def limits(self, scope: Scope) -> KeyLimits | None:
         """The request's key's limits: its own over the defaults, and over those its own on the routed model."""
+        return self._limits_and_counter(scope)[0]
+
+    def counter(self, scope: Scope) -> str:
+        """What the request counts under: its key, or ``<key>@<model>`` where the key has limits on the model."""
+        return self._limits_and_counter(scope)[1]
+
+    def _limits_and_counter(self, scope: Scope) -> tuple[KeyLimits | None, str]:
+        """Worked out once per request, after routing (the gateway routes before it validates or admits)."""
+        state = scope["state"]
+        known: tuple[KeyLimits | None, str] | None = state.get(_LIMITS_STATE)
+        if known is not None:
+            return known
         record = key_record(scope)
         if record is None:
-            return None
-        limits = record.limits.over(self.defaults)
-        on_model = record.limits_on(self._model(scope))
-        return limits if on_model is None else on_model.over(limits)
-
-    def counter(self, scope: Scope, record: KeyRecord) -> str:
-        """What the request counts under: its key, or ``<key>@<model>`` where the key has limits on the model."""
-        model = self._model(scope)
-        return record.name if record.limits_on(model) is None else f"{record.name}@{model}"
-
-    def _model(self, scope: Scope) -> str:
+            return None, ""
         from .model_routing import routed
 
-        return routed(scope, self.settings).model_id
+        model = routed(scope, self.settings).model_id
+        limits, on_model = record.limits.over(self.defaults), record.limits_on(model)
+        known = (limits, record.name) if on_model is None else (on_model.over(limits), f"{record.name}@{model}")
+        state[_LIMITS_STATE] = known
+        return known
 
     def settings_for(self, scope: Scope, settings: Settings | None = None) -> Settings:
         """``settings`` (the routed model's; the deployment's by default) with the key's own ``max_tokens``."""
@@ -112,7 +119,7 @@ class KeyAccounting:
         from .rate_limits import Windows
 
         now = time.time()
-        counter = self.counter(scope, record)
+        counter = self.counter(scope)
         pending = Admission(name=counter, reserve=max_new_tokens + prompt_estimate(input_chars),
                             windows=Windows.at(now), lease_id=new_lease_id())
         scope["state"][_ADMISSION_STATE] = pending
