@@ -19,7 +19,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import anyio
@@ -74,27 +74,29 @@ class KeyAccounting:
         self.alerts = BudgetAlerts(settings.budget_alerts_topic_arn, settings.service_name)
 
     def limits(self, scope: Scope) -> KeyLimits | None:
-        """The request's key's limits: its own over the defaults, and over those its own on the routed model."""
-        return self._limits_and_counter(scope)[0]
+        """The request's key's limits: its own over the defaults (on a model with limits of its own, the
+        smaller ``max_tokens`` of the two)."""
+        return self._plan(scope).limits
 
-    def counter(self, scope: Scope) -> str:
-        """What the request counts under: its key, or ``<key>@<model>`` where the key has limits on the model."""
-        return self._limits_and_counter(scope)[1]
-
-    def _limits_and_counter(self, scope: Scope) -> tuple[KeyLimits | None, str]:
+    def _plan(self, scope: Scope) -> _KeyPlan:
         """Worked out once per request, after routing (the gateway routes before it validates or admits)."""
         state = scope["state"]
-        known: tuple[KeyLimits | None, str] | None = state.get(_LIMITS_STATE)
+        known: _KeyPlan | None = state.get(_LIMITS_STATE)
         if known is not None:
             return known
         record = key_record(scope)
         if record is None:
-            return None, ""
+            return _KeyPlan(None, ())
         from .model_routing import routed
 
         model = routed(scope, self.settings).model_id
         limits, on_model = record.limits.over(self.defaults), record.limits_on(model)
-        known = (limits, record.name) if on_model is None else (on_model.over(limits), f"{record.name}@{model}")
+        counters = [(record.name, limits)]
+        if on_model is not None:
+            counters.append((f"{record.name}@{model}", on_model))
+            if on_model.max_tokens is not None:
+                limits = replace(limits, max_tokens=min(on_model.max_tokens, limits.max_tokens or on_model.max_tokens))
+        known = _KeyPlan(limits, tuple((name, own) for name, own in counters if own.counted))
         state[_LIMITS_STATE] = known
         return known
 
@@ -107,29 +109,34 @@ class KeyAccounting:
         return capped_settings(base, limits.max_tokens)
 
     async def admit(self, scope: Scope, input_chars: int, max_new_tokens: int) -> None:
-        """Count the request against its key's limits; :class:`ApiError` when it must not reach the endpoint.
+        """Count the request against its key's limits, and then against the key's own on the routed model where
+        it has some (``<key>@<model>``: a model's limits restrict within the key's); :class:`ApiError` when it must
+        not reach the endpoint. A request the second refuses has counted once on the first (its lease and tokens
+        are given back at the end, as for any refusal after admission).
 
-        The admission is kept in the scope before it is sent: if its answer never comes back in time, the
+        Each admission is kept in the scope before it is sent: if its answer never comes back in time, the
         write may still have landed, and :meth:`record` releases whatever it took (a release changes nothing
         where no lease was taken)."""
-        limits, record = self.limits(scope), key_record(scope)
-        if limits is None or record is None or not limits.counted:
+        counters = self._plan(scope).counters
+        if not counters:
             return
         from .limits_table import Admission, new_lease_id
         from .rate_limits import Windows
 
         now = time.time()
-        counter = self.counter(scope)
-        pending = Admission(name=counter, reserve=max_new_tokens + prompt_estimate(input_chars),
-                            windows=Windows.at(now), lease_id=new_lease_id())
-        scope["state"][_ADMISSION_STATE] = pending
-        admit = functools.partial(self.table.admit, counter, limits, pending.reserve, self.settings.lease_seconds,
-                                  pending.lease_id, now)
+        admissions: list[Admission] = []
+        scope["state"][_ADMISSION_STATE] = admissions
+        reserve = max_new_tokens + prompt_estimate(input_chars)
         try:
             with anyio.fail_after(ADMISSION_TIMEOUT_SECONDS):
-                scope["state"][_ADMISSION_STATE] = await anyio.to_thread.run_sync(admit, abandon_on_cancel=True)
+                for name, limits in counters:
+                    pending = Admission(name=name, reserve=reserve, windows=Windows.at(now), lease_id=new_lease_id())
+                    admissions.append(pending)
+                    admit = functools.partial(self.table.admit, name, limits, reserve, self.settings.lease_seconds,
+                                              pending.lease_id, now)
+                    admissions[-1] = await anyio.to_thread.run_sync(admit, abandon_on_cancel=True)
         except ApiError:
-            del scope["state"][_ADMISSION_STATE]  # refused: nothing was written
+            admissions.pop()  # refused: nothing was written for this one
             raise
         except Exception as exc:  # DynamoDB unreachable, throttled, slow, or refusing the function's role
             self._unavailable(request_stats(scope), exc)
@@ -152,7 +159,7 @@ class KeyAccounting:
         if state.get(_RECORDED_STATE) or record is None:
             return
         state[_RECORDED_STATE] = True
-        stats, admission = request_stats(scope), state.get(_ADMISSION_STATE)
+        stats, admissions = request_stats(scope), state.get(_ADMISSION_STATE, [])
         if not stats.metered:  # the page, health, unknown routes: nothing to count
             return
         from .limits_table import Usage
@@ -166,17 +173,18 @@ class KeyAccounting:
                 ledger: dict[str, object] = {"usage": usage}
                 tasks.start_soon(self._write, stats, "ledger", ledger, self.table.record_usage, record.name,
                                  stats.model_id, usage)
-                if admission is not None:
-                    prompt = stats.input_tokens if stats.input_tokens is not None else prompt_estimate(
-                        stats.input_chars or 0)
-                    used = completion + prompt if produced else 0
+                prompt = stats.input_tokens if stats.input_tokens is not None else prompt_estimate(
+                    stats.input_chars or 0)
+                used = completion + prompt if produced else 0
+                counted = dict(self._plan(scope).counters)
+                for admission in admissions:
                     numbers: dict[str, object] = {"used_tokens": used, "reserved_tokens": admission.reserve,
-                               "lease": admission.lease_id, "windows": admission.windows}
-                    tasks.start_soon(self._write, stats, "release", numbers, self._release, admission, used,
-                                     self.limits(scope))
+                                                  "lease": admission.lease_id, "windows": admission.windows}
+                    tasks.start_soon(self._write, stats, f"release of {admission.name}", numbers, self._release,
+                                     admission, used, counted.get(admission.name))
         if waited.cancelled_caught:
             _not_recorded(stats, "release and ledger", TimeoutError("the table did not answer in time"),
-                          {"usage": usage, "admission": admission})
+                          {"usage": usage, "admissions": admissions})
 
     def _release(self, admission: Admission, used: int, limits: KeyLimits | None) -> None:
         """Release the admission; send the budget alerts its tokens crossed (blocking)."""
@@ -198,6 +206,27 @@ class KeyAccounting:
             await anyio.to_thread.run_sync(functools.partial(write, *args), abandon_on_cancel=True)
         except Exception as exc:
             _not_recorded(stats, what, exc, numbers)
+
+
+@dataclass(frozen=True)
+class _KeyPlan:
+    """A request's key's limits, and the counters it is admitted under (each with its limits)."""
+
+    limits: KeyLimits | None
+    counters: tuple[tuple[str, KeyLimits], ...]
+
+
+def tightest_headers(admissions: list[Admission]) -> dict[str, str]:
+    """OpenAI's rate-limit headers for a request admitted under one counter or two: for requests and for
+    tokens, those of the counter with the least left."""
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        remaining = f"x-ratelimit-remaining-{kind}"
+        carrying = [admission.headers for admission in admissions if remaining in admission.headers]
+        if carrying:
+            tightest = min(carrying, key=lambda given: int(given[remaining]))
+            headers.update({name: value for name, value in tightest.items() if name.endswith(f"-{kind}")})
+    return headers
 
 
 def _not_recorded(stats: RequestStats, what: str, exc: Exception, numbers: dict[str, object]) -> None:
@@ -222,9 +251,8 @@ class AccountingMiddleware:
 
         async def send_and_record(message: Message) -> None:
             if message["type"] == "http.response.start":
-                admission: Admission | None = scope["state"].get(_ADMISSION_STATE)
                 headers = MutableHeaders(scope=message)
-                for name, value in (admission.headers if admission else {}).items():
+                for name, value in tightest_headers(scope["state"].get(_ADMISSION_STATE, [])).items():
                     headers.setdefault(name, value)
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 if message.get("body"):

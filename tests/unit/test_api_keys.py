@@ -245,3 +245,27 @@ def test_concurrent_requests_share_one_read() -> None:
 
     anyio.run(scenario)
     assert source.reads == 1
+
+
+def test_a_key_s_limits_on_a_model_restrict_within_its_own_and_only_counted_ones_add_a_counter() -> None:
+    from llm_stream.key_accounting import KEY_RECORD_STATE, KeyAccounting
+    from llm_stream.key_limits import KeyLimits
+    from llm_stream.settings import Settings
+
+    settings = Settings(endpoint_name="e", model_id="m", auth_mode="api_key", api_keys_table="t",
+                        key_limit_defaults="max_streams=2")
+    accounting = KeyAccounting(settings, table=None)  # type: ignore[arg-type]  # the plan reads no table
+    record = KeyRecord(name="team-a", sha256=key_digest(new_key()), created_at=datetime.now(UTC),
+                       limits=KeyLimits(rpm=60, max_tokens=500))
+
+    def plan(on_model: KeyLimits) -> tuple[KeyLimits | None, tuple[tuple[str, KeyLimits], ...]]:
+        known = accounting._plan({"state": {KEY_RECORD_STATE: record.with_model_limits("m", on_model)}})
+        return known.limits, known.counters
+
+    key_limits = KeyLimits(max_streams=2, rpm=60, max_tokens=500)
+    # Only a shorter answer on the model: no counter of its own (else it would double the key's allowance).
+    assert plan(KeyLimits(max_tokens=100)) == (KeyLimits(max_streams=2, rpm=60, max_tokens=100),
+                                               (("team-a", key_limits),))
+    assert plan(KeyLimits(max_tokens=900))[0] == key_limits  # the smaller of the two
+    # A counted limit on the model: counted under the key (its limits) and under key@model (the model's only).
+    assert plan(KeyLimits(rpm=1)) == (key_limits, (("team-a", key_limits), ("team-a@m", KeyLimits(rpm=1))))
