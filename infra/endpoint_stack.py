@@ -175,7 +175,9 @@ class EndpointStack(Stack):
             # The longest of the models' (each component has its own as well).
             model_data_download_timeout_in_seconds=max(m.download_timeout_seconds for m in models),
             container_startup_health_check_timeout_in_seconds=max(m.startup_timeout_seconds for m in models),
-            managed_instance_scaling=managed_instance_scaling(settings.fewest_instances, settings.instances_needed)
+            # Up to max_instances (at least what the copies fill: settings.py checks), so an update's new copies
+            # can start before the old ones go.
+            managed_instance_scaling=managed_instance_scaling(settings.fewest_instances, settings.max_instances)
             if settings.components else None,
             routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
                 routing_strategy="LEAST_OUTSTANDING_REQUESTS") if settings.components else None,
@@ -213,14 +215,14 @@ class EndpointStack(Stack):
                     Tags.of(resource).add(key, value)
             Tags.of(self).add("llm-stream:model-id", settings.model.model_id)
             Tags.of(self).add("llm-stream:spec-version", settings.model.spec_version)
+        if settings.scale_to_zero and not settings.hosted_models:
+            CfnOutput(self, "InferenceComponentName", value=settings.inference_component_name)
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
         CfnOutput(self, "ModelId", value=settings.model.model_id)
         CfnOutput(self, "InstanceType", value=settings.instance_type)
         if settings.hosted_models:
             CfnOutput(self, "ModelIds", value=",".join(m.model_id for m in settings.models),
                       description="The models served, the default first: the model field picks one")
-        elif settings.scale_to_zero:
-            CfnOutput(self, "InferenceComponentName", value=settings.inference_component_name)
 
     @property
     def endpoint_arn(self) -> str:

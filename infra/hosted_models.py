@@ -58,17 +58,19 @@ class HostedModel:
 
 def gpus_per_copy(model: CatalogModel, instance_type: str) -> int:
     """The GPUs the model's spec shards it over on this type; where the spec leaves it to the container (LMI:
-    every GPU), one when the model is also listed for a one-GPU type of the same GPU (it fits on one), else
-    every GPU of the instance."""
-    instance_gpus = INSTANCE_HARDWARE[instance_type].gpus
+    every GPU), one when the model is also listed for a one-GPU type whose GPU has no more memory than this
+    type's (it fits on one), else every GPU of the instance."""
+    hardware = INSTANCE_HARDWARE[instance_type]
     named = model.environment_for(instance_type).get(model.family.gpus_variable, "")
-    if named.isdigit():
+    if named:
+        if not named.isdigit() or int(named) < 1:
+            raise ModelsError(f"{model.model_id}'s spec sets {model.family.gpus_variable}={named!r} on "
+                              f"{instance_type}; allowed: a whole number of GPUs, 1 or more")
         return int(named)
-    generation = _generation(instance_type)
-    if any(INSTANCE_HARDWARE[other].gpus == 1 and _generation(other) == generation for other in model.instance_types
-           if other in INSTANCE_HARDWARE):
+    if any(other in INSTANCE_HARDWARE and INSTANCE_HARDWARE[other].gpus == 1
+           and INSTANCE_HARDWARE[other].gpu_memory_gib <= hardware.gpu_memory_gib for other in model.instance_types):
         return 1
-    return instance_gpus
+    return hardware.gpus
 
 
 def instances_for(hosted: tuple[HostedModel, ...], instance_type: str,
@@ -162,8 +164,7 @@ def hosted_on(parsed: tuple[Listed, ...], instance_type: str) -> tuple[HostedMod
     hosted = []
     for model, min_copies, max_copies, scale_to_zero in parsed:
         if instance_type not in model.instance_types:
-            common = [t for t in parsed[0][0].instance_types if all(t in listed.instance_types
-                                                                    for listed, *_ in parsed)]
+            common = shared_instance_types([listed for listed, *_ in parsed])
             raise ModelsError(f"instance type {instance_type!r} is not supported by {model.model_id}; allowed for "
                               f"every listed model: {', '.join(common) or 'none (no type serves them all)'}")
         gpus = gpus_per_copy(model, instance_type)
@@ -178,8 +179,13 @@ def default_instance_type(parsed: tuple[Listed, ...]) -> str:
     """The first type every listed model supports, in the default model's order with its default first (that
     default when there is none: :func:`hosted_on` then names the types they share, none)."""
     first = parsed[0][0]
-    candidates = [first.default_instance_type, *first.instance_types]
-    return next((t for t in candidates if all(t in model.instance_types for model, *_ in parsed)), candidates[0])
+    shared = shared_instance_types([model for model, *_ in parsed])
+    return first.default_instance_type if first.default_instance_type in shared or not shared else shared[0]
+
+
+def shared_instance_types(models: list[CatalogModel]) -> list[str]:
+    """The instance types every one of ``models`` supports, in the first one's order."""
+    return [t for t in models[0].instance_types if all(t in model.instance_types for model in models)]
 
 
 def _copies(value: Any, where: str, default: int) -> int:
@@ -196,11 +202,6 @@ def _flag(value: Any, where: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ModelsError(f"{where}: {value!r} is not allowed; allowed: true, false")
     return value
-
-
-def _generation(instance_type: str) -> str:
-    """The GPU an instance type carries, by its family (``g5``: A10G, ``g6``: L4, ``g6e``: L40S ...)."""
-    return instance_type.removeprefix("ml.").split(".", 1)[0]
 
 
 def _shown(value: Any) -> str:

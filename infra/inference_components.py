@@ -59,7 +59,8 @@ class HostedComponent(Construct):
         for key, value in tags.items():
             Tags.of(self.component).add(key, value)
         target = self._copy_count(plan)
-        self.scale_to_zero = ScaleToZero(self, target, plan.name, plan.idle_minutes) if plan.scale_to_zero else None
+        if plan.scale_to_zero:
+            ScaleToZero(self, target, plan.name, plan.idle_minutes)
 
     def _component(self, plan: ComponentPlan, endpoint: sagemaker.CfnEndpoint, model_name: str,
                    variant_name: str) -> sagemaker.CfnInferenceComponent:

@@ -1,7 +1,8 @@
 """What the catalog's instance types hold, and how much of it a scaled-to-zero model's copy reserves.
 
-vCPUs, memory and GPUs per type are EC2's (the accelerated-computing instance pages; SageMaker's ``ml.``
-types are the same hardware). An inference component states what one copy needs, and SageMaker places a
+vCPUs, memory, GPUs and each GPU's memory per type are EC2's (the accelerated-computing instance pages:
+A10G 24 GiB on g5, L4 24 GiB on g6, A100 40 GiB on p4d and 80 GiB on p4de, H100 80 GiB on p5; SageMaker's
+``ml.`` types are the same hardware). An inference component states what one copy needs, and SageMaker places a
 copy only on an instance with that much free; a copy here is the whole model on one instance.
 """
 
@@ -15,22 +16,24 @@ class InstanceHardware:
     vcpus: int
     memory_gib: int
     gpus: int
+    #: One GPU's memory.
+    gpu_memory_gib: int
 
 
 INSTANCE_HARDWARE = {
-    "ml.g5.xlarge": InstanceHardware(4, 16, 1),
-    "ml.g5.2xlarge": InstanceHardware(8, 32, 1),
-    "ml.g5.4xlarge": InstanceHardware(16, 64, 1),
-    "ml.g5.8xlarge": InstanceHardware(32, 128, 1),
-    "ml.g5.12xlarge": InstanceHardware(48, 192, 4),
-    "ml.g5.16xlarge": InstanceHardware(64, 256, 1),
-    "ml.g5.24xlarge": InstanceHardware(96, 384, 4),
-    "ml.g5.48xlarge": InstanceHardware(192, 768, 8),
-    "ml.g6.2xlarge": InstanceHardware(8, 32, 1),
-    "ml.g6.12xlarge": InstanceHardware(48, 192, 4),
-    "ml.p4d.24xlarge": InstanceHardware(96, 1152, 8),
-    "ml.p4de.24xlarge": InstanceHardware(96, 1152, 8),
-    "ml.p5.48xlarge": InstanceHardware(192, 2048, 8),
+    "ml.g5.xlarge": InstanceHardware(4, 16, 1, 24),
+    "ml.g5.2xlarge": InstanceHardware(8, 32, 1, 24),
+    "ml.g5.4xlarge": InstanceHardware(16, 64, 1, 24),
+    "ml.g5.8xlarge": InstanceHardware(32, 128, 1, 24),
+    "ml.g5.12xlarge": InstanceHardware(48, 192, 4, 24),
+    "ml.g5.16xlarge": InstanceHardware(64, 256, 1, 24),
+    "ml.g5.24xlarge": InstanceHardware(96, 384, 4, 24),
+    "ml.g5.48xlarge": InstanceHardware(192, 768, 8, 24),
+    "ml.g6.2xlarge": InstanceHardware(8, 32, 1, 24),
+    "ml.g6.12xlarge": InstanceHardware(48, 192, 4, 24),
+    "ml.p4d.24xlarge": InstanceHardware(96, 1152, 8, 40),
+    "ml.p4de.24xlarge": InstanceHardware(96, 1152, 8, 80),
+    "ml.p5.48xlarge": InstanceHardware(192, 2048, 8, 80),
 }
 
 

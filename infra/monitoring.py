@@ -60,15 +60,18 @@ class Monitoring(Construct):
             self._alarm("StreamServerErrors", self._own_metric("ServerErrors", "Sum", "server errors"), 0,
                         "Streams failed on the endpoint's or the function's side (5xx status or a mid-stream error)."),
         ]
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
-        self._add_function_widgets(function)
-        to_zero = []
+        rows, to_zero = [], []
         for served in components or (ServedComponent("", "", False),):
             dimensions = {"InferenceComponentName": served.component} if served.component else {
                 "EndpointName": endpoint_name, "VariantName": VARIANT_NAME}
-            metric = self._add_model(served, dimensions, model_latency_alarm_seconds, function)
+            metric, row = self._add_model(served, dimensions, model_latency_alarm_seconds, function)
+            rows.append(row)
             if served.scale_to_zero:
                 to_zero.append((served, metric))
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self._add_function_widgets(function)
+        for row in rows:
+            self.dashboard.add_widgets(*row)
         if self._several:
             self.dashboard.add_widgets(self._duration_widget(function))
         self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", width=24, alarms=self.alarms))
@@ -82,10 +85,11 @@ class Monitoring(Construct):
             self._add_per_consumer_widgets(log_group)
 
     def _add_model(self, served: ServedComponent, dimensions: dict[str, str], latency_alarm_seconds: int,
-                   function: lambda_.Function) -> Callable[[str, str, str], cloudwatch.Metric]:
-        """The endpoint's (or one component's) alarms and widgets; with several models, each model's own, its
-        name in their titles, and the function's figures for that model beside them. Returns how its SageMaker
-        metrics are made."""
+                   function: lambda_.Function) -> tuple[Callable[[str, str, str], cloudwatch.Metric],
+                                                        list[cloudwatch.IWidget]]:
+        """The endpoint's (or one component's) alarms; with several models, each model's own. Returns how its
+        SageMaker metrics are made and its dashboard row (its name in the titles, and the function's figures for
+        that model beside them)."""
         def metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, statistic=statistic, label=label,
                                      dimensions_map=dimensions, period=FIVE_MINUTES)
@@ -100,14 +104,13 @@ class Monitoring(Construct):
                         f"{whose}The model's p90 latency is above {latency_alarm_seconds} s."),
         ]
         endpoint = "Endpoint" if not self._several else served.model_id
-        self.dashboard.add_widgets(
+        return metric, [
             cloudwatch.GraphWidget(title=f"{endpoint}: invocations and errors", width=8, left=[
                 metric("Invocations", "Sum", "invocations")], right=[endpoint_errors]),
             cloudwatch.GraphWidget(title=f"{endpoint}: model latency (µs)", width=8, left=[
                 model_latency, metric("ModelLatency", "p50", "model latency p50 (µs)")]),
             self._streams_widget(served.model_id) if self._several else self._duration_widget(function),
-        )
-        return metric
+        ]
 
     @staticmethod
     def _duration_widget(function: lambda_.Function) -> cloudwatch.GraphWidget:

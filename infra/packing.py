@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 
 from .catalog import load_catalog
-from .hosted_models import ModelsError, hosted_on, instances_for, parse_models
+from .hosted_models import ModelsError, hosted_on, instances_for, parse_models, shared_instance_types
 from .instance_types import INSTANCE_HARDWARE
 
 
@@ -32,11 +32,8 @@ class Packing:
 def packings(model_ids: str) -> list[Packing]:
     """Every type the listed models share, fewest instances awake first; raises :class:`ModelsError`."""
     parsed = parse_models(model_ids, load_catalog(), default_scale_to_zero=False)
-    models = [model for model, *_ in parsed]
-    shared = [t for t in models[0].instance_types if t in INSTANCE_HARDWARE
-              and all(t in model.instance_types for model in models)]
     result = []
-    for instance_type in shared:
+    for instance_type in shared_instance_types([model for model, *_ in parsed]):
         try:
             hosted = hosted_on(parsed, instance_type)
         except ModelsError:  # a copy larger than the instance

@@ -30,6 +30,7 @@ from .app_builder import streaming_stack_name
 from .bundling import lambda_platform, pip_install_arguments
 from .cdk_context import deployment_settings
 from .function_settings import LAMBDA_DIR
+from .hosted_models import shared_instance_types
 from .settings import DeploymentSettings, SettingsError
 
 #: Lambda refuses a reservation that leaves fewer unreserved executions than this, or than the account's
@@ -179,28 +180,25 @@ def check_lambda_concurrency(settings: DeploymentSettings, account: Account) -> 
 def check_sagemaker_quota(settings: DeploymentSettings, account: Account) -> str:
     name = f"{settings.instance_type} for endpoint usage"
     quota = _sagemaker_quota(account, name)
+    allowed = ", ".join(shared_instance_types(list(settings.models)))
     if quota is None:
         raise CheckFailed(f"Service Quotas lists no quota {name!r} in {account.region}",
                           f"{settings.instance_type} may not be offered for endpoints here: choose another "
-                          f"region or -c instance_type=... (allowed: {', '.join(_instance_types(settings))})")
+                          f"region or -c instance_type=... (allowed: {allowed})")
     value = int(quota["Value"])
-    needed = settings.instances_needed
-    why = (f"{len(settings.models)} models at their max_copies" if settings.hosted_models else "max_instances")
+    needed = settings.max_instances
+    # With several models the endpoint may run max_instances; their copies fill fewer (the rest: room for an
+    # update's new copies before the old go).
+    filled = (f", {len(settings.models)} models' copies fill {settings.instances_needed} at most"
+              if settings.hosted_models else "")
     if value < needed:
         raise CheckFailed(
-            f"{name!r} is {value}; the endpoint may run {needed} ({why})",
+            f"{name!r} is {value}; the endpoint may run {needed} (max_instances{filled})",
             f"ask for {needed} or more: aws service-quotas request-service-quota-increase --service-code "
             f"sagemaker --quota-code {quota['QuotaCode']} --desired-value {needed} --region {account.region} "
-            f"(GPU quotas take hours to days); or -c instance_type=... with a quota "
-            f"(allowed: {', '.join(_instance_types(settings))})")
-    asked = f"{needed} for {why}" if settings.hosted_models else f"max_instances {needed}"
-    return (f"{name!r} is {value} ({asked}; other endpoints on {settings.instance_type} in this "
-            "account share it)")
-
-
-def _instance_types(settings: DeploymentSettings) -> list[str]:
-    """The types every model deployed supports."""
-    return [t for t in settings.model.instance_types if all(t in model.instance_types for model in settings.models)]
+            f"(GPU quotas take hours to days); or -c instance_type=... with a quota (allowed: {allowed})")
+    return (f"{name!r} is {value} (max_instances {needed}{filled}; other endpoints on {settings.instance_type} in "
+            "this account share it)")
 
 
 def check_function_bundle(_settings: DeploymentSettings, _account: Account) -> str:

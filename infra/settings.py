@@ -133,7 +133,8 @@ class DeploymentSettings:
 
     @property
     def instances_needed(self) -> int:
-        """The most instances the endpoint runs: with several models, what their copies fill at most."""
+        """The instances the endpoint's copies fill at most: with several models, every model at its max_copies
+        (``max_instances`` must hold them)."""
         if not self.hosted_models:
             return self.max_instances
         return instances_for(self.hosted_models, self.instance_type, lambda hosted: hosted.max_copies)

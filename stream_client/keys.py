@@ -213,8 +213,10 @@ def _run(admin: KeyAdmin, args: argparse.Namespace) -> None:
         since, until = args.since or month_start(today), args.until or today
         if since > until:
             raise KeyAdminError(f"--since {since} is after --until {until}")
-        print(render(usage_report(admin, since, until, args.key, args.price_per_hour, dict(args.model_price or ())),
-                     args.format))
+        prices = dict(args.model_price or ())
+        if len(prices) != len(args.model_price or ()):
+            raise KeyAdminError("--model-price names a model twice: give each model's price once")
+        print(render(usage_report(admin, since, until, args.key, args.price_per_hour, prices), args.format))
     else:
         _migrate(admin, args)
 

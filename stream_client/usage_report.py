@@ -39,7 +39,7 @@ class UsageRow:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass(frozen=True)
+@dataclass
 class UsageReport:
     since: date
     until: date
@@ -47,6 +47,8 @@ class UsageReport:
     price_per_hour: float | None
     #: Model id -> its own price per hour (several models: each shares its own cost).
     model_prices: dict[str, float] = field(default_factory=dict)
+    #: Costs no counted token shares (a priced model nobody called in the period), by model.
+    unshared: dict[str, float] = field(default_factory=dict)
 
     @property
     def hours(self) -> int:
@@ -67,7 +69,9 @@ class UsageReport:
 
 def usage_report(admin: KeyAdmin, since: date, until: date, key: str | None,
                  price_per_hour: float | None, model_prices: dict[str, float] | None = None) -> UsageReport:
-    names = [key] if key else [item.name for item in admin.items()]
+    """``key``'s rows, or every key's; a cost is shared by every key's tokens either way."""
+    costs_shared = price_per_hour is not None or bool(model_prices)
+    names = [key] if key and not costs_shared else [item.name for item in admin.items()]
     rows: dict[tuple[str, str], UsageRow] = {}
     for name in names:
         for raw in admin.query_partition(usage_partition(name), sort_keys=(since.isoformat(),
@@ -80,11 +84,14 @@ def usage_report(admin: KeyAdmin, since: date, until: date, key: str | None,
             row.requests_without_prompt_count += int(item.get("requests_without_prompt_count", 0))
             row.stream_seconds += int(item.get("stream_ms", 0)) / 1000
             row.errors += sum(int(value) for field, value in item.items() if field.startswith("errors_"))
-    report = UsageReport(since, until, sorted(rows.values(), key=lambda row: (row.key, row.model)), price_per_hour,
+    every_row = sorted(rows.values(), key=lambda row: (row.key, row.model))
+    report = UsageReport(since, until, [row for row in every_row if key is None or row.key == key], price_per_hour,
                          dict(model_prices or {}))
     for model, cost in report.model_costs().items():
-        sharing = [row for row in report.rows if model is None or row.model == model]
+        sharing = [row for row in every_row if model is None or row.model == model]
         total = sum(row.tokens for row in sharing)
+        if not total:
+            report.unshared[model or "(every model)"] = cost
         for row in sharing:
             row.cost_share = round(cost * row.tokens / total, 2) if total else None
     return report
@@ -94,7 +101,8 @@ def render(report: UsageReport, output_format: str) -> str:
     if output_format == "json":
         return json.dumps({"since": report.since.isoformat(), "until": report.until.isoformat(),
                            "price_per_hour": report.price_per_hour, "model_prices": report.model_prices,
-                           "period_cost": report.period_cost, "rows": [asdict(row) for row in report.rows]}, indent=1)
+                           "period_cost": report.period_cost, "unshared_costs": report.unshared,
+                           "rows": [asdict(row) for row in report.rows]}, indent=1)
     header = ["key", "model", "requests", "prompt_tokens", "completion_tokens", "requests_without_prompt_count",
               "stream_seconds", "errors", "cost_share"]
     values = [[str(value) if value is not None else "" for value in _cells(row)] for row in report.rows]
@@ -102,7 +110,9 @@ def render(report: UsageReport, output_format: str) -> str:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([header, *values])
         return out.getvalue().rstrip("\n")
-    return "\n".join([*aligned_columns([header, *values]), "", _price_note(report)])
+    unshared = [f"Not shared: ${cost:,.2f} of {model} (no tokens counted in the period)."
+                for model, cost in report.unshared.items()]
+    return "\n".join([*aligned_columns([header, *values]), "", _price_note(report), *unshared])
 
 
 def aligned_columns(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -40,8 +40,10 @@ class BudgetAlerts:
         log_event(alert)
         if not self.topic_arn:
             return
-        subject = (f"{self.service_name}: API key {key} used {round(share * 100)} % of its monthly tokens "
-                   f"({used} of {budget})")
+        # SNS takes 99 characters of subject: the figures first, so a long key name (``team-a@<model>``) is what
+        # is cut; the message holds everything.
+        subject = (f"{self.service_name}: {round(share * 100)} % of monthly tokens ({used} of {budget}) used by API "
+                   f"key {key}")
         self._sns().publish(TopicArn=self.topic_arn, Subject=subject[:99], Message=json.dumps(alert))
 
     def _sns(self) -> SNSClient:

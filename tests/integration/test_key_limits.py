@@ -451,6 +451,17 @@ def test_keys_usage_prints_the_ledger_as_a_table_csv_and_json(
     status, out, _ = keys_cli("usage", "--format", "csv", "--key", "team-b")
     assert out.splitlines()[0].startswith("key,model,requests,prompt_tokens,completion_tokens")
     assert out.splitlines()[1].startswith(f"team-b,{MODEL},1,")
+    # One key's rows keep their share of every key's tokens, not the whole cost.
+    status, out, _ = keys_cli("usage", "--format", "json", "--price-per-hour", "2", "--key", "team-b")
+    assert [row["cost_share"] for row in json.loads(out)["rows"]] == [shares[1]]
+    # A priced model nobody called: its cost is said to be unshared, not spread over others.
+    status, out, _ = keys_cli("usage", "--model-price", f"{MODEL}=2", "--model-price",
+                              "huggingface-llm-mistral-7b-instruct=3")
+    assert "Not shared: $" in out
+    assert "of huggingface-llm-mistral-7b-instruct (no tokens counted in the period)" in out
+    status, _, err = keys_cli("usage", "--model-price", f"{MODEL}=2", "--model-price", f"{MODEL}=3")
+    assert status == 1
+    assert "--model-price names a model twice" in err
     status, out, _ = keys_cli("usage")
     assert "No cost shares: pass --price-per-hour" in out
     status, _, err = keys_cli("usage", "--since", "2026-12-09", "--until", "2026-12-01")

@@ -135,22 +135,24 @@ def test_a_quota_below_max_instances_fails_with_the_request_to_make(account: Acc
     assert all(line.split()[0] == "ok" for name, line in lines.items() if name != "sagemaker-quota")
 
 
-def test_several_models_need_the_instances_their_copies_fill_at_most(account: Account, capsys) -> None:
-    """Falcon up to two copies, Mistral one: three one-GPU instances, however high max_instances is set."""
+def test_several_models_are_checked_against_max_instances_and_every_model_s_region(account: Account, capsys) -> None:
+    """Falcon up to two copies, Mistral one: three one-GPU instances at most; the endpoint may run max_instances
+    (room for an update's new copies), which the quota must allow."""
     models = ('[{"id": "huggingface-llm-falcon-7b-instruct-bf16", "max_copies": 2}, '
               '"huggingface-llm-mistral-7b-instruct"]')
-    status, lines, _ = run(capsys, "-c", f"models={models}", "-c", "max_instances=10")
+    status, lines, _ = run(capsys, "-c", f"models={models}", "-c", "max_instances=4")
     assert status == 1
-    assert ("'ml.g5.2xlarge for endpoint usage' is 2; the endpoint may run 3 (2 models at their max_copies)"
-            in lines["sagemaker-quota"])
-    assert "--desired-value 3 " in lines["sagemaker-quota"]
+    assert ("'ml.g5.2xlarge for endpoint usage' is 2; the endpoint may run 4 (max_instances, 2 models' copies "
+            "fill 3 at most)" in lines["sagemaker-quota"])
+    assert "--desired-value 4 " in lines["sagemaker-quota"]
     # Each model's image must be in the region, the one Falcon and the Mistral's.
     assert ("huggingface-llm-falcon-7b-instruct-bf16's, huggingface-llm-mistral-7b-instruct's image"
             in lines["region"])
-    account.fake.applied_quotas = [quota(G5_2XLARGE, "L-9614C779", 3)]
-    status, lines, _ = run(capsys, "-c", f"models={models}", "-c", "max_instances=10")
+    account.fake.applied_quotas = [quota(G5_2XLARGE, "L-9614C779", 4)]
+    status, lines, _ = run(capsys, "-c", f"models={models}", "-c", "max_instances=4")
     assert status == 0, lines
-    assert "'ml.g5.2xlarge for endpoint usage' is 3 (3 for 2 models at their max_copies;" in lines["sagemaker-quota"]
+    assert "'ml.g5.2xlarge for endpoint usage' is 4 (max_instances 4, 2 models' copies fill 3" in lines[
+        "sagemaker-quota"]
 
 
 def test_an_unadjusted_quota_is_read_from_the_aws_defaults(account: Account, capsys) -> None:

@@ -261,6 +261,11 @@ def test_the_command_line_takes_ids_or_a_json_list_and_scale_to_zero_applies_to_
     assert [(h.model.model_id, h.min_copies, h.max_copies, h.scale_to_zero) for h in by_ids.hosted_models] == [
         (FALCON, 0, 1, True), (MISTRAL, 0, 1, True)]
     assert (by_ids.fewest_instances, by_ids.initial_instances, by_ids.instances_needed) == (0, 2, 2)
+    # max_instances beyond what the copies fill is room for an update's new copies: the endpoint may use it.
+    endpoint, _ = templates(models=f"{FALCON},{MISTRAL}", max_instances=3)
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {"ProductionVariants": [Match.object_like({
+        "InitialInstanceCount": 2, "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 2,
+                                                              "MaxInstanceCount": 3}})]})
     as_json = DeploymentSettings.from_context(cdk_context(
         models=json.dumps([FALCON, {"id": MISTRAL, "max_copies": 3}]), max_instances="4").get)
     assert [(h.min_copies, h.max_copies, h.scale_to_zero) for h in as_json.hosted_models] == [(1, 1, False),
@@ -282,6 +287,8 @@ def test_the_packing_table_lists_the_shared_types_fewest_instances_first(capsys)
     # Two one-GPU copies share a four-GPU instance; on one-GPU types each model awake takes one.
     assert (found["ml.g5.12xlarge"].instances_awake, found["ml.g5.2xlarge"].instances_awake) == (1, 2)
     assert found["ml.g5.12xlarge"].gpus_per_copy == {MISTRAL: 1, MISTRAL_BASE: 1}
+    # The spec leaves LMI's GPUs to the container on p4de: one A100 of 80 GiB holds what one A10G of 24 does.
+    assert found["ml.p4de.24xlarge"].gpus_per_copy == {MISTRAL: 1, MISTRAL_BASE: 1}
     assert main([f"{FALCON},{MISTRAL}"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[1:]] == ["ml.g5.2xlarge", "ml.g5.4xlarge", "ml.g5.8xlarge"]
@@ -290,3 +297,16 @@ def test_the_packing_table_lists_the_shared_types_fewest_instances_first(capsys)
     assert main([f"{FALCON},{FALCON_40B}"]) == 1
     assert "need endpoints of their own" in capsys.readouterr().err
     assert main([f"{FALCON},nope"]) == 2
+
+
+def test_a_spec_naming_no_gpus_is_refused_by_name() -> None:
+    from dataclasses import replace
+
+    from infra.catalog import load_catalog
+    from infra.hosted_models import ModelsError, gpus_per_copy
+
+    falcon = load_catalog().get(FALCON)
+    broken = replace(falcon, instance_environment={"ml.g5.2xlarge": {"SM_NUM_GPUS": "0"}})
+    with pytest.raises(ModelsError, match=r"sets SM_NUM_GPUS='0' on ml\.g5\.2xlarge; allowed: a whole number of GPUs"):
+        gpus_per_copy(broken, "ml.g5.2xlarge")
+    assert gpus_per_copy(falcon, "ml.g5.2xlarge") == 1
