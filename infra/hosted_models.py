@@ -5,9 +5,9 @@ Each listed model becomes an inference component on the same endpoint, so every 
 instance type. A copy asks for the GPUs the model shards over on that type (:func:`gpus_per_copy`) and a
 proportional share of the instance's vCPUs and memory (``instance_types.copy_requirements``); SageMaker places
 copies on instances with that much free, and managed instance scaling adds or removes instances as copies come
-and go. How SageMaker packs copies of different sizes is its own; :func:`instances_for` counts the instances a
-first-fit-decreasing packing needs, which is what a placement that never splits a copy achieves (a first real
-deployment confirms SageMaker's own).
+and go. How SageMaker places copies is its own; :func:`instances_for` counts the instances a first-fit-decreasing
+packing needs, the fewest possible for the copy sizes the catalog has (1, 4 and 8 GPUs, each dividing the next;
+a first real deployment confirms SageMaker's own placement).
 """
 
 from __future__ import annotations

@@ -67,9 +67,13 @@ def test_every_acknowledgment_has_a_specific_reason() -> None:
     keyed = streaming_findings(DeploymentSettings.from_context(cdk_context(auth="api_key").get))
     assert list(keyed) == ["AwsSolutions-SMG4", "AwsSolutions-SNS2"]
     assert streaming_findings(DeploymentSettings.from_context(cdk_context().get)) == {}
+    three_models = cdk_context(**VARIANTS["three-models-g5-12xlarge"])
+    several = endpoint_findings(DeploymentSettings.from_context(three_models.get))
+    assert len(several) == len(findings) + 2  # each model's artifacts, by name
     reasons = [*findings.values(), *keyed.values()]
     assert all(len(reason) > 60 for reason in reasons), reasons
     assert len(set(reasons)) == len(reasons), "reasons are copy-pasted"
+    assert len(set(several.values())) == len(several), "reasons are copy-pasted"
 
 
 def test_cfn_lint_finds_nothing(synthesized: Path) -> None:
