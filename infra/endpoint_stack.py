@@ -14,7 +14,6 @@ from constructs import Construct
 
 from .catalog import CatalogModel, is_nvme_instance
 from .checkov import skip_checkov
-from .hosted_models import HostedModel
 from .inference_components import (
     SCALE_IN_COOLDOWN_SECONDS,
     SCALE_OUT_COOLDOWN_SECONDS,
@@ -53,11 +52,10 @@ class EndpointStack(Stack):
                              description=f"SageMaker execution role for {model_ids}")
         policy = iam.Policy(self, "ExecutionPolicy", roles=[self.role], statements=_execution_statements(
             settings.models, images, [group.log_group_arn for group in log_groups]))
-        hosted = settings.hosted_models or (HostedModel(model, 0, settings.max_instances, True, 0),)
         self.sagemaker_models = {
-            h.model.model_id: self._model(h.model, self._environment(settings, h), images[h.model.model_id]["uri"],
-                                          "Model" if not settings.hosted_models else f"{_construct_id(h.model)}Model")
-            for h in hosted}
+            listed.model_id: self._model(listed, _environment(settings, listed), images[listed.model_id]["uri"],
+                                         f"{_construct_id(listed)}Model" if settings.hosted_models else "Model")
+            for listed in settings.models}
         self.sagemaker_model = self.sagemaker_models[model.model_id]
         for sagemaker_model in self.sagemaker_models.values():
             # CreateModel checks the role's access: the policy must be attached first.
@@ -132,14 +130,6 @@ class EndpointStack(Stack):
                                "KMS and without retention: creating it adds retention and takes nothing away.",
             })
         return log_groups
-
-    @staticmethod
-    def _environment(settings: DeploymentSettings, hosted: HostedModel) -> dict[str, str]:
-        """A model's container environment: with several models, its copy's GPU count set (a copy may hold
-        fewer than the instance's GPUs)."""
-        if settings.hosted_models:
-            return hosted.environment_for(settings.instance_type)
-        return hosted.model.environment_for(settings.instance_type)
 
     def _model(self, model: CatalogModel, environment: dict[str, str], image_uri: str,
                construct_id: str) -> sagemaker.CfnModel:
@@ -287,6 +277,15 @@ def _component_names(settings: DeploymentSettings) -> list[tuple[CatalogModel, s
     if settings.hosted_models:
         return [(model, settings.component_name(model.model_id)) for model in settings.models]
     return [(settings.model, settings.inference_component_name)] if settings.scale_to_zero else []
+
+
+def _environment(settings: DeploymentSettings, model: CatalogModel) -> dict[str, str]:
+    """A model's container environment: with several models, its copy's GPU count set (a copy may hold fewer
+    than the instance's GPUs)."""
+    for hosted in settings.hosted_models:
+        if hosted.model == model:
+            return hosted.environment_for(settings.instance_type)
+    return model.environment_for(settings.instance_type)
 
 
 def _jumpstart_tags(model: CatalogModel) -> dict[str, str]:
