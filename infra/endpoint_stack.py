@@ -45,7 +45,8 @@ class EndpointStack(Stack):
         self.endpoint_name = settings.endpoint_name
         self._refuse_other_regions(settings.supported_regions)
         images = self._images(settings.models)
-        log_groups = self._log_groups(settings)
+        plans = _component_plans(settings)
+        log_groups = self._log_groups(settings, plans)
         self.log_group = log_groups[0]
         model_ids = ", ".join(listed.model_id for listed in settings.models)
         self.role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
@@ -73,7 +74,7 @@ class EndpointStack(Stack):
             retain_all_variant_properties=settings.autoscaling or settings.components or None,
         )
         self.endpoint.node.add_dependency(*log_groups)
-        self.components = self._components(settings) if settings.components else []
+        self.components = self._components(settings, plans)
         if settings.autoscaling:
             self._add_autoscaling(settings)
         self._tag_and_output(settings)
@@ -109,7 +110,7 @@ class EndpointStack(Stack):
                                     image["repository"], ":", image["tag"]])
         return image
 
-    def _log_groups(self, settings: DeploymentSettings) -> list[logs.LogGroup]:
+    def _log_groups(self, settings: DeploymentSettings, plans: list[ComponentPlan]) -> list[logs.LogGroup]:
         """The endpoint's log group first. SageMaker writes the endpoint's logs to
         /aws/sagemaker/Endpoints/<name>, creating the group itself (without retention, and outside the stack)
         unless it exists: the stack creates it first."""
@@ -118,10 +119,10 @@ class EndpointStack(Stack):
             retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY)]
         # An inference component's container logs go to a group of its own, by every public example (AWS
         # documents no path): created too, so it has retention and goes with the stack either way.
-        for model, component in _component_names(settings):
+        for plan in plans:
             log_groups.append(logs.LogGroup(
-                self, f"{_construct_id(model)}Logs" if settings.hosted_models else "InferenceComponentLogs",
-                log_group_name=f"/aws/sagemaker/InferenceComponents/{component}",
+                self, f"{_construct_id(plan.hosted.model)}Logs" if settings.hosted_models else "InferenceComponentLogs",
+                log_group_name=f"/aws/sagemaker/InferenceComponents/{plan.name}",
                 retention=LOG_RETENTION[settings.log_retention_days], removal_policy=RemovalPolicy.DESTROY))
         for log_group in log_groups:
             skip_checkov(log_group, {
@@ -181,15 +182,16 @@ class EndpointStack(Stack):
             # when every model is (one flag for all).
             enable_network_isolation=all(m.network_isolation for m in models) if settings.components else None)
 
-    def _components(self, settings: DeploymentSettings) -> list[HostedComponent]:
+    def _components(self, settings: DeploymentSettings, plans: list[ComponentPlan]) -> list[HostedComponent]:
         """One inference component per model, each created after the one before: SageMaker documents nothing
         about several components changing on one endpoint at once, and one at a time works either way."""
         components: list[HostedComponent] = []
-        for plan in _component_plans(settings):
+        for plan in plans:
+            model = plan.hosted.model
             component = HostedComponent(
-                self, "ScaleToZero" if not settings.hosted_models else _construct_id(plan.model), plan=plan,
-                endpoint=self.endpoint, model_name=self.sagemaker_models[plan.model.model_id].attr_model_name,
-                variant_name=VARIANT_NAME, tags=_jumpstart_tags(plan.model))
+                self, _construct_id(model) if settings.hosted_models else "ScaleToZero", plan=plan,
+                endpoint=self.endpoint, model_name=self.sagemaker_models[model.model_id].attr_model_name,
+                variant_name=VARIANT_NAME, tags=_jumpstart_tags(model))
             if components:
                 component.component.add_dependency(components[-1].component)
             components.append(component)
@@ -256,27 +258,12 @@ class EndpointStack(Stack):
 
 
 def _component_plans(settings: DeploymentSettings) -> list[ComponentPlan]:
-    """What each component runs: with ``scale_to_zero`` alone, the model on whole instances, 0..max_instances
-    copies; with ``models``, each model as listed, a copy on its own GPUs."""
-    if not settings.hosted_models:
-        return [ComponentPlan(
-            name=settings.inference_component_name, model=settings.model,
-            needs=copy_requirements(settings.instance_type), initial_copies=1, min_copies=0,
-            max_copies=settings.max_instances, scale_to_zero=True, idle_minutes=settings.scale_to_zero_after_minutes,
-            target_invocations_per_copy=settings.target_invocations_per_instance)]
-    return [ComponentPlan(
-        name=settings.component_name(hosted.model.model_id), model=hosted.model,
-        needs=copy_requirements(settings.instance_type, hosted.gpus_per_copy), initial_copies=hosted.initial_copies,
-        min_copies=hosted.min_copies, max_copies=hosted.max_copies, scale_to_zero=hosted.scale_to_zero,
-        idle_minutes=settings.scale_to_zero_after_minutes,
-        target_invocations_per_copy=settings.target_invocations_per_instance) for hosted in settings.hosted_models]
-
-
-def _component_names(settings: DeploymentSettings) -> list[tuple[CatalogModel, str]]:
-    """Each model with its inference component's name; none when the endpoint holds its model itself."""
-    if settings.hosted_models:
-        return [(model, settings.component_name(model.model_id)) for model in settings.models]
-    return [(settings.model, settings.inference_component_name)] if settings.scale_to_zero else []
+    """What each inference component runs (none when the endpoint's variant holds the model)."""
+    return [ComponentPlan(name=name, hosted=hosted,
+                          needs=copy_requirements(settings.instance_type, hosted.gpus_per_copy),
+                          idle_minutes=settings.scale_to_zero_after_minutes,
+                          target_invocations_per_copy=settings.target_invocations_per_instance)
+            for name, hosted in settings.inference_components]
 
 
 def _environment(settings: DeploymentSettings, model: CatalogModel) -> dict[str, str]:

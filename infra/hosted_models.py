@@ -49,6 +49,11 @@ class HostedModel:
         deployment instead of the first request."""
         return max(self.min_copies, 1)
 
+    @property
+    def tracks_load(self) -> bool:
+        """Copies beyond the first follow the load."""
+        return self.max_copies > self.initial_copies
+
     def environment_for(self, instance_type: str) -> dict[str, str]:
         """The container's environment: its spec's, with the GPU count the copy asks for (a copy sees only its
         own GPUs; LMI's default would be all it sees, TGI's spec value may name the whole instance's)."""
@@ -145,16 +150,17 @@ def _entry(entry: Any, index: int, catalog: Catalog,
     where = f"{where} ({model.model_id})"
     scale_to_zero = _flag(entry.get("scale_to_zero"), f"{where}: scale_to_zero", default_scale_to_zero)
     min_copies = _copies(entry.get("min_copies"), f"{where}: min_copies", 0 if scale_to_zero else 1)
-    max_copies = _copies(entry.get("max_copies"), f"{where}: max_copies", max(min_copies, 1))
+    fewest_max = max(min_copies, 1)
+    max_copies = _copies(entry.get("max_copies"), f"{where}: max_copies", fewest_max)
     if scale_to_zero and min_copies:
         raise ModelsError(f"{where}: min_copies {min_copies} does not apply with scale_to_zero (its copies go to "
                           "zero when idle); allowed: 0")
     if not scale_to_zero and not min_copies:
         raise ModelsError(f"{where}: min_copies 0 needs scale_to_zero (else nothing brings a copy back); allowed: "
                           f"1..{MAX_COPIES}, or scale_to_zero true")
-    if max_copies < max(min_copies, 1):
-        raise ModelsError(f"{where}: max_copies {max_copies} is below {max(min_copies, 1)}; allowed: "
-                          f"{max(min_copies, 1)}..{MAX_COPIES}")
+    if max_copies < fewest_max:
+        raise ModelsError(f"{where}: max_copies {max_copies} is below {fewest_max}; allowed: "
+                          f"{fewest_max}..{MAX_COPIES}")
     return model, min_copies, max_copies, scale_to_zero
 
 

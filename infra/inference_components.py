@@ -17,7 +17,7 @@ from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from .catalog import CatalogModel
+from .hosted_models import HostedModel
 from .instance_types import CopyRequirements
 from .scale_to_zero import SCALABLE_DIMENSION, ScaleToZero
 
@@ -29,23 +29,13 @@ SCALE_OUT_COOLDOWN_SECONDS = 300
 
 @dataclass(frozen=True)
 class ComponentPlan:
-    """What one component runs: its name, model, a copy's needs, and how many copies, when."""
+    """What one component runs: its name, its model and copies, a copy's needs, and its scaling's settings."""
 
     name: str
-    model: CatalogModel
+    hosted: HostedModel
     needs: CopyRequirements
-    #: Copies at deploy time (one at least: the model loads once, so a broken container fails the deployment).
-    initial_copies: int
-    min_copies: int
-    max_copies: int
-    scale_to_zero: bool
     idle_minutes: int
     target_invocations_per_copy: int
-
-    @property
-    def tracks_load(self) -> bool:
-        """Copies beyond the first follow the load."""
-        return self.max_copies > max(self.min_copies, 1)
 
 
 class HostedComponent(Construct):
@@ -59,7 +49,7 @@ class HostedComponent(Construct):
         for key, value in tags.items():
             Tags.of(self.component).add(key, value)
         target = self._copy_count(plan)
-        if plan.scale_to_zero:
+        if plan.hosted.scale_to_zero:
             ScaleToZero(self, target, plan.name, plan.idle_minutes)
 
     def _component(self, plan: ComponentPlan, endpoint: sagemaker.CfnEndpoint, model_name: str,
@@ -77,11 +67,11 @@ class HostedComponent(Construct):
                     number_of_cpu_cores_required=plan.needs.cpu_cores,
                     min_memory_required_in_mb=plan.needs.min_memory_mb),
                 startup_parameters=sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
-                    model_data_download_timeout_in_seconds=plan.model.download_timeout_seconds,
-                    container_startup_health_check_timeout_in_seconds=plan.model.startup_timeout_seconds),
+                    model_data_download_timeout_in_seconds=plan.hosted.model.download_timeout_seconds,
+                    container_startup_health_check_timeout_in_seconds=plan.hosted.model.startup_timeout_seconds),
             ),
             runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(
-                copy_count=plan.initial_copies),
+                copy_count=plan.hosted.initial_copies),
         )
 
     def _copy_count(self, plan: ComponentPlan) -> appscaling.CfnScalableTarget:
@@ -91,9 +81,10 @@ class HostedComponent(Construct):
         # L1 on purpose (as the variant's autoscaling): Application Auto Scaling's service-linked role.
         target = appscaling.CfnScalableTarget(
             self, "CopyCount", service_namespace="sagemaker", resource_id=f"inference-component/{plan.name}",
-            scalable_dimension=SCALABLE_DIMENSION, min_capacity=plan.min_copies, max_capacity=plan.max_copies)
+            scalable_dimension=SCALABLE_DIMENSION, min_capacity=plan.hosted.min_copies,
+            max_capacity=plan.hosted.max_copies)
         target.add_dependency(self.component)  # the name is a string: no reference orders them
-        if plan.tracks_load:
+        if plan.hosted.tracks_load:
             appscaling.CfnScalingPolicy(
                 self, "InvocationsPerCopy", policy_name="invocations-per-copy", policy_type="TargetTrackingScaling",
                 scaling_target_id=target.ref,
@@ -102,7 +93,7 @@ class HostedComponent(Construct):
                     target_value=plan.target_invocations_per_copy,
                     predefined_metric_specification=appscaling.CfnScalingPolicy.PredefinedMetricSpecificationProperty(
                         predefined_metric_type="SageMakerInferenceComponentInvocationsPerCopy"),
-                    disable_scale_in=True if plan.scale_to_zero else None,
-                    scale_in_cooldown=None if plan.scale_to_zero else SCALE_IN_COOLDOWN_SECONDS,
+                    disable_scale_in=True if plan.hosted.scale_to_zero else None,
+                    scale_in_cooldown=None if plan.hosted.scale_to_zero else SCALE_IN_COOLDOWN_SECONDS,
                     scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS))
         return target

@@ -182,6 +182,18 @@ class DeploymentSettings:
         return _sagemaker_name(f"{self.endpoint_name}-{short_model_id(model_id)}")
 
     @property
+    def inference_components(self) -> tuple[tuple[str, HostedModel], ...]:
+        """Each inference component's name and what it hosts: with several models, each model as listed; with
+        ``scale_to_zero`` alone, the model on whole instances, 0..max_instances copies; otherwise none (the
+        endpoint's variant holds the model)."""
+        if self.hosted_models:
+            return tuple((self.component_name(hosted.model.model_id), hosted) for hosted in self.hosted_models)
+        if self.scale_to_zero:
+            whole = INSTANCE_HARDWARE[self.instance_type].gpus
+            return ((self.inference_component_name, HostedModel(self.model, 0, self.max_instances, True, whole)),)
+        return ()
+
+    @property
     def served_models(self) -> tuple[ServedModel, ...]:
         """With several models: each model's entry of the function's settings, the default first."""
         return tuple(ServedModel(**self._capped(hosted.model), inference_component_name=self.component_name(
@@ -254,7 +266,10 @@ class DeploymentSettings:
         min_instances, max_instances = _instance_counts(
             number, "models" if hosted else "scale_to_zero=true" if scale_to_zero else "")
         from_model = model_settings(model)
-        max_new_tokens = number("max_new_tokens", 1, model.max_total_tokens - 1, default=from_model["max_new_tokens"])
+        # Read once: the default model's caps, and (set or not) what lowers the other models' own.
+        caps = (number.optional("max_new_tokens", 1, model.max_total_tokens - 1),
+                number.optional("max_input_chars", 1, 1_000_000))
+        max_new_tokens = from_model["max_new_tokens"] if caps[0] is None else caps[0]
         timeout = number("function_timeout_seconds", TIME_BUDGET_MARGIN_SECONDS + 15, LAMBDA_MAX_TIMEOUT_SECONDS,
                          default=function_settings.DEFAULT_FUNCTION_TIMEOUT_SECONDS)
         retention = number("log_retention_days", 1, 3653)
@@ -278,7 +293,7 @@ class DeploymentSettings:
             max_new_tokens=max_new_tokens,
             default_max_new_tokens=number("default_max_new_tokens", 1, max_new_tokens,
                                           default=function_settings.DEFAULT_MAX_NEW_TOKENS),
-            max_input_chars=number("max_input_chars", 1, 1_000_000, default=from_model["max_input_chars"]),
+            max_input_chars=from_model["max_input_chars"] if caps[1] is None else caps[1],
             max_body_bytes=number("max_body_bytes", 1024, 6 * 1024 * 1024,
                                   default=function_settings.DEFAULT_MAX_BODY_BYTES),
             reserved_concurrency=number("reserved_concurrency", 0, 1000),
@@ -298,8 +313,7 @@ class DeploymentSettings:
             key_limits=_key_limits(raw["key_limits"], auth),
             limits_unavailable=_limits_unavailable(raw["limits_unavailable"], auth),
             hosted_models=hosted,
-            context_caps=(number.optional("max_new_tokens", 1, model.max_total_tokens - 1),
-                          number.optional("max_input_chars", 1, 1_000_000)),
+            context_caps=caps,
         )
         if hosted:
             _check_several_models(settings)

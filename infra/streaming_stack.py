@@ -237,12 +237,8 @@ class StreamingStack(Stack):
 
 def _served_components(settings: DeploymentSettings) -> tuple[ServedComponent, ...]:
     """The endpoint's inference components, as its alarms and dashboard follow them (none: its variant)."""
-    if settings.hosted_models:
-        return tuple(ServedComponent(hosted.model.model_id, settings.component_name(hosted.model.model_id),
-                                     hosted.scale_to_zero) for hosted in settings.hosted_models)
-    if settings.scale_to_zero:
-        return (ServedComponent(settings.model.model_id, settings.inference_component_name, True),)
-    return ()
+    return tuple(ServedComponent(hosted.model.model_id, name, hosted.scale_to_zero)
+                 for name, hosted in settings.inference_components)
 
 
 def _environment(settings: DeploymentSettings, endpoint_name: str, api_keys_secret: secretsmanager.Secret | None,

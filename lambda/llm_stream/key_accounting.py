@@ -176,7 +176,7 @@ class KeyAccounting:
                 prompt = stats.input_tokens if stats.input_tokens is not None else prompt_estimate(
                     stats.input_chars or 0)
                 used = completion + prompt if produced else 0
-                counted = dict(self._plan(scope).counters)
+                counted = dict(self._plan(scope).counters) if admissions else {}
                 for admission in admissions:
                     numbers: dict[str, object] = {"used_tokens": used, "reserved_tokens": admission.reserve,
                                                   "lease": admission.lease_id, "windows": admission.windows}
